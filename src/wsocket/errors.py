@@ -1,0 +1,80 @@
+"""The exceptions a user of wsocket can meet.
+
+Every error of the protocol knows the close code it maps to, so the layer
+that talks to the socket never has to guess which code to send.
+"""
+
+__all__ = [
+    "WebSocketError",
+    "ProtocolError",
+    "FrameTooLargeException",
+    "InvalidUTF8",
+    "ConnectionClosed",
+    "HandshakeError",
+]
+
+
+class WebSocketError(OSError):
+    """Base class of every WebSocket error (an ``OSError``, like socket errors)."""
+
+
+class ProtocolError(WebSocketError):
+    """The peer broke RFC 6455 or RFC 7692; the connection fails with ``code``."""
+
+    code = 1002
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    def __str__(self):
+        return self.args[0] if self.args else ""
+
+
+class FrameTooLargeException(ProtocolError):
+    """A message grew past the size limit (close code 1009)."""
+
+    code = 1009
+
+
+class InvalidUTF8(ProtocolError):
+    """A text message or a close reason is not valid UTF-8 (close code 1007)."""
+
+    code = 1007
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed; ``code`` and ``reason`` tell how it ended.
+
+    ``code`` is 1005 when the peer closed without a status code and 1006 when
+    the connection dropped without any close frame.
+    """
+
+    def __init__(self, code=1006, reason=""):
+        self.code = code
+        self.reason = reason
+        text = "WebSocket connection closed (code %d)" % code
+        if reason:
+            text += ": " + reason
+        super().__init__(text)
+
+    def __str__(self):
+        return self.args[0]
+
+
+class HandshakeError(WebSocketError):
+    """An opening handshake was refused.
+
+    On the server, ``status`` is the HTTP status to answer with (400, 403,
+    426) and ``headers`` the extra response headers. On the client, it is
+    the status the server answered with and its headers.
+    """
+
+    def __init__(self, message, status=400, headers=()):
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers)
+
+    def __str__(self):
+        return self.args[0]

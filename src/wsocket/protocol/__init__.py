@@ -1,0 +1,6 @@
+"""The sans-I/O protocol core: no socket, thread or clock in here.
+
+``frames`` reads and writes frames, ``connection`` is the state machine
+over them, ``deflate`` is permessage-deflate and ``handshake`` the opening
+handshake. The blocking layer (``wsocket.websocket``) sits on top.
+"""

@@ -1,0 +1,440 @@
+"""The WebSocket state machine (RFC 6455 sections 5 to 7), free of I/O.
+
+Feed it the bytes that came off the socket with ``receive_data()`` and it
+returns events; ask it for a frame with ``send_message()``, ``send_ping()``
+and friends and it returns the bytes to write. It never touches a socket, a
+thread or a clock, so every rule can be tested byte for byte.
+
+Payloads are processed as they arrive, even the first half of a frame, so
+invalid UTF-8 fails the connection at the byte that makes it invalid and an
+oversized message fails at its header, before its payload is buffered.
+"""
+
+import codecs
+import struct
+
+from ..errors import FrameTooLargeException, InvalidUTF8, ProtocolError
+from .deflate import DeflateCodec
+from .frames import (
+    CONTROL_OPCODES, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION,
+    OP_PING, OP_PONG, OP_TEXT, apply_mask, parse_header, serialize_frame,
+)
+
+__all__ = [
+    "SERVER", "CLIENT", "OPEN", "CLOSING", "CLOSED", "DEFAULT_MAX_MESSAGE_SIZE",
+    "Connection", "Message", "Ping", "Pong", "CloseReceived", "Failure",
+    "check_close_code", "is_valid_close_code",
+]
+
+SERVER = "server"
+CLIENT = "client"
+
+OPEN = "OPEN"  # messages flow both ways
+CLOSING = "CLOSING"  # one side sent a close frame, the other has not answered yet
+CLOSED = "CLOSED"  # both close frames exchanged, or the connection failed
+
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+
+_unpack_code = struct.Struct("!H").unpack
+_pack_code = struct.Struct("!H").pack
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+# -- events -----------------------------------------------------------------
+
+class Event:
+    __slots__ = ()
+
+    def __repr__(self):
+        fields = ", ".join("%s=%r" % (name, getattr(self, name)) for name in self.__slots__)
+        return "%s(%s)" % (type(self).__name__, fields)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+
+class Message(Event):
+    """A whole data message: ``data`` is ``str`` for text, ``bytes`` for binary."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+class Ping(Event):
+    __slots__ = ("payload",)
+
+    def __init__(self, payload):
+        self.payload = payload
+
+
+class Pong(Event):
+    __slots__ = ("payload",)
+
+    def __init__(self, payload):
+        self.payload = payload
+
+
+class CloseReceived(Event):
+    """The peer's close frame: ``code`` is 1005 when it carried no status."""
+
+    __slots__ = ("code", "reason", "payload")
+
+    def __init__(self, code, reason, payload):
+        self.code = code
+        self.reason = reason
+        self.payload = payload
+
+
+class Failure(Event):
+    """The peer broke the protocol: fail the connection with ``code``.
+
+    Nothing more is parsed after it; the caller sends ``fail()``'s frame and
+    drops the TCP connection.
+    """
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code, reason):
+        self.code = code
+        self.reason = reason
+
+
+# -- close codes --------------------------------------------------------------
+
+def is_valid_close_code(code):
+    """Whether a close frame may carry ``code`` (RFC 6455 7.4, IANA registry).
+
+    1004-1006 and 1015 are reserved for local use and never sent; 1016-2999
+    belong to future revisions of the protocol; 3000-4999 are for libraries
+    and applications.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def check_close_code(code, reason=""):
+    """Validate a close frame we are about to send; returns the reason as bytes."""
+    if not isinstance(code, int) or not is_valid_close_code(code):
+        raise ValueError("invalid close code %r: use 1000-1003, 1007-1014 or 3000-4999" % (code,))
+    encoded = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+    if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
+        raise ValueError("close reason is %d bytes long; at most 123 fit in a close frame"
+                         % len(encoded))
+    return encoded
+
+
+def _utf8_prefix_is_dead(decoder):
+    """Whether the bytes the decoder holds back can never become valid.
+
+    CPython's decoder already rejects most impossible prefixes at once, but
+    keeps ED A0-BF (the start of a UTF-16 surrogate) until the next byte.
+    """
+    pending = decoder.getstate()[0]
+    return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
+
+
+# -- the state machine ----------------------------------------------------------
+
+class Connection:
+    """One side of a WebSocket connection, after the opening handshake.
+
+    ``side`` is ``SERVER`` or ``CLIENT``: it decides which frames must be
+    masked. ``deflate`` holds the negotiated ``DeflateParams`` or None.
+    ``max_message_size`` (bytes, None for no limit) applies to each message
+    after decompression.
+    """
+
+    def __init__(self, side=SERVER, deflate=None, max_message_size=DEFAULT_MAX_MESSAGE_SIZE):
+        if side not in (SERVER, CLIENT):
+            raise ValueError("side must be %r or %r, not %r" % (SERVER, CLIENT, side))
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be None or a size in bytes")
+        self.side = side
+        self.state = OPEN
+        self.max_message_size = max_message_size
+        self.deflate = deflate
+        self._codec = DeflateCodec(deflate, side) if deflate is not None else None
+        self._mask_outgoing = side == CLIENT
+        self._expect_masked = side == SERVER
+        self.close_sent = None  # (code, reason) once we sent a close frame
+        self.close_received = None  # (code, reason) once the peer's close arrived
+        self.failed = False
+
+        self._buffer = bytearray()
+        # The frame whose payload is arriving (data frames only).
+        self._frame = None
+        self._frame_remaining = 0
+        self._frame_mask_offset = 0
+        # The message being assembled.
+        self._message_opcode = None  # OP_TEXT or OP_BINARY inside a message
+        self._message_compressed = False
+        self._message_size = 0
+        self._parts = []
+        self._utf8 = None
+
+    # -- receiving ----------------------------------------------------------
+
+    def receive_data(self, data):
+        """Parse bytes from the peer; returns the list of events they complete.
+
+        After a ``Failure`` or a ``CloseReceived`` no more data is parsed:
+        RFC 6455 allows nothing after a close frame.
+        """
+        if self.failed or self.close_received is not None:
+            return []
+        self._buffer += data
+        events = []
+        try:
+            self._parse(events)
+        except ProtocolError as error:
+            self.failed = True
+            self._buffer = bytearray()
+            self._parts = []
+            events.append(Failure(error.code, str(error)))
+        return events
+
+    def _parse(self, events):
+        buffer = self._buffer
+        position = 0
+        end = len(buffer)
+        while position < end:
+            if self._frame is not None:
+                take = min(self._frame_remaining, end - position)
+                self._payload_chunk(buffer[position:position + take], events)
+                position += take
+                continue
+            header = parse_header(buffer, position)
+            if header is None:
+                break
+            self._check_header(header)
+            if header.opcode in CONTROL_OPCODES:
+                # Control frames are short: wait until the whole one is here.
+                if end - position < header.size + header.length:
+                    break
+                start = position + header.size
+                payload = bytes(buffer[start:start + header.length])
+                if header.mask is not None:
+                    payload = apply_mask(payload, header.mask)
+                position = start + header.length
+                self._control_frame(header.opcode, payload, events)
+                if self.close_received is not None:
+                    position = end  # RFC 6455 5.5.1: nothing is read after a close
+                continue
+            position += header.size
+            self._start_data_frame(header)
+            if header.length == 0:
+                self._end_data_frame(events)
+        del buffer[:position]
+
+    def _check_header(self, header):
+        if header.rsv2 or header.rsv3:
+            raise ProtocolError("reserved bits RSV2/RSV3 set without an extension")
+        opcode = header.opcode
+        if header.rsv1 and (self._codec is None or opcode not in (OP_TEXT, OP_BINARY)):
+            if self._codec is None:
+                raise ProtocolError("reserved bit RSV1 set without an extension")
+            raise ProtocolError("RSV1 is only allowed on the first frame of a message")
+        if (header.mask is not None) != self._expect_masked:
+            raise ProtocolError("client frames must be masked" if self._expect_masked
+                                else "server frames must not be masked")
+        if opcode in CONTROL_OPCODES:
+            if not header.fin:
+                raise ProtocolError("fragmented control frame")
+            if header.length > MAX_CONTROL_PAYLOAD:
+                raise ProtocolError("control frame payload of %d bytes (at most 125)"
+                                    % header.length)
+            return
+        if opcode == OP_CONTINUATION:
+            if self._message_opcode is None:
+                raise ProtocolError("continuation frame without a message to continue")
+        elif opcode in (OP_TEXT, OP_BINARY):
+            if self._message_opcode is not None:
+                raise ProtocolError("new data frame inside a fragmented message")
+        else:
+            raise ProtocolError("reserved opcode %#x" % opcode)
+        if header.length >> 63:
+            raise ProtocolError("payload length with the most significant bit set")
+        limit = self.max_message_size
+        compressed = header.rsv1 or (opcode == OP_CONTINUATION and self._message_compressed)
+        if limit is not None and not compressed and self._message_size + header.length > limit:
+            raise FrameTooLargeException("message of more than %d bytes (the limit)" % limit)
+
+    def _start_data_frame(self, header):
+        if header.opcode != OP_CONTINUATION:
+            self._message_opcode = header.opcode
+            self._message_compressed = header.rsv1
+            self._message_size = 0
+            self._parts = []
+            self._utf8 = _Utf8Decoder() if header.opcode == OP_TEXT else None
+        self._frame = header
+        self._frame_remaining = header.length
+        self._frame_mask_offset = 0
+
+    def _payload_chunk(self, chunk, events):
+        mask = self._frame.mask
+        if mask is not None:
+            offset = self._frame_mask_offset
+            if offset:
+                mask = mask[offset:] + mask[:offset]
+            chunk = apply_mask(chunk, mask)
+            self._frame_mask_offset = (offset + len(chunk)) & 3
+        else:
+            chunk = bytes(chunk)
+        self._frame_remaining -= len(chunk)
+        if self._message_compressed:
+            chunk = self._codec.decompress(chunk, self._room_left())
+        self._add_to_message(chunk)
+        if self._frame_remaining == 0:
+            self._end_data_frame(events)
+
+    def _room_left(self):
+        if self.max_message_size is None:
+            return None
+        return self.max_message_size - self._message_size
+
+    def _add_to_message(self, chunk):
+        if not chunk:
+            return
+        self._message_size += len(chunk)
+        if self._utf8 is not None:
+            try:
+                text = self._utf8.decode(chunk, False)
+            except UnicodeDecodeError as error:
+                raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+            if _utf8_prefix_is_dead(self._utf8):
+                raise InvalidUTF8("invalid UTF-8 in text message: surrogate code point")
+            if text:
+                self._parts.append(text)
+        else:
+            self._parts.append(chunk)
+
+    def _end_data_frame(self, events):
+        fin = self._frame.fin
+        self._frame = None
+        if not fin:
+            return
+        if self._message_compressed:
+            self._add_to_message(self._codec.finish_message(self._room_left()))
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(b"", True)
+            except UnicodeDecodeError:
+                raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+            data = "".join(self._parts)
+        else:
+            data = b"".join(self._parts)
+        self._message_opcode = None
+        self._message_compressed = False
+        self._parts = []
+        self._utf8 = None
+        events.append(Message(data))
+
+    def _control_frame(self, opcode, payload, events):
+        if opcode == OP_PING:
+            events.append(Ping(payload))
+        elif opcode == OP_PONG:
+            events.append(Pong(payload))
+        else:
+            code, reason = self._parse_close(payload)
+            self.close_received = (code, reason)
+            # A close inside a fragmented message ends the connection
+            # cleanly; the unfinished message is dropped.
+            self._parts = []
+            self._message_opcode = None
+            if self.close_sent is not None:
+                self.state = CLOSED
+            else:
+                self.state = CLOSING
+            events.append(CloseReceived(code, reason, payload))
+
+    @staticmethod
+    def _parse_close(payload):
+        if not payload:
+            return 1005, ""
+        if len(payload) == 1:
+            raise ProtocolError("close frame with a 1-byte payload")
+        code = _unpack_code(payload[:2])[0]
+        if not is_valid_close_code(code):
+            raise ProtocolError("invalid close code %d" % code)
+        try:
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            # SPEC.md: invalid close frames, reasons included, are answered with 1002.
+            raise ProtocolError("close reason is not valid UTF-8")
+        return code, reason
+
+    # -- sending ------------------------------------------------------------
+
+    @property
+    def can_send(self):
+        """Whether data frames may still be sent (no close frame sent yet)."""
+        return self.close_sent is None and not self.failed
+
+    def send_message(self, data, binary=None, compress=True):
+        """The frame of one whole message. ``str`` goes as text unless ``binary``."""
+        if not self.can_send:
+            raise ProtocolError("cannot send a message after the close frame")
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+            opcode = OP_BINARY if binary else OP_TEXT
+        else:
+            payload = bytes(data) if not isinstance(data, bytes) else data
+            opcode = OP_TEXT if binary is False else OP_BINARY
+        rsv1 = False
+        if compress and self._codec is not None:
+            compressed = self._codec.compress(payload)
+            if compressed is not None:
+                payload, rsv1 = compressed, True
+        return serialize_frame(opcode, payload, True, rsv1, self._mask_outgoing)
+
+    def send_ping(self, payload=b""):
+        return self._control(OP_PING, payload)
+
+    def send_pong(self, payload=b""):
+        return self._control(OP_PONG, payload)
+
+    def _control(self, opcode, payload):
+        if not self.can_send:
+            raise ProtocolError("cannot send a control frame after the close frame")
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        payload = bytes(payload)
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise ValueError("control frame payload of %d bytes (at most 125)" % len(payload))
+        return serialize_frame(opcode, payload, True, False, self._mask_outgoing)
+
+    def send_close(self, code=1000, reason=""):
+        """The close frame that starts or answers the closing handshake.
+
+        ``code`` None sends a close frame without a status (the answer to a
+        close that had none).
+        """
+        if self.close_sent is not None:
+            raise ProtocolError("close frame already sent")
+        if code is None:
+            payload = b""
+            self.close_sent = (1005, "")
+        else:
+            payload = _pack_code(code) + check_close_code(code, reason)
+            self.close_sent = (code, reason)
+        self.state = CLOSED if self.close_received is not None else CLOSING
+        return serialize_frame(OP_CLOSE, payload, True, False, self._mask_outgoing)
+
+    def fail(self, code, reason=""):
+        """The close frame for a failed connection (RFC 6455 7.1.7), or b"".
+
+        Afterwards the connection is CLOSED: nothing more is sent or parsed.
+        """
+        self.failed = True
+        already_sent = self.close_sent is not None
+        self.state = CLOSED
+        if already_sent or not is_valid_close_code(code):
+            return b""
+        # Cut the reason to fit, without splitting a UTF-8 sequence.
+        encoded = reason.encode("utf-8")[:MAX_CONTROL_PAYLOAD - 2]
+        encoded = encoded.decode("utf-8", "ignore").encode("utf-8")
+        self.close_sent = (code, reason)
+        return serialize_frame(OP_CLOSE, _pack_code(code) + encoded, True, False,
+                               self._mask_outgoing)

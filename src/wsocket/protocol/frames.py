@@ -1,0 +1,129 @@
+"""Frames of RFC 6455 section 5: opcodes, the header layout, masking.
+
+Nothing here keeps state; ``connection.py`` builds the state machine on top.
+"""
+
+import os
+import struct
+
+__all__ = [
+    "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
+    "DATA_OPCODES", "CONTROL_OPCODES", "FrameHeader", "parse_header",
+    "serialize_header", "serialize_frame", "apply_mask", "MAX_CONTROL_PAYLOAD",
+]
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
+CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
+
+# RFC 6455 5.5: control frames carry at most 125 bytes and are never fragmented.
+MAX_CONTROL_PAYLOAD = 125
+
+_unpack_16 = struct.Struct("!H").unpack_from
+_unpack_64 = struct.Struct("!Q").unpack_from
+_pack_short = struct.Struct("!BB").pack
+_pack_medium = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+class FrameHeader:
+    """The fixed part of a frame, as read off the wire."""
+
+    __slots__ = ("fin", "rsv1", "rsv2", "rsv3", "opcode", "mask", "length", "size")
+
+    def __init__(self, fin, rsv1, rsv2, rsv3, opcode, mask, length, size):
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.rsv2 = rsv2
+        self.rsv3 = rsv3
+        self.opcode = opcode
+        self.mask = mask  # the 4-byte masking key, or None for an unmasked frame
+        self.length = length  # payload length
+        self.size = size  # header length in bytes (2 to 14)
+
+    def __repr__(self):
+        return "FrameHeader(fin=%r, rsv=%d%d%d, opcode=%#x, mask=%r, length=%d)" % (
+            self.fin, self.rsv1, self.rsv2, self.rsv3, self.opcode, self.mask, self.length)
+
+
+def parse_header(buffer, offset=0):
+    """Read a frame header from ``buffer`` at ``offset``.
+
+    Returns a ``FrameHeader``, or None when the buffer does not yet hold the
+    whole header. Judging the header (reserved bits, opcodes, masking) is the
+    state machine's job: this only reads the layout.
+    """
+    available = len(buffer) - offset
+    if available < 2:
+        return None
+    first = buffer[offset]
+    second = buffer[offset + 1]
+    length = second & 0x7F
+    size = 2
+    if length == 126:
+        size = 4
+        if available < size:
+            return None
+        length = _unpack_16(buffer, offset + 2)[0]
+    elif length == 127:
+        size = 10
+        if available < size:
+            return None
+        length = _unpack_64(buffer, offset + 2)[0]
+    mask = None
+    if second & 0x80:
+        if available < size + 4:
+            return None
+        mask = bytes(buffer[offset + size:offset + size + 4])
+        size += 4
+    return FrameHeader(
+        bool(first & 0x80), bool(first & 0x40), bool(first & 0x20), bool(first & 0x10),
+        first & 0x0F, mask, length, size)
+
+
+def serialize_header(opcode, length, fin=True, rsv1=False, mask=None):
+    """The header bytes of a frame whose payload is ``length`` bytes long."""
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    mask_bit = 0x80 if mask is not None else 0
+    if length < 126:
+        header = _pack_short(first, mask_bit | length)
+    elif length < 0x10000:
+        header = _pack_medium(first, mask_bit | 126, length)
+    else:
+        header = _pack_long(first, mask_bit | 127, length)
+    if mask is not None:
+        header += mask
+    return header
+
+
+def serialize_frame(opcode, payload=b"", fin=True, rsv1=False, masked=False):
+    """A whole frame as bytes; ``masked`` frames get a fresh random key (client side)."""
+    if masked:
+        mask = os.urandom(4)
+        return serialize_header(opcode, len(payload), fin, rsv1, mask) + apply_mask(payload, mask)
+    return serialize_header(opcode, len(payload), fin, rsv1) + payload
+
+
+def _apply_mask_python(data, mask):
+    """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 5.3).
+
+    One big-integer XOR does the whole buffer in C, instead of a Python loop
+    over the bytes.
+    """
+    length = len(data)
+    if not length:
+        return b""
+    repeated = mask * ((length + 3) >> 2)
+    if len(repeated) != length:
+        repeated = repeated[:length]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
+    return value.to_bytes(length, "little")
+
+
+apply_mask = _apply_mask_python

@@ -1,0 +1,208 @@
+"""The opening handshake (RFC 6455 section 4) as pure functions.
+
+The server side reads the request headers (as a dict of lower-case names,
+``headers_from_environ`` makes one from a WSGI environ) and either returns
+what the 101 response needs or raises ``HandshakeError`` with the status to
+answer. The client side builds a request and checks the server's answer.
+"""
+
+import base64
+import binascii
+import hashlib
+import os
+
+from ..errors import HandshakeError
+from .deflate import accept_client_response, client_offer, negotiate_server
+
+__all__ = [
+    "GUID", "SUPPORTED_VERSIONS", "accept_key", "headers_from_environ",
+    "is_upgrade_request", "ServerHandshake", "server_handshake",
+    "choose_subprotocol", "split_header", "make_key", "client_request",
+    "check_response",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+SUPPORTED_VERSIONS = (13, 8, 7)
+_VERSIONS_HEADER = ("Sec-WebSocket-Version", ", ".join(map(str, SUPPORTED_VERSIONS)))
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def make_key():
+    """A fresh Sec-WebSocket-Key: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def headers_from_environ(environ):
+    """The request headers of a WSGI environ as ``{lower-case name: value}``."""
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def split_header(value):
+    """The comma-separated tokens of a header value, stripped, empty ones dropped."""
+    if not value:
+        return []
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _has_token(value, token):
+    return any(item.lower() == token for item in split_header(value))
+
+
+def is_upgrade_request(headers):
+    """Whether the request asks for a WebSocket at all (``Upgrade: websocket``).
+
+    Requests that do not are plain HTTP and pass through to the application;
+    those that do but get the rest wrong deserve a clear 400.
+    """
+    return _has_token(headers.get("upgrade"), "websocket")
+
+
+def choose_subprotocol(offered, supported):
+    """The first of the server's ``supported`` protocols that the client offered."""
+    offered = split_header(offered) if isinstance(offered, str) else list(offered or ())
+    for protocol in supported or ():
+        if protocol in offered:
+            return protocol
+    return None
+
+
+class ServerHandshake:
+    """An accepted handshake: what the 101 response carries and what was agreed."""
+
+    __slots__ = ("key", "version", "subprotocol", "deflate", "origin", "headers")
+
+    def __init__(self, key, version, subprotocol, deflate, origin):
+        self.key = key
+        self.version = version
+        self.subprotocol = subprotocol
+        self.deflate = deflate  # DeflateParams, or None
+        self.origin = origin
+        headers = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
+        if subprotocol is not None:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        if deflate is not None:
+            headers.append(("Sec-WebSocket-Extensions", deflate.header_value()))
+        self.headers = headers  # the 101 response headers
+
+
+def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=None,
+                     allowed_origins=None, compression=True):
+    """Check an upgrade request; returns a ``ServerHandshake``.
+
+    Raises ``HandshakeError`` with status 400 (malformed), 426 (missing or
+    unsupported version, with the versions we speak) or 403 (origin not
+    allowed). ``allowed_origins`` None allows every origin.
+    """
+    if method != "GET":
+        raise HandshakeError("WebSocket upgrade requires GET, not %s" % method, 400)
+    if http_version.upper() != "HTTP/1.1":
+        raise HandshakeError("WebSocket upgrade requires HTTP/1.1, not %s" % http_version, 400)
+    if not is_upgrade_request(headers):
+        raise HandshakeError("missing header: Upgrade: websocket", 400)
+    if not _has_token(headers.get("connection"), "upgrade"):
+        raise HandshakeError("missing header: Connection: Upgrade", 400)
+
+    version_header = headers.get("sec-websocket-version")
+    if version_header is None:
+        raise HandshakeError("missing header: Sec-WebSocket-Version", 426, [_VERSIONS_HEADER])
+    version = version_header.strip()
+    if not version.isdigit() or int(version) not in SUPPORTED_VERSIONS:
+        raise HandshakeError("unsupported Sec-WebSocket-Version: %s" % version_header, 426,
+                             [_VERSIONS_HEADER])
+
+    key = headers.get("sec-websocket-key")
+    if key is None:
+        raise HandshakeError("missing header: Sec-WebSocket-Key", 400)
+    key = key.strip()
+    try:
+        raw_key = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw_key = b""
+    if len(raw_key) != 16:
+        raise HandshakeError("invalid Sec-WebSocket-Key: not base64 of 16 bytes", 400)
+
+    # Versions 7 and 8 (drafts of the RFC) named the header Sec-WebSocket-Origin.
+    origin = headers.get("origin", headers.get("sec-websocket-origin"))
+    if allowed_origins is not None and origin not in allowed_origins:
+        raise HandshakeError("origin not allowed: %s" % origin, 403)
+
+    subprotocol = choose_subprotocol(headers.get("sec-websocket-protocol"), protocols)
+    deflate = None
+    if compression and headers.get("sec-websocket-extensions"):
+        deflate = negotiate_server(headers["sec-websocket-extensions"])
+    return ServerHandshake(key, int(version), subprotocol, deflate, origin)
+
+
+# -- client side ------------------------------------------------------------------
+
+def client_request(host, resource, key, protocols=None, origin=None, compression=True,
+                   extra_headers=()):
+    """The bytes of a client's upgrade request."""
+    lines = [
+        "GET %s HTTP/1.1" % resource,
+        "Host: %s" % host,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: %s" % key,
+        "Sec-WebSocket-Version: 13",
+    ]
+    if origin is not None:
+        lines.append("Origin: %s" % origin)
+    if protocols:
+        lines.append("Sec-WebSocket-Protocol: %s" % ", ".join(protocols))
+    if compression:
+        lines.append("Sec-WebSocket-Extensions: %s" % client_offer())
+    for name, value in extra_headers:
+        lines.append("%s: %s" % (name, value))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def check_response(status, headers, key, protocols=None, compression=True):
+    """Check a server's answer to ``client_request``.
+
+    ``headers`` maps lower-case names to values. Returns
+    ``(subprotocol, deflate_params)``; raises ``HandshakeError`` carrying
+    the server's status and headers when the answer is not a valid 101.
+    """
+    header_list = list(headers.items())
+    if status != 101:
+        raise HandshakeError("server answered %d instead of 101 Switching Protocols" % status,
+                             status, header_list)
+
+    def refuse(message):
+        raise HandshakeError(message, status, header_list)
+
+    if not _has_token(headers.get("upgrade"), "websocket"):
+        refuse("server's 101 lacks Upgrade: websocket")
+    if not _has_token(headers.get("connection"), "upgrade"):
+        refuse("server's 101 lacks Connection: Upgrade")
+    if headers.get("sec-websocket-accept", "").strip() != accept_key(key):
+        refuse("server sent a wrong Sec-WebSocket-Accept")
+    subprotocol = headers.get("sec-websocket-protocol")
+    if subprotocol is not None:
+        subprotocol = subprotocol.strip()
+        if subprotocol not in (protocols or ()):
+            refuse("server chose a subprotocol that was not offered: %s" % subprotocol)
+    extensions = headers.get("sec-websocket-extensions")
+    if extensions and not compression:
+        refuse("server accepted an extension that was not offered: %s" % extensions)
+    try:
+        deflate = accept_client_response(extensions)
+    except HandshakeError as error:
+        refuse(str(error))
+    return subprotocol, deflate
