@@ -70,6 +70,12 @@ if [[ ! -x "$PY2" ]]; then
   exit 1
 fi
 
+# Start clean, but only ever delete something that is a virtualenv.
+if [[ -e "$VENV" && ! -f "$VENV/pyvenv.cfg" ]]; then
+  echo "error: $VENV exists and is not a virtualenv; refusing to replace it" >&2
+  exit 1
+fi
+
 # Python 2.7 has no `venv` module. Run virtualenv 20.15.1 (the last release
 # installable on 2.7) from a throw-away dir so pyenv's 2.7 stays untouched;
 # it seeds the venv with its bundled pip 20.3.4 / setuptools 44.1.1 offline.

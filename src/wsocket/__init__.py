@@ -3,14 +3,22 @@
 The public names of SPEC.md, and nothing else; each lives in its own module.
 """
 
+from .app import Event, WSocketApp
 from .errors import (
     ConnectionClosed, FrameTooLargeException, HandshakeError, ProtocolError, WebSocketError,
+)
+from .server import (
+    FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
+    WSocketServer, make_server, run,
 )
 from .websocket import WebSocket, logger
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "WebSocket", "WebSocketError", "ProtocolError", "FrameTooLargeException",
-    "ConnectionClosed", "HandshakeError", "logger",
+    "WebSocket", "WSocketApp", "Event",
+    "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
+    "HandshakeError", "logger",
+    "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",
+    "FixedServerHandler", "WebSocketHandler", "WSocketHandler",
 ]

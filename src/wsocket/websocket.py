@@ -292,16 +292,21 @@ class WebSocket:
         close frame, then marks the connection closed. Closing twice is
         harmless. The socket itself belongs to the server or middleware.
         """
+        if self._start_closing(code, message):
+            self._await_close_reply(code, message)
+
+    def _start_closing(self, code, message):
+        """Send our close frame without waiting; False if closing had begun already."""
         with self._send_lock:
             if self.closed or self._connection.close_sent is not None or self._connection.failed:
-                return
+                return False
             frame = self._connection.send_close(code, message)
             try:
                 self.sock.sendall(frame)
             except OSError:
                 self._mark_closed(1006, "")
-                return
-        self._await_close_reply(code, message)
+                return False
+        return True
 
     def _await_close_reply(self, code, message):
         deadline = time.monotonic() + self.close_timeout

@@ -1,0 +1,155 @@
+"""The command line: ``wsocket [module:app] [options]`` or ``python -m wsocket ...``.
+
+Without an app it runs the demo. ``module:app`` is imported from the
+current directory, as gunicorn does; ``module:create_app()`` calls a
+factory. Every mistake gets one clear line on stderr and exit status 2.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+__all__ = ["main", "load_app"]
+
+
+class CommandLineError(Exception):
+    """A mistake in what the user asked for: one line on stderr, exit 2."""
+
+
+def load_app(spec):
+    """Import ``module:attribute`` (or ``module:factory()``) and return the WSGI app."""
+    module_name, sep, attribute = spec.partition(":")
+    if not module_name:
+        raise CommandLineError("app %r: expected module:app, e.g. myapp:app" % spec)
+    attribute = attribute or "app"
+    call = attribute.endswith("()")
+    if call:
+        attribute = attribute[:-2]
+    if not attribute.isidentifier():
+        raise CommandLineError("app %r: %r is not a Python name" % (spec, attribute))
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        if getattr(error, "name", None) == module_name:
+            raise CommandLineError("cannot import module %r (looked in %s)"
+                                   % (module_name, os.getcwd()))
+        raise CommandLineError("importing %r failed: %s" % (module_name, error))
+    except Exception as error:
+        raise CommandLineError("importing %r failed: %s: %s"
+                               % (module_name, type(error).__name__, error))
+    try:
+        app = getattr(module, attribute)
+    except AttributeError:
+        raise CommandLineError("module %r has no attribute %r" % (module_name, attribute))
+    if call:
+        try:
+            app = app()
+        except Exception as error:
+            raise CommandLineError("calling %s() failed: %s: %s"
+                                   % (attribute, type(error).__name__, error))
+    if not callable(app):
+        raise CommandLineError("%s is not a WSGI application (a %s is not callable)"
+                               % (spec, type(app).__name__))
+    return app
+
+
+def _size(text):
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of bytes or 'none', not %r" % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _seconds(text):
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected seconds or 'none', not %r" % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a port number, not %r" % text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("port must be from 0 to 65535")
+    return value
+
+
+_WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="wsocket", description="Serve a WSGI app with WebSockets (the demo without one).")
+    parser.add_argument("app", nargs="?", help="module:app or module:factory() to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8080, help="port (default 8080, 0: any)")
+    parser.add_argument("--certfile", help="TLS certificate (serves https:// and wss://)")
+    parser.add_argument("--keyfile", help="TLS private key (if not inside --certfile)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error", "critical"])
+    # Left out of the namespace unless given, so the library's defaults apply.
+    unset = argparse.SUPPRESS
+    parser.add_argument("--max-message-size", type=_size, default=unset,
+                        help="bytes, or 'none' for no limit (default 1 MiB)")
+    parser.add_argument("--ping-interval", type=_seconds, default=unset,
+                        help="seconds, or 'none' (default 20)")
+    parser.add_argument("--ping-timeout", type=_seconds, default=unset,
+                        help="seconds, or 'none' (default 20)")
+    parser.add_argument("--close-timeout", type=_seconds, default=unset,
+                        help="seconds (default 10)")
+    parser.add_argument("--no-compression", action="store_true",
+                        help="decline permessage-deflate")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    options = {name: getattr(args, name) for name in _WEBSOCKET_OPTIONS if hasattr(args, name)}
+    if args.no_compression:
+        options["compression"] = False
+    from .app import WSocketApp
+    from .server import run
+    try:
+        app = load_app(args.app) if args.app else None
+        if isinstance(app, WSocketApp) and options:
+            raise CommandLineError("options %s cannot change an app that is already a "
+                                   "WSocketApp: set them in WSocketApp(...)"
+                                   % ", ".join(sorted(options)))
+        if args.keyfile and not args.certfile:
+            raise CommandLineError("--keyfile needs --certfile")
+        for path in (args.certfile, args.keyfile):
+            if path and not os.path.isfile(path):
+                raise CommandLineError("no such file: %s" % path)
+        run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile, **options)
+    except CommandLineError as error:
+        parser.exit(2, "wsocket: error: %s\n" % error)
+    except OSError as error:
+        parser.exit(2, "wsocket: error: cannot serve on %s port %d: %s\n"
+                    % (args.host, args.port, error.strerror or error))
+    except Exception as error:  # e.g. an unreadable certificate
+        parser.exit(2, "wsocket: error: %s: %s\n" % (type(error).__name__, error))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

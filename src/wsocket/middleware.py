@@ -1,0 +1,149 @@
+"""The WSGI middleware: upgrade requests become ``environ["wsgi.websocket"]``.
+
+Every request without ``Upgrade: websocket`` goes to the wrapped app as it
+came. An upgrade request is checked (400/403/426 when it is wrong), the
+socket is taken from the server (see ``adapters``), the 101 is written, and
+the wrapped app runs with the WebSocket in its environ. When the app
+returns, the connection is closed properly and the socket released.
+"""
+
+from .adapters import UnsupportedServer, take_over
+from .errors import HandshakeError
+from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
+from .websocket import (
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, WebSocket, logger,
+)
+
+__all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS"]
+
+DEFAULT_OPTIONS = {
+    "allowed_origins": None,  # None: any origin; else a list of exact Origin values
+    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+    "compression": True,
+    "ping_interval": DEFAULT_PING_INTERVAL,
+    "ping_timeout": DEFAULT_PING_TIMEOUT,
+    "close_timeout": DEFAULT_CLOSE_TIMEOUT,
+    "websocket_class": None,  # None: the class attribute websocket_class
+}
+
+
+class WebSocketMiddleware:
+    """Wraps a WSGI ``app`` and gives it WebSockets.
+
+    ``protocols`` lists the subprotocols the app speaks, in order of
+    preference. Options: see ``DEFAULT_OPTIONS``.
+    """
+
+    websocket_class = WebSocket
+
+    def __init__(self, app, protocols=None, **options):
+        unknown = set(options) - set(DEFAULT_OPTIONS)
+        if unknown:
+            raise TypeError("unknown option(s) %s; known: %s" % (
+                ", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_OPTIONS))))
+        self.app = app
+        self.protocols = list(protocols) if protocols else []
+        settings = dict(DEFAULT_OPTIONS, **options)
+        if settings["allowed_origins"] is not None:
+            if isinstance(settings["allowed_origins"], str):
+                raise TypeError("allowed_origins must be a list of origins, not a string")
+            settings["allowed_origins"] = frozenset(settings["allowed_origins"])
+        if settings["websocket_class"] is not None:
+            self.websocket_class = settings["websocket_class"]
+        self.allowed_origins = settings["allowed_origins"]
+        self.max_message_size = settings["max_message_size"]
+        self.compression = settings["compression"]
+        self.ping_interval = settings["ping_interval"]
+        self.ping_timeout = settings["ping_timeout"]
+        self.close_timeout = settings["close_timeout"]
+
+    def __call__(self, environ, start_response):
+        headers = headers_from_environ(environ)
+        if not is_upgrade_request(headers):
+            return self.app(environ, start_response)
+        try:
+            handshake = server_handshake(
+                headers, environ.get("REQUEST_METHOD", "GET"),
+                environ.get("SERVER_PROTOCOL", "HTTP/1.1"), self.protocols,
+                self.allowed_origins, self.compression)
+        except HandshakeError as error:
+            logger.info("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
+            return _plain_response(start_response, error.status, str(error), error.headers)
+        try:
+            transport = take_over(environ)
+        except UnsupportedServer as error:
+            logger.error("%s", error)
+            return _plain_response(start_response, 501, str(error))
+        return self._serve(environ, handshake, transport)
+
+    def _serve(self, environ, handshake, transport):
+        sock = transport.sock
+        response = ["HTTP/1.1 101 Switching Protocols"]
+        response.extend("%s: %s" % header for header in handshake.headers)
+        try:
+            sock.sendall(("\r\n".join(response) + "\r\n\r\n").encode("latin-1"))
+        except OSError as error:
+            logger.debug("client left during the handshake: %s", error)
+            transport.release()
+            return transport.response
+        websocket = self.websocket_class(
+            sock, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
+            version=handshake.version, origin=handshake.origin,
+            max_message_size=self.max_message_size, ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
+            initial_data=transport.initial_data)
+        environ["wsgi.websocket"] = websocket
+        environ["wsgi.websocket_version"] = handshake.version
+        server = environ.get("wsocket.server")
+        if server is not None:
+            server.websocket_opened(websocket)
+        try:
+            self._run_app(environ, websocket)
+        finally:
+            if not websocket.closed:
+                try:
+                    websocket.close(1000)
+                except OSError:
+                    pass
+            if server is not None:
+                server.websocket_closed(websocket)
+            transport.release()
+        return transport.response
+
+    def _run_app(self, environ, websocket):
+        result = None
+        try:
+            # The app owns the connection until it returns; whatever HTTP
+            # response it makes is discarded, since the 101 went out already.
+            result = self.app(environ, _ignore_response)
+            for _ in result or ():
+                pass
+        except Exception:
+            logger.exception("error in WebSocket application for %s", websocket.path)
+            if not websocket.closed:
+                try:
+                    websocket.close(1011, "internal error")
+                except OSError:
+                    pass
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("error closing the WebSocket app's response")
+
+
+def _ignore_response(status, headers, exc_info=None):
+    return lambda data: None
+
+
+def _plain_response(start_response, status, message, headers=()):
+    from http import HTTPStatus
+    body = (message + "\n").encode("utf-8")
+    start_response("%d %s" % (status, HTTPStatus(status).phrase), [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ] + list(headers))
+    return [body]
