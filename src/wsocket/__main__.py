@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import os
+import ssl
 import sys
 
 __all__ = ["main", "load_app"]
@@ -94,8 +95,14 @@ def _port(text):
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, like every other mistake (argparse would print the usage first)."""
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wsocket", description="Serve a WSGI app with WebSockets (the demo without one).")
     parser.add_argument("app", nargs="?", help="module:app or module:factory() to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -143,6 +150,9 @@ def main(argv=None):
         run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile, **options)
     except CommandLineError as error:
         parser.exit(2, "wsocket: error: %s\n" % error)
+    except ssl.SSLError as error:  # an OSError, but not the port's fault
+        parser.exit(2, "wsocket: error: cannot use the certificate %s: %s\n"
+                    % (args.certfile, error))
     except OSError as error:
         parser.exit(2, "wsocket: error: cannot serve on %s port %d: %s\n"
                     % (args.host, args.port, error.strerror or error))

@@ -8,7 +8,7 @@ returns, the connection is closed properly and the socket released.
 """
 
 from .adapters import UnsupportedServer, take_over
-from .errors import HandshakeError
+from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
 from .websocket import (
@@ -119,6 +119,9 @@ class WebSocketMiddleware:
             result = self.app(environ, _ignore_response)
             for _ in result or ():
                 pass
+        except ConnectionClosed as closed:
+            # The usual end of an app that sends after the peer left.
+            logger.debug("WebSocket application for %s ended: %s", websocket.path, closed)
         except Exception:
             logger.exception("error in WebSocket application for %s", websocket.path)
             if not websocket.closed:

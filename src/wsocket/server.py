@@ -155,6 +155,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
     server_software = SERVER_SOFTWARE
     max_request_head = MAX_REQUEST_HEAD
     keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    idle = False  # waiting for a next request: the server may end the connection to stop
 
     def setup(self):
         self.buffer = bytearray()
@@ -173,12 +174,16 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def handle(self):
         try:
             while not self.taken_over:
+                if not self.server.connection_idle(self):
+                    return  # the server is stopping: no next request
                 self.connection.settimeout(self.keep_alive_timeout)
                 try:
                     environ = self.read_request()
                 except BadRequest as error:
                     self.send_error(error.status, str(error))
                     return
+                finally:
+                    self.idle = False
                 if environ is None:
                     return
                 runner = FixedServerHandler(self, environ)
@@ -209,6 +214,9 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def read_request(self):
         """Parse the next request head into a WSGI environ; None at a clean end."""
         while True:
+            blank = len(self.buffer) - len(self.buffer.lstrip(b"\r\n"))
+            if blank:
+                del self.buffer[:blank]  # RFC 9112 2.2, also when a request follows at once
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
                 break
@@ -395,6 +403,9 @@ class FixedServerHandler:
         return self.environ["wsgi.input"].drain(MAX_REQUEST_HEAD)
 
     def _set_length(self, length):
+        code = int(self.status[:3])
+        if code < 200 or code in (204, 304):
+            return  # RFC 9110 8.6: no Content-Length on 1xx and 204; on 304 it is the GET's
         if not any(name.lower() == "content-length" for name, _ in self.headers):
             self.headers.append(("Content-Length", str(length)))
 
@@ -564,6 +575,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         return "%s://%s:%d/" % (scheme, host, self.server_port)
 
     def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError, socket.timeout)):
+            # A client that failed the TLS handshake (in the handler's setup), or left.
+            logger.debug("connection from %s ended: %s", client_address[0], error)
+            return
         logger.error("error on the connection from %s\n%s", client_address[0],
                      traceback.format_exc())
 
@@ -572,6 +588,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def connection_opened(self, handler):
         with self._lock:
             self._connections.add(handler)
+
+    def connection_idle(self, handler):
+        """A handler is about to wait for a request; False when the server is stopping."""
+        with self._lock:
+            handler.idle = not self._stopping
+            return handler.idle
 
     def connection_closed(self, handler):
         with self._lock:
@@ -597,7 +619,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         return self
 
     def stop(self, timeout=None):
-        """Stop accepting, close open WebSockets with 1001, wait for their threads."""
+        """Stop accepting, close open WebSockets with 1001, wait for their threads.
+
+        Idle keep-alive connections are ended at once; a request in progress
+        gets to finish its response (within ``timeout``), then its connection ends.
+        """
         timeout = self.shutdown_timeout if timeout is None else timeout
         if self._thread is not None:
             self.shutdown()
@@ -607,7 +633,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         with self._lock:
             self._stopping = True
             websockets = list(self._websockets)
-            idle = [handler for handler in self._connections if not handler.taken_over]
+            idle = [handler for handler in self._connections
+                    if handler.idle and not handler.taken_over]
         for websocket in websockets:
             websocket._start_closing(1001, "server shutting down")
         for handler in idle:
@@ -618,7 +645,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._websockets:
+                if not self._websockets and not self._connections:
                     break
             time.sleep(0.02)
 

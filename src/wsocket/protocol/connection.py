@@ -160,7 +160,12 @@ class Connection:
         self._expect_masked = side == SERVER
         self.close_sent = None  # (code, reason) once we sent a close frame
         self.close_received = None  # (code, reason) once the peer's close arrived
-        self.failed = False
+        self.failed = False  # set by fail(): nothing more is sent or parsed
+        # Set when the peer broke the protocol. Messages parsed before the
+        # violation are still delivered and may be answered (RFC 6455 has
+        # them echoed before the failure), so sending stays possible until
+        # the caller acts on the Failure event with fail().
+        self.receive_failed = False
 
         self._buffer = bytearray()
         # The frame whose payload is arriving (data frames only).
@@ -182,14 +187,14 @@ class Connection:
         After a ``Failure`` or a ``CloseReceived`` no more data is parsed:
         RFC 6455 allows nothing after a close frame.
         """
-        if self.failed or self.close_received is not None:
+        if self.failed or self.receive_failed or self.close_received is not None:
             return []
         self._buffer += data
         events = []
         try:
             self._parse(events)
         except ProtocolError as error:
-            self.failed = True
+            self.receive_failed = True
             self._buffer = bytearray()
             self._parts = []
             events.append(Failure(error.code, str(error)))
@@ -258,7 +263,10 @@ class Connection:
             raise ProtocolError("payload length with the most significant bit set")
         limit = self.max_message_size
         compressed = header.rsv1 or (opcode == OP_CONTINUATION and self._message_compressed)
-        if limit is not None and not compressed and self._message_size + header.length > limit:
+        # Only a continuation adds to the message so far; a first frame starts
+        # a new message (_message_size still holds the previous one's size).
+        so_far = self._message_size if opcode == OP_CONTINUATION else 0
+        if limit is not None and not compressed and so_far + header.length > limit:
             raise FrameTooLargeException("message of more than %d bytes (the limit)" % limit)
 
     def _start_data_frame(self, header):
@@ -417,7 +425,10 @@ class Connection:
             payload = b""
             self.close_sent = (1005, "")
         else:
-            payload = _pack_code(code) + check_close_code(code, reason)
+            # Validate before packing: struct would raise its own error first
+            # for codes outside 0-65535 or that are not integers.
+            encoded = check_close_code(code, reason)
+            payload = _pack_code(code) + encoded
             self.close_sent = (code, reason)
         self.state = CLOSED if self.close_received is not None else CLOSING
         return serialize_frame(OP_CLOSE, payload, True, False, self._mask_outgoing)

@@ -265,6 +265,9 @@ class DeflateCodec:
     def finish_message(self, limit):
         """Inflate the end of a message (RFC 7692 7.2.2's empty block)."""
         output = self.decompress(_SYNC_TAIL, limit)
-        if self._receive_reset:
+        # A message may end with a BFINAL block (RFC 7692 7.2.3.4): that ends
+        # the DEFLATE stream, and an ended decompressor would silently turn
+        # every later message into b"" (its input goes to unused_data).
+        if self._receive_reset or self._decompressor.eof:
             self._decompressor = None
         return output

@@ -121,7 +121,8 @@ def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=N
     if version_header is None:
         raise HandshakeError("missing header: Sec-WebSocket-Version", 426, [_VERSIONS_HEADER])
     version = version_header.strip()
-    if not version.isdigit() or int(version) not in SUPPORTED_VERSIONS:
+    # isascii(): str.isdigit() also accepts digits int() refuses, such as "\xb2".
+    if not (version.isascii() and version.isdigit()) or int(version) not in SUPPORTED_VERSIONS:
         raise HandshakeError("unsupported Sec-WebSocket-Version: %s" % version_header, 426,
                              [_VERSIONS_HEADER])
 
