@@ -1,0 +1,83 @@
+"""The public yardstick: the Autobahn Testsuite's fuzzingclient against wsocket's server.
+
+wstest (Python 2.7, installed by autobahn/install.sh into its own
+virtualenv) connects to an echo app served by ``python -m wsocket`` and
+judges every case; a case passes as OK, NON-STRICT or INFORMATIONAL with a
+clean closing. Groups 12 and 13 (permessage-deflate) are run with messages
+up to 8 KiB here; ``python autobahn/run.py`` runs every case (see README).
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_runner():
+    spec = importlib.util.spec_from_file_location("autobahn_run", ROOT / "autobahn" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = _load_runner()
+
+
+@pytest.fixture(scope="module")
+def wstest_installed():
+    """Install wstest when it is missing (fast when it is there already)."""
+    subprocess.run(["bash", str(ROOT / "autobahn" / "install.sh")], check=True, timeout=900,
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def echo_server(wstest_installed):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsocket", "tests.apps:echo_unlimited", "--port", "0",
+         "--log-level", "warning"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "serving on http://127.0.0.1:" in line, line + process.stderr.read()
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        yield "ws://127.0.0.1:%d" % port, process
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert "Traceback" not in stderr, stderr
+
+
+# Case groups, each run in its own wstest session so a failure names its group.
+GROUPS = {
+    "1 framing": ["1.*"],
+    "2 ping/pong": ["2.*"],
+    "3 reserved bits": ["3.*"],
+    "4 opcodes": ["4.*"],
+    "5 fragmentation": ["5.*"],
+    "6 UTF-8": ["6.*"],
+    "7 close": ["7.*"],
+    "9 limits and speed": ["9.*"],
+    "10 auto-fragmentation": ["10.*"],
+    # 12.x.1-6 and 13.x.1-6 send 1,000 messages of 16 B to 8 KiB each.
+    "12 permessage-deflate": ["12.%d.%d" % (group, case)
+                              for group in range(1, 6) for case in range(1, 7)],
+    "13 permessage-deflate parameters": ["13.%d.%d" % (group, case)
+                                         for group in range(1, 8) for case in range(1, 7)],
+}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_autobahn_group(group, echo_server, tmp_path):
+    url, _ = echo_server
+    results = runner.run_fuzzingclient(url, GROUPS[group], report_dir=str(tmp_path),
+                                       timeout=840)
+    assert results, "wstest ran no case"
+    failures = {case: results[case] for case in runner.bad_cases(results)}
+    assert not failures, "cases not passed (behavior, behaviorClose): %s" % failures
