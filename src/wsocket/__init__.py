@@ -4,8 +4,10 @@ The public names of SPEC.md, and nothing else; each lives in its own module.
 """
 
 from .app import Event, WSocketApp
+from .client import connect
 from .errors import (
-    ConnectionClosed, FrameTooLargeException, HandshakeError, ProtocolError, WebSocketError,
+    ConnectError, ConnectionClosed, FrameTooLargeException, HandshakeError, InvalidStatus,
+    ProtocolError, WebSocketError,
 )
 from .server import (
     FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
@@ -18,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "WebSocket", "WSocketApp", "Event",
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
-    "HandshakeError", "logger",
+    "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",
     "FixedServerHandler", "WebSocketHandler", "WSocketHandler",
 ]

@@ -1,6 +1,7 @@
 """The command line: ``wsocket [module:app] [options]`` or ``python -m wsocket ...``.
 
-Without an app it runs the demo. ``module:app`` is imported from the
+Without an app it runs the demo; ``wsocket connect URL`` is the terminal
+client of ``wsocket.client``. ``module:app`` is imported from the
 current directory, as gunicorn does; ``module:create_app()`` calls a
 factory. Every mistake gets one clear line on stderr and exit status 2.
 """
@@ -127,8 +128,12 @@ def build_parser():
 
 
 def main(argv=None):
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["connect"]:  # wsocket connect URL: the terminal client
+        from .client.__main__ import main as client_main
+        return client_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
     options = {name: getattr(args, name) for name in _WEBSOCKET_OPTIONS if hasattr(args, name)}

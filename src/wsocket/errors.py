@@ -11,6 +11,8 @@ __all__ = [
     "InvalidUTF8",
     "ConnectionClosed",
     "HandshakeError",
+    "InvalidStatus",
+    "ConnectError",
 ]
 
 
@@ -78,3 +80,19 @@ class HandshakeError(WebSocketError):
 
     def __str__(self):
         return self.args[0]
+
+
+class InvalidStatus(HandshakeError):
+    """The server answered the upgrade with another status than 101 (client side).
+
+    ``status``, ``headers`` (a list of pairs) and ``body`` (at most 64 KiB)
+    tell what it said instead.
+    """
+
+    def __init__(self, message, status, headers=(), body=b""):
+        super().__init__(message, status, headers)
+        self.body = body
+
+
+class ConnectError(WebSocketError):
+    """A client could not reach the server: refused, unreachable, timed out, TLS failed."""

@@ -352,7 +352,8 @@ class WebSocket:
         self._mark_closed(1006, "")
 
     def _mark_closed(self, code, reason):
-        if not self.closed:
+        first_time = not self.closed
+        if first_time:
             self.closed = True
             self.close_code = code
             self.close_reason = reason
@@ -361,6 +362,17 @@ class WebSocket:
             # sends the FIN promptly even if the application goes on for a
             # while; the socket object stays with its owner, who closes it.
             _shutdown(self.sock, socket.SHUT_WR)
+        elif first_time:
+            # A client owns its socket. After a clean closing handshake it
+            # waits for the server's FIN (RFC 6455 7.1.1); otherwise it drops
+            # the connection at once, waking any thread blocked on it.
+            connection = self._connection
+            if connection.close_sent is not None and connection.close_received is not None \
+                    and not connection.failed:
+                close_socket(self.sock, linger=self.close_timeout)
+            else:
+                _shutdown(self.sock, socket.SHUT_RDWR)
+                self.sock.close()
         self._closed_event.set()
 
     # -- with ... as ws ---------------------------------------------------------

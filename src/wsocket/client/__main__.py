@@ -1,0 +1,86 @@
+"""The terminal client: ``python -m wsocket.client URL`` or ``wsocket connect URL``.
+
+Each line read from stdin goes out as a text message; every message that
+arrives is printed (binary ones as a hex summary). At the end of stdin it
+waits until the server has been quiet for ``--wait`` seconds, so replies to
+the last lines are printed, then closes.
+"""
+
+import argparse
+import ssl
+import sys
+import threading
+import time
+
+from ..errors import ConnectionClosed
+from . import connect
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="wsocket connect", description="Talk to a WebSocket server from the terminal.")
+    parser.add_argument("url", help="ws:// or wss:// URL")
+    parser.add_argument("--protocol", action="append", dest="protocols",
+                        help="offer this subprotocol (repeatable)")
+    parser.add_argument("--header", action="append", default=[],
+                        help="extra request header 'Name: value' (repeatable)")
+    parser.add_argument("--origin", help="Origin header")
+    parser.add_argument("--no-compression", action="store_true", help="do not offer deflate")
+    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--cafile", help="trust this CA bundle for wss://")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds to connect")
+    parser.add_argument("--wait", type=float, default=0.5,
+                        help="at the end of stdin, close once the server was quiet this long")
+    args = parser.parse_args(argv)
+
+    headers = []
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            parser.exit(2, "wsocket connect: error: --header must look like 'Name: value'\n")
+        headers.append((name.strip(), value.strip()))
+    context = None
+    if args.insecure or args.cafile:
+        context = ssl.create_default_context(cafile=args.cafile)
+        if args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    try:
+        websocket = connect(args.url, args.protocols, headers, args.origin,
+                            not args.no_compression, open_timeout=args.timeout,
+                            ssl_context=context)
+    except (ValueError, OSError) as error:
+        parser.exit(1, "wsocket connect: error: %s\n" % error)
+    print("connected to %s%s" % (args.url, " (subprotocol %s)" % websocket.protocol
+                                  if websocket.protocol else ""), file=sys.stderr, flush=True)
+    printer = _Printer(websocket)
+    printer.start()
+    try:
+        for line in sys.stdin:
+            websocket.send(line.rstrip("\r\n"))
+        while not websocket.closed and time.monotonic() - printer.last_message < args.wait:
+            time.sleep(0.05)
+    except (KeyboardInterrupt, ConnectionClosed):
+        pass
+    websocket.close()
+    printer.join(timeout=websocket.close_timeout)
+    print("closed (code %s%s)" % (websocket.close_code, ", " + websocket.close_reason
+                                  if websocket.close_reason else ""), file=sys.stderr)
+    return 0
+
+
+class _Printer(threading.Thread):
+    def __init__(self, websocket):
+        super().__init__(daemon=True)
+        self.websocket = websocket
+        self.last_message = time.monotonic()
+
+    def run(self):
+        for message in self.websocket:
+            self.last_message = time.monotonic()
+            print(message if isinstance(message, str) else "<binary %d bytes> %s"
+                  % (len(message), message[:64].hex()), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
