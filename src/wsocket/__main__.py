@@ -54,7 +54,7 @@ def load_app(spec):
             raise CommandLineError("calling %s() failed: %s: %s"
                                    % (attribute, type(error).__name__, error))
     if not callable(app):
-        raise CommandLineError("%s is not a WSGI application (a %s is not callable)"
+        raise CommandLineError("%s is not a WSGI application (%s object is not callable)"
                                % (spec, type(app).__name__))
     return app
 

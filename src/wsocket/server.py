@@ -379,6 +379,13 @@ class FixedServerHandler:
             if self.handler.taken_over:
                 return False
             self._finish_body()
+        except BadRequest as error:
+            # The body the app was reading is malformed: the client's fault.
+            logger.info("bad request body for %s %s: %s", self.method,
+                        self.environ.get("PATH_INFO"), error)
+            if self.headers_sent:
+                return False
+            self._replace_response(error.status, str(error))
         except Exception:
             if self.handler.taken_over:
                 raise
@@ -386,12 +393,7 @@ class FixedServerHandler:
                          self.environ.get("PATH_INFO"), traceback.format_exc())
             if self.headers_sent:
                 return False  # the response is broken: the client sees the connection end
-            self.status = "500 Internal Server Error"
-            self.headers = [("Content-Type", "text/plain; charset=utf-8")]
-            self.keep_alive = False
-            body = b"Internal Server Error\n"
-            self._set_length(len(body))
-            self.write(body)
+            self._replace_response(500, "Internal Server Error")
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -401,6 +403,15 @@ class FixedServerHandler:
             return False
         # The next request starts where this body ends; skip what the app left.
         return self.environ["wsgi.input"].drain(MAX_REQUEST_HEAD)
+
+    def _replace_response(self, status, message):
+        """Answer with a plain-text error instead of what the app did not finish."""
+        self.status = "%d %s" % (status, _reason(status))
+        self.headers = [("Content-Type", "text/plain; charset=utf-8")]
+        self.keep_alive = False
+        body = (message + "\n").encode("utf-8")
+        self._set_length(len(body))
+        self.write(body)
 
     def _set_length(self, length):
         code = int(self.status[:3])

@@ -126,4 +126,16 @@ def _apply_mask_python(data, mask):
     return value.to_bytes(length, "little")
 
 
-apply_mask = _apply_mask_python
+def _load_accelerator():
+    """The C ``apply_mask`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
+    if os.environ.get("WSOCKET_NO_SPEEDUPS"):
+        return None
+    try:
+        from .._speedups import apply_mask as fast_apply_mask
+    except ImportError:
+        return None
+    return fast_apply_mask
+
+
+apply_mask = _load_accelerator() or _apply_mask_python
+SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use

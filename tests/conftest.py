@@ -1,0 +1,158 @@
+"""Fixtures that run wsocket's server for real: as ``python -m wsocket`` or in-process."""
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.netutil import ROOT
+from wsocket import make_server
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+_BANNER = re.compile(r"^wsocket serving on ((https?)://(\[[^\]]+\]|[^:/\[\]]+):(\d+)/) "
+                     r"\(Ctrl-C to stop\)$")
+
+
+class ServerProcess:
+    """A ``python -m wsocket ...`` subprocess and the address it announced."""
+
+    def __init__(self, proc, stderr_path, url, scheme, host, port):
+        self.proc = proc
+        self.stderr_path = stderr_path
+        self.url = url  # e.g. http://127.0.0.1:PORT/
+        self.scheme = scheme
+        self.host = host.strip("[]")
+        self.port = port
+        self.ws_url = ("wss" if scheme == "https" else "ws") + url[len(scheme):]
+
+    def stderr(self):
+        return Path(self.stderr_path).read_text(errors="replace")
+
+    def terminate(self, timeout=STOP_TIMEOUT):
+        """SIGTERM and wait; kills on timeout. Returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def spawn(args, cwd=ROOT, stderr_path=None):
+    """Start ``python -m wsocket *args``; stdout is a pipe, stderr goes to a file."""
+    stderr_file = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "wsocket", *args], cwd=str(cwd),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=stderr_file, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    finally:
+        if stderr_path:
+            stderr_file.close()
+
+
+def read_banner(proc, timeout=START_TIMEOUT):
+    """The first stdout line, read without ever blocking past ``timeout``."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no banner within %.0f s; stdout so far %r" % (timeout, data))
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError("wsocket exited (status %r) before its banner; stdout %r"
+                                   % (proc.wait(5), data))
+            data += chunk
+    return data.split(b"\n", 1)[0].decode()
+
+
+@pytest.fixture
+def wsocket_process(tmp_path):
+    """Factory: ``wsocket_process("tests.apps:echo", "--port", "0")`` -> ServerProcess.
+
+    Every process still running at teardown gets SIGTERM, then a kill if it
+    does not end within STOP_TIMEOUT.
+    """
+    started = []
+
+    def start(*args, cwd=ROOT, timeout=START_TIMEOUT):
+        stderr_path = tmp_path / ("wsocket-stderr-%d.txt" % len(started))
+        proc = spawn(args, cwd, stderr_path)
+        server = None
+        try:
+            banner = read_banner(proc, timeout)
+            match = _BANNER.match(banner)
+            assert match, "unexpected banner %r" % banner
+            url, scheme, host, port = match.groups()
+            server = ServerProcess(proc, stderr_path, url, scheme, host, int(port))
+        finally:
+            if server is None:
+                proc.kill()
+                proc.wait(5)
+                proc.stdout.close()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.terminate()
+
+
+@pytest.fixture
+def echo_process(wsocket_process):
+    """``python -m wsocket tests.apps:echo --port 0``."""
+    return wsocket_process("tests.apps:echo", "--port", "0")
+
+
+@pytest.fixture
+def serve():
+    """Factory: ``serve(app, **options)`` -> a started in-process server on 127.0.0.1.
+
+    Uses ``make_server(host, 0, app, ...).start()``; every server is stopped
+    at teardown.
+    """
+    servers = []
+
+    def start(app=None, host="127.0.0.1", **options):
+        server = make_server(host, 0, app, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(timeout=5)
+
+
+
+@pytest.fixture(scope="module")
+def serve_module():
+    """Like ``serve``, but the servers live as long as the test module.
+
+    Stopping a server takes up to 0.5 s (its accept loop's poll interval),
+    so modules that need many servers share them.
+    """
+    servers = []
+
+    def start(app=None, host="127.0.0.1", **options):
+        server = make_server(host, 0, app, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(timeout=5)

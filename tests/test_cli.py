@@ -1,0 +1,222 @@
+"""The command line: ``python -m wsocket [module:app] [options]``."""
+
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.netutil import ROOT, TIMEOUT
+
+RUN_TIMEOUT = 20
+
+
+def run_cli(*args, cwd=ROOT):
+    """Run ``python -m wsocket *args`` to its end; (exit status, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "wsocket", *args], cwd=str(cwd),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT)
+    return done.returncode, done.stdout, done.stderr
+
+
+def assert_error(result, *phrases):
+    """Exit status 2, nothing served, exactly one line on stderr holding the phrases."""
+    status, stdout, stderr = result
+    assert status == 2, (status, stdout, stderr)
+    assert "serving on" not in stdout
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("wsocket: error: "), stderr
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+    return lines[0]
+
+
+# -- mistakes -------------------------------------------------------------------------------
+
+def test_module_not_found():
+    line = assert_error(run_cli("no_such_module_xyz:app", "--port", "0"),
+                        "no_such_module_xyz")
+    assert line == ("wsocket: error: cannot import module 'no_such_module_xyz' (looked in %s)"
+                    % ROOT)
+
+
+def test_module_that_raises_on_import(tmp_path):
+    (tmp_path / "exploding.py").write_text("raise ValueError('bad configuration')\n")
+    assert_error(run_cli("exploding:app", "--port", "0", cwd=tmp_path),
+                 "exploding", "ValueError", "bad configuration")
+
+
+def test_module_whose_own_import_fails(tmp_path):
+    (tmp_path / "needy.py").write_text("import not_installed_dependency_xyz\napp = None\n")
+    assert_error(run_cli("needy:app", "--port", "0", cwd=tmp_path),
+                 "needy", "not_installed_dependency_xyz")
+
+
+def test_module_with_a_syntax_error(tmp_path):
+    (tmp_path / "typo.py").write_text("def app(:\n")
+    assert_error(run_cli("typo:app", "--port", "0", cwd=tmp_path), "typo", "SyntaxError")
+
+
+def test_attribute_missing():
+    line = assert_error(run_cli("tests.apps:nope", "--port", "0"))
+    assert line == "wsocket: error: module 'tests.apps' has no attribute 'nope'"
+
+
+def test_default_attribute_is_app(tmp_path):
+    (tmp_path / "noapp.py").write_text("application = None\n")
+    assert_error(run_cli("noapp", "--port", "0", cwd=tmp_path), "'noapp'", "'app'")
+
+
+def test_app_not_callable():
+    assert_error(run_cli("tests.apps:not_callable", "--port", "0"),
+                 "tests.apps:not_callable", "not a WSGI application", "int")
+
+
+def test_attribute_not_a_name():
+    assert_error(run_cli("tests.apps:echo-app", "--port", "0"), "echo-app")
+
+
+def test_factory_raising():
+    line = assert_error(run_cli("tests.apps:broken_factory()", "--port", "0"))
+    assert line == "wsocket: error: calling broken_factory() failed: RuntimeError: factory broke"
+
+
+def test_port_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert_error(run_cli("tests.apps:echo", "--port", str(port)),
+                     "cannot serve on 127.0.0.1 port %d" % port, "in use")
+
+
+@pytest.mark.parametrize("value, phrase", [
+    ("abc", "expected a port number, not 'abc'"),
+    ("70000", "port must be from 0 to 65535"),
+    ("-1", "port must be from 0 to 65535"),
+])
+def test_bad_port_value(value, phrase):
+    assert_error(run_cli("tests.apps:echo", "--port", value), "--port", phrase)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--max-message-size", "lots"),
+    ("--ping-interval", "-3"),
+    ("--close-timeout", "soon"),
+])
+def test_bad_limit_values(option, value):
+    assert_error(run_cli("tests.apps:echo", "--port", "0", option, value), option)
+
+
+def test_unknown_option():
+    assert_error(run_cli("--port", "0", "--no-such-option"), "--no-such-option")
+
+
+def test_keyfile_without_certfile(tmp_path):
+    keyfile = tmp_path / "key.pem"
+    keyfile.write_text("not used\n")
+    line = assert_error(run_cli("tests.apps:echo", "--port", "0", "--keyfile", str(keyfile)))
+    assert line == "wsocket: error: --keyfile needs --certfile"
+
+
+def test_missing_certificate_file(tmp_path):
+    missing = tmp_path / "nowhere.pem"
+    line = assert_error(run_cli("tests.apps:echo", "--port", "0", "--certfile", str(missing)))
+    assert line == "wsocket: error: no such file: %s" % missing
+
+
+def test_missing_key_file(tmp_path):
+    certfile = tmp_path / "cert.pem"
+    certfile.write_text("whatever\n")
+    missing = tmp_path / "nokey.pem"
+    line = assert_error(run_cli("tests.apps:echo", "--port", "0", "--certfile", str(certfile),
+                                "--keyfile", str(missing)))
+    assert line == "wsocket: error: no such file: %s" % missing
+
+
+def test_unreadable_certificate(tmp_path):
+    certfile = tmp_path / "garbage.pem"
+    certfile.write_text("this is not a certificate\n")
+    line = assert_error(run_cli("tests.apps:echo", "--port", "0", "--certfile", str(certfile)))
+    assert line.startswith("wsocket: error: cannot use the certificate %s: " % certfile)
+    assert "port" not in line
+
+
+def test_options_on_an_app_that_is_already_wsocketapp():
+    assert_error(run_cli("tests.apps:echo_chat", "--port", "0", "--max-message-size", "10"),
+                 "max_message_size", "WSocketApp")
+
+
+# -- what works ------------------------------------------------------------------------------
+
+def test_factory_is_called(wsocket_process):
+    server = wsocket_process("tests.apps:create_app()", "--port", "0")
+    with connect(server.ws_url, open_timeout=TIMEOUT) as websocket:
+        websocket.send("made by a factory")
+        assert websocket.recv(timeout=TIMEOUT) == "made by a factory"
+    with urllib.request.urlopen(server.url + "x", timeout=TIMEOUT) as answer:
+        assert answer.read() == b"plain HTTP GET /x"
+
+
+def test_demo_without_an_app(wsocket_process):
+    server = wsocket_process("--port", "0")
+    with urllib.request.urlopen(server.url, timeout=TIMEOUT) as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"].startswith("text/html")
+        page = answer.read().decode("utf-8")
+    assert "wsocket demo" in page
+    with connect(server.ws_url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as websocket:
+        websocket.send("hi")
+        assert websocket.recv(timeout=TIMEOUT) == "you said: hi"
+        websocket.send(b"\x00\x01")
+        assert websocket.recv(timeout=TIMEOUT) == b"\x00\x01"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(server.url + "nothing-here", timeout=TIMEOUT)
+    assert missing.value.code == 404
+
+
+def test_subprotocol_app_from_the_command_line(wsocket_process):
+    server = wsocket_process("tests.apps:echo_chat", "--port", "0")
+    with connect(server.ws_url, subprotocols=["chat", "superchat"],
+                 open_timeout=TIMEOUT) as websocket:
+        assert websocket.subprotocol == "superchat"
+
+
+def test_no_compression_option(wsocket_process):
+    server = wsocket_process("tests.apps:echo", "--port", "0", "--no-compression")
+    with connect(server.ws_url, open_timeout=TIMEOUT) as websocket:
+        assert "Sec-WebSocket-Extensions" not in websocket.response.headers
+        websocket.send("plain")
+        assert websocket.recv(timeout=TIMEOUT) == "plain"
+
+
+def test_max_message_size_option(wsocket_process):
+    from websockets.exceptions import ConnectionClosed
+    server = wsocket_process("tests.apps:echo", "--port", "0", "--max-message-size", "1000")
+    with connect(server.ws_url, compression=None, open_timeout=TIMEOUT,
+                 close_timeout=TIMEOUT) as websocket:
+        websocket.send(b"x" * 1000)
+        assert websocket.recv(timeout=TIMEOUT) == b"x" * 1000
+        websocket.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosed) as closed:
+            websocket.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_access_log_goes_to_stderr(wsocket_process):
+    server = wsocket_process("tests.apps:echo", "--port", "0")
+    with urllib.request.urlopen(server.url + "logged?q=1", timeout=TIMEOUT) as answer:
+        answer.read()
+    assert server.terminate() == 0
+    assert '"GET /logged?q=1 HTTP/1.1" 200' in server.stderr()
+
+
+def test_help_exits_0():
+    status, stdout, stderr = run_cli("--help")
+    assert status == 0
+    assert stdout.startswith("usage: wsocket")
+    assert "--certfile" in stdout and "--port" in stdout

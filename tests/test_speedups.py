@@ -1,0 +1,58 @@
+"""The optional C accelerator and the pure Python path must agree; CI runs both.
+
+The machine CI runs on has a C compiler, so the accelerator must have been
+built there; the pure Python path is exercised by running the framing and
+WebSocket tests again with WSOCKET_NO_SPEEDUPS=1.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsocket.protocol import frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_mask(data, mask):
+    return bytes(byte ^ mask[index % 4] for index, byte in enumerate(data))
+
+
+def test_accelerator_is_built_and_used():
+    assert frames.SPEEDUPS, "wsocket._speedups was not built: is a C compiler installed?"
+    assert frames.apply_mask is not frames._apply_mask_python
+
+
+@pytest.mark.parametrize("length", [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 65535, 65536, 70001])
+def test_both_paths_agree_with_the_rfc(length):
+    data = os.urandom(length)
+    mask = os.urandom(4)
+    expected = reference_mask(data, mask)
+    assert frames.apply_mask(data, mask) == expected
+    assert frames._apply_mask_python(data, mask) == expected
+    assert frames.apply_mask(bytearray(data), mask) == expected
+    assert frames.apply_mask(memoryview(data), mask) == expected
+
+
+def test_accelerator_rejects_a_bad_mask():
+    with pytest.raises(ValueError, match="mask must be 4 bytes long, not 3"):
+        frames.apply_mask(b"data", b"abc")
+
+
+@pytest.mark.timeout(300)
+def test_pure_python_path_passes_the_protocol_and_websocket_tests():
+    environment = dict(os.environ, WSOCKET_NO_SPEEDUPS="1")
+    check = subprocess.run(
+        [sys.executable, "-c", "from wsocket.protocol import frames; print(frames.SPEEDUPS)"],
+        env=environment, capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "False"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/protocol/test_frames.py", "tests/protocol/test_connection_framing.py",
+         "tests/protocol/test_connection_limits.py", "tests/test_websocket.py"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout.splitlines()[-1]
