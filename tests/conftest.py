@@ -81,17 +81,12 @@ def read_banner(proc, timeout=START_TIMEOUT):
     return data.split(b"\n", 1)[0].decode()
 
 
-@pytest.fixture
-def wsocket_process(tmp_path):
-    """Factory: ``wsocket_process("tests.apps:echo", "--port", "0")`` -> ServerProcess.
-
-    Every process still running at teardown gets SIGTERM, then a kill if it
-    does not end within STOP_TIMEOUT.
-    """
+def _process_starter(folder):
+    """A ``start(*args)`` that runs ``python -m wsocket *args``, and the list it fills."""
     started = []
 
     def start(*args, cwd=ROOT, timeout=START_TIMEOUT):
-        stderr_path = tmp_path / ("wsocket-stderr-%d.txt" % len(started))
+        stderr_path = folder / ("wsocket-stderr-%d.txt" % len(started))
         proc = spawn(args, cwd, stderr_path)
         server = None
         try:
@@ -108,6 +103,26 @@ def wsocket_process(tmp_path):
         started.append(server)
         return server
 
+    return start, started
+
+
+@pytest.fixture
+def wsocket_process(tmp_path):
+    """Factory: ``wsocket_process("tests.apps:echo", "--port", "0")`` -> ServerProcess.
+
+    Every process still running at teardown gets SIGTERM, then a kill if it
+    does not end within STOP_TIMEOUT.
+    """
+    start, started = _process_starter(tmp_path)
+    yield start
+    for server in started:
+        server.terminate()
+
+
+@pytest.fixture(scope="module")
+def wsocket_process_module(tmp_path_factory):
+    """Like ``wsocket_process``, but the processes live as long as the test module."""
+    start, started = _process_starter(tmp_path_factory.mktemp("wsocket-processes"))
     yield start
     for server in started:
         server.terminate()

@@ -318,3 +318,36 @@ def test_stop_lets_a_request_in_progress_finish(serve):
         finally:
             stopper.join(10)
         assert time.monotonic() - started < 3
+
+
+def test_generator_app_may_call_start_response_when_iterated(serve):
+    """PEP 3333: a generator's start_response runs at its first iteration."""
+    def app(environ, start_response):
+        start_response("202 Accepted", [("Content-Type", "text/plain")])
+        yield b"late "
+        yield b"start"
+
+    server = serve(app)
+    sock = open_connection("127.0.0.1", server.server_port)
+    with sock:
+        sock.sendall(request("GET", "/"))
+        response = Reader(sock).read_response()
+    assert response.status_line == "HTTP/1.1 202 Accepted"
+    assert response.header("Transfer-Encoding") == "chunked"
+    assert response.body == b"late start"
+
+
+def test_head_with_an_empty_body_does_not_claim_length_zero(serve):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    server = serve(app)
+    sock = open_connection("127.0.0.1", server.server_port)
+    with sock:
+        sock.sendall(request("HEAD", "/"))
+        reader = Reader(sock)
+        response = reader.read_response("HEAD")
+    assert response.status_line == "HTTP/1.1 200 OK"
+    assert response.header("Content-Length") is None
+    assert response.header("Transfer-Encoding") is None

@@ -9,6 +9,7 @@ from .errors import (
     ConnectError, ConnectionClosed, FrameTooLargeException, HandshakeError, InvalidStatus,
     ProtocolError, WebSocketError,
 )
+from .framework import Response
 from .server import (
     FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
     WSocketServer, make_server, run,
@@ -18,7 +19,7 @@ from .websocket import WebSocket, logger
 __version__ = "0.1.0"
 
 __all__ = [
-    "WebSocket", "WSocketApp", "Event",
+    "WebSocket", "WSocketApp", "Event", "Response",
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
     "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",

@@ -1,28 +1,46 @@
-"""``WSocketApp``: the middleware, and with no app of its own, the event app.
+"""``WSocketApp``: middleware, framework and event app behind one name.
 
-``WSocketApp(app)`` wraps a WSGI app (see ``middleware``). ``WSocketApp()``
-runs its own: every WebSocket connection fires ``onconnect(client)``,
-``onmessage(message, client)`` for each message and ``onclose(reason,
-client)`` once at the end. With no handlers at all it is the demo: it
-echoes ("you said: ...") and serves a page at ``/`` that talks to itself.
+- ``WSocketApp(app)`` wraps a WSGI app (see ``middleware``): only upgrade
+  requests are touched, everything else reaches ``app`` as it came.
+- ``WSocketApp()`` is an app of its own, in three layers tried in order:
+
+  1. routes (``@app.route(...)``, see ``framework``), for HTTP and WebSocket
+     requests alike: a route sees ``environ["wsgi.websocket"]`` on upgrades;
+  2. events, for WebSocket requests that no route matched: ``onconnect(client)``,
+     ``onmessage(message, client)`` for each message, ``onclose(reason, client)``
+     exactly once at the end; HTTP requests that no route matched get
+     ``not_found`` (404);
+  3. with nothing attached at all (no route, no handler), the demo: a page
+     at ``/`` that talks to an echo ("you said: ...") WebSocket.
+
+A WebSocket request to a path no route matches, on an app that has routes
+but no event handlers, is answered 404 before any handshake.
 """
 
+import json
 import os
+import threading
+from urllib.parse import parse_qs
 
-from .errors import ConnectionClosed
+from .errors import ConnectionClosed, WebSocketError
+from .framework import Framework, request_path
 from .middleware import WebSocketMiddleware
+from .protocol.handshake import is_upgrade_request
 from .websocket import logger
 
 __all__ = ["WSocketApp", "Event"]
 
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
+DEMO_PATHS = ("/", "/index.html")
 
 
 class Event:
-    """A list of handlers called in order; one handler's exception is logged, not raised.
+    """Handlers called in order with the same arguments; one's exception is logged, not raised.
 
-    ``event += handler`` (or ``event + handler``) adds, ``-=`` (or ``-``)
-    removes, ``clear()`` empties it.
+    ``event += handler`` or ``event + handler`` adds (both change the event
+    in place), ``event -= handler`` or ``event - handler`` removes,
+    ``clear()`` empties it. On ``WSocketApp``, ``app.onmessage = handler``
+    replaces the event by one holding only that handler.
     """
 
     def __init__(self, *handlers):
@@ -55,13 +73,24 @@ class Event:
     def __bool__(self):
         return bool(self.handlers)
 
+    def __iter__(self):
+        return iter(list(self.handlers))
+
+    def __contains__(self, handler):
+        return handler in self.handlers
+
+    def __repr__(self):
+        return "<Event %s>" % ", ".join(_name(handler) for handler in self.handlers)
+
     def __call__(self, *args):
         for handler in list(self.handlers):
             try:
                 handler(*args)
+            except ConnectionClosed as closed:
+                # Sending to a client that just left: the usual end, not a bug.
+                logger.debug("event handler %s: %s", _name(handler), closed)
             except Exception:
-                logger.exception("error in event handler %s",
-                                 getattr(handler, "__qualname__", handler))
+                logger.exception("error in event handler %s", _name(handler))
 
 
 def _check_callable(handler):
@@ -69,8 +98,16 @@ def _check_callable(handler):
         raise TypeError("an event handler must be callable, not %s" % type(handler).__name__)
 
 
+def _name(handler):
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
 class _EventSlot:
-    """Class attribute that keeps each event an ``Event``; ``app.onmessage = f`` replaces it."""
+    """Keeps each of an app's events an ``Event``: ``app.onmessage = f`` replaces it.
+
+    Assigning an ``Event`` uses it; a function gives a new ``Event`` holding
+    only that function; ``None`` gives an empty one.
+    """
 
     def __set_name__(self, owner, name):
         self.name = "_" + name
@@ -81,55 +118,204 @@ class _EventSlot:
         return instance.__dict__[self.name]
 
     def __set__(self, instance, value):
-        if not isinstance(value, Event):
+        if value is None:
+            value = Event()
+        elif not isinstance(value, Event):
             value = Event(value)
         instance.__dict__[self.name] = value
 
 
-class WSocketApp(WebSocketMiddleware):
-    """Middleware around ``app``, or, without one, an event-driven WebSocket app."""
+class WSocketApp(WebSocketMiddleware, Framework):
+    """Middleware around ``app``; without one, routes, events and the demo (module docstring).
+
+    ``debug=True`` shows tracebacks in the 500 pages of routes. The other
+    options are the middleware's (``DEFAULT_OPTIONS``).
+    """
 
     onconnect = _EventSlot()
     onmessage = _EventSlot()
     onclose = _EventSlot()
 
-    def __init__(self, app=None, protocols=None, **options):
+    def __init__(self, app=None, protocols=None, debug=False, **options):
         self.onconnect = Event()
         self.onmessage = Event()
         self.onclose = Event()
-        super().__init__(app if app is not None else self._own_app, protocols, **options)
+        self.wrapped_app = app
+        self._clients = set()
+        self._clients_lock = threading.Lock()
+        self._presence = None
+        self._presence_lock = threading.Lock()
+        Framework.__init__(self, debug)
+        WebSocketMiddleware.__init__(self, app if app is not None else self._own_app,
+                                     protocols, **options)
+
+    # -- what is attached ---------------------------------------------------------
+
+    def route(self, path):
+        if self.wrapped_app is not None:
+            raise TypeError("this WSocketApp wraps %s: add the route to that app (it gets "
+                            "environ['wsgi.websocket']), or use WSocketApp() without an app"
+                            % _name(self.wrapped_app))
+        return Framework.route(self, path)
+
+    @property
+    def has_handlers(self):
+        return bool(self.onconnect or self.onmessage or self.onclose)
+
+    @property
+    def is_demo(self):
+        """Nothing attached: no route and no event handler."""
+        return not self.routes and not self.has_handlers
+
+    @property
+    def clients(self):
+        """The connections the events are running for now (a snapshot, a list)."""
+        with self._clients_lock:
+            return list(self._clients)
+
+    # -- requests -------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        if self.wrapped_app is None and is_upgrade_request(
+                {"upgrade": environ.get("HTTP_UPGRADE")}) and not self.routes_websocket(
+                    request_path(environ)):
+            return self.respond(self.not_found, environ, start_response)
+        return WebSocketMiddleware.__call__(self, environ, start_response)
+
+    def routes_websocket(self, path):
+        """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
+        return self.find_route(path) is not None or not self.routes or self.has_handlers
 
     def _own_app(self, environ, start_response):
+        path = request_path(environ)
+        handler = self.find_route(path)
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
+            if handler is not None:
+                result = handler(environ, _ignore_response)
+                # The middleware runs an iterable through (a generator route
+                # does its work that way) and closes it; nothing else matters.
+                return result if hasattr(result, "__iter__") else []
             self.handle_websocket(websocket)
             return []
-        if environ.get("PATH_INFO", "/") in ("/", "/index.html"):
-            with open(os.path.join(_STATIC, "demo.html"), "rb") as page:
-                body = page.read()
-            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                      ("Content-Length", str(len(body)))])
-            return [body] if environ["REQUEST_METHOD"] != "HEAD" else []
-        body = b"404 Not Found\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                         ("Content-Length", str(len(body)))])
-        return [body]
+        if handler is None:
+            if self.is_demo and path in DEMO_PATHS:
+                handler = self.demo_page
+            else:
+                handler = self.not_found
+        return self.respond(handler, environ, start_response)
+
+    # -- the event app ----------------------------------------------------------------
 
     def handle_websocket(self, client):
-        """Run the events of one connection, in its own thread, in message order."""
-        reason = ""
-        self.onconnect(client)
+        """Run the events of one connection, in its own thread, in message order.
+
+        ``onclose`` fires exactly once, whatever ended the connection, with
+        ``client.close_code`` and ``close_reason`` set.
+        """
+        with self._clients_lock:
+            self._clients.add(client)
+        self._clients_changed()
         try:
+            self.onconnect(client)
             while True:
                 message = client.receive()
                 if message is None:
-                    break
+                    break  # the connection failed; close_code says how
                 if self.onmessage:
                     self.onmessage(message, client)
-                else:
-                    client.send("you said: %s" % (message,) if isinstance(message, str)
+                elif self.is_demo:
+                    client.send("you said: %s" % message if isinstance(message, str)
                                 else message)
-        except ConnectionClosed as closed:
-            reason = closed.reason
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("error running the events of %r", client)
+            _close_quietly(client, 1011, "internal error")
         finally:
-            self.onclose(reason or client.close_reason or "", client)
+            if not client.closed:
+                _close_quietly(client, 1000, "")
+            with self._clients_lock:
+                self._clients.discard(client)
+            self._clients_changed()
+            self.onclose(client.close_reason or "", client)
+
+    # -- the demo ----------------------------------------------------------------------
+
+    def demo_page(self, environ, start_response):
+        """The page at ``/`` of an app with nothing attached."""
+        start_response(200, [("Content-Type", "text/html; charset=utf-8"),
+                             ("Cache-Control", "no-cache")])
+        return _demo_html()
+
+    def _clients_changed(self):
+        if not self.is_demo:
+            return
+        with self._presence_lock:
+            if self._presence is None:
+                self._presence = _Presence(self)
+        self._presence.changed()
+
+
+def _ignore_response(status=200, headers=None, exc_info=None):
+    """A WebSocket route's ``start_response``: the 101 went out already."""
+    return lambda data: None
+
+
+def _close_quietly(client, code, reason):
+    try:
+        client.close(code, reason)
+    except (WebSocketError, OSError):
+        pass
+
+
+_demo_cache = []
+
+
+def _demo_html():
+    if not _demo_cache:
+        with open(os.path.join(_STATIC, "demo.html"), "rb") as page:
+            _demo_cache.append(page.read())
+    return _demo_cache[0]
+
+
+def wants_client_count(client):
+    """A demo WebSocket opened with ``?clients`` in its URL gets ``{"clients": N}`` messages."""
+    query = client.environ.get("QUERY_STRING", "")
+    return "clients" in parse_qs(query, keep_blank_values=True)
+
+
+class _Presence:
+    """Tells the demo pages how many clients are connected, on a thread of its own.
+
+    Updates are coalesced (only the latest count matters), and a slow page
+    delays only these updates, never a connection's own thread.
+    """
+
+    def __init__(self, app):
+        self._app = app
+        self._condition = threading.Condition()
+        self._dirty = False
+        self._thread = threading.Thread(target=self._run, name="wsocket-demo-clients",
+                                         daemon=True)
+        self._thread.start()
+
+    def changed(self):
+        with self._condition:
+            self._dirty = True
+            self._condition.notify()
+
+    def _run(self):
+        while True:
+            with self._condition:
+                while not self._dirty:
+                    self._condition.wait()
+                self._dirty = False
+            clients = self._app.clients
+            text = json.dumps({"clients": len(clients)})
+            for client in clients:
+                if wants_client_count(client) and not client.closed:
+                    try:
+                        client.send(text)
+                    except (WebSocketError, OSError) as error:
+                        logger.debug("client count not sent to %r: %s", client, error)

@@ -7,7 +7,7 @@ the wrapped app runs with the WebSocket in its environ. When the app
 returns, the connection is closed properly and the socket released.
 """
 
-from .adapters import UnsupportedServer, take_over
+from .adapters import UnsupportedServer, request_http_version, take_over
 from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
@@ -60,24 +60,32 @@ class WebSocketMiddleware:
 
     def __call__(self, environ, start_response):
         headers = headers_from_environ(environ)
-        if not is_upgrade_request(headers):
+        if not is_upgrade_request(headers) or "wsgi.websocket" in environ:
+            # Plain HTTP; or a middleware further out took the connection
+            # already (a Flask app with WSocketApp inside, run by wsocket's
+            # server, which wraps it once more).
             return self.app(environ, start_response)
         try:
             handshake = server_handshake(
                 headers, environ.get("REQUEST_METHOD", "GET"),
-                environ.get("SERVER_PROTOCOL", "HTTP/1.1"), self.protocols,
+                request_http_version(environ), self.protocols,
                 self.allowed_origins, self.compression)
         except HandshakeError as error:
             logger.info("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
             return _plain_response(start_response, error.status, str(error), error.headers)
         try:
-            transport = take_over(environ)
+            transport = take_over(environ, start_response)
         except UnsupportedServer as error:
             logger.error("%s", error)
             return _plain_response(start_response, 501, str(error))
         return self._serve(environ, handshake, transport)
 
     def _serve(self, environ, handshake, transport):
+        """Run the app over the connection ``transport`` (an adapter) took over.
+
+        Returns what the server gets back once the WebSocket ended; by then
+        the connection is released and the server writes nothing more on it.
+        """
         sock = transport.sock
         response = ["HTTP/1.1 101 Switching Protocols"]
         response.extend("%s: %s" % header for header in handshake.headers)
@@ -86,7 +94,7 @@ class WebSocketMiddleware:
         except OSError as error:
             logger.debug("client left during the handshake: %s", error)
             transport.release()
-            return transport.response
+            return transport.response()
         websocket = self.websocket_class(
             sock, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
             version=handshake.version, origin=handshake.origin,
@@ -109,14 +117,20 @@ class WebSocketMiddleware:
             if server is not None:
                 server.websocket_closed(websocket)
             transport.release()
-        return transport.response
+        return transport.response()
 
     def _run_app(self, environ, websocket):
         result = None
+        answer = []
+
+        def start_response(status, headers, exc_info=None):
+            answer[:] = [status]
+            return _discard
+
         try:
             # The app owns the connection until it returns; whatever HTTP
             # response it makes is discarded, since the 101 went out already.
-            result = self.app(environ, _ignore_response)
+            result = self.app(environ, start_response)
             for _ in result or ():
                 pass
         except ConnectionClosed as closed:
@@ -136,10 +150,17 @@ class WebSocketMiddleware:
                     close()
                 except Exception:
                     logger.exception("error closing the WebSocket app's response")
+        status = str(answer[0]) if answer else ""
+        if status[:1] in ("4", "5"):
+            # The app (its router, mostly) refused the request without using
+            # the WebSocket: say so, or the client just sees it closed.
+            logger.warning("the app answered the WebSocket request for %s with %s instead of "
+                           "using environ['wsgi.websocket'] (with Flask or werkzeug routing, "
+                           "give the route websocket=True)", websocket.path, status)
 
 
-def _ignore_response(status, headers, exc_info=None):
-    return lambda data: None
+def _discard(data):
+    pass
 
 
 def _plain_response(start_response, status, message, headers=()):

@@ -369,15 +369,19 @@ class FixedServerHandler:
             if self.handler.taken_over:
                 self._log(101)
                 return False
-            if self.status is None:
-                raise AssertionError("WSGI application returned without start_response()")
-            if isinstance(result, (list, tuple)) and len(result) <= 1 and not self.headers_sent:
+            # A one-piece body gets a Content-Length (not for HEAD: an app
+            # that returns no body there does not mean the length is 0).
+            if self.status is not None and isinstance(result, (list, tuple)) \
+                    and len(result) <= 1 and not self.headers_sent and self.method != "HEAD":
                 self._set_length(sum(len(chunk) for chunk in result))
+            # PEP 3333 lets a generator call start_response when first iterated.
             for chunk in result:
                 if chunk:
                     self.write(chunk)
             if self.handler.taken_over:
                 return False
+            if self.status is None:
+                raise AssertionError("WSGI application returned without start_response()")
             self._finish_body()
         except BadRequest as error:
             # The body the app was reading is malformed: the client's fault.

@@ -7,6 +7,7 @@ is run inside ``receive()``, by the thread that waits for messages anyway.
 """
 
 import collections
+import importlib
 import logging
 import select
 import socket
@@ -206,9 +207,8 @@ class WebSocket:
         if pending is not None and pending():
             return True  # TLS already decrypted bytes that poll cannot see
         if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self.sock, select.POLLIN)
-        return bool(self._poller.poll(timeout * 1000))
+            self._poller = _readable_waiter(self.sock)
+        return self._poller(timeout)
 
     def _send_keepalive_ping(self, now):
         self._ping_sent_at = now
@@ -382,6 +382,27 @@ class WebSocket:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _readable_waiter(sock):
+    """A ``wait(timeout) -> bool`` that returns True once ``sock`` is readable.
+
+    A green socket (gevent, eventlet) is waited on through its own library's
+    ``select``, which lets the other greenlets run meanwhile, monkey-patched
+    or not. Any other socket uses ``select.poll`` (no limit on descriptor
+    numbers), or ``select.select`` where ``poll`` is missing (Windows, and
+    eventlet's monkey-patching removes it).
+    """
+    library = type(sock).__module__.partition(".")[0]
+    if library in ("gevent", "eventlet"):
+        green_select = importlib.import_module(
+            "gevent.select" if library == "gevent" else "eventlet.green.select")
+        return lambda timeout: bool(green_select.select([sock], [], [], timeout)[0])
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return lambda timeout: bool(poller.poll(timeout * 1000))
+    return lambda timeout: bool(select.select([sock], [], [], timeout)[0])
 
 
 def _check_timeout(name, value):

@@ -1,0 +1,206 @@
+"""The demo in a real browser: headless Chromium (Debian's), driven by Playwright.
+
+The server is ``python -m wsocket`` with no app, the page is the one it
+serves at ``/``, and everything happens through the page itself: its input,
+its Send button, what it shows. Screenshots go to each test's tmp_path.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import STOP_TIMEOUT, read_banner
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 15_000  # for anything the page does; the longest reconnection delay is 4 s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                             timeout=60_000)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 900, "height": 700},
+                                  ignore_https_errors=True)
+    context.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    yield context
+    context.close()
+
+
+def open_demo(context, url):
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#state")).to_have_attribute("data-state", "open")
+    expect(page.locator("#state-text")).to_have_text("connected")
+    return page
+
+
+def send_through_the_page(page, text):
+    page.locator("#message").fill(text)
+    page.locator("#send").click()
+    expect(page.locator(".msg.sent").last).to_have_text(text)
+    expect(page.locator(".msg.received").last).to_have_text("you said: " + text)
+    expect(page.locator("#message")).to_have_value("")
+
+
+def save_screenshot(page, path):
+    page.screenshot(path=str(path))
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_demo_echoes_what_a_person_types_and_counts_clients(wsocket_process, context,
+                                                            tmp_path):
+    server = wsocket_process("--port", "0")
+    page = open_demo(context, server.url)
+    expect(page).to_have_title("wsocket demo")
+    expect(page.locator("#clients")).to_have_text("1 client connected")
+    send_through_the_page(page, "Hello from Chromium!")
+    page.locator("#message").fill("Pressing Enter works too")
+    page.locator("#message").press("Enter")
+    expect(page.locator(".msg.received").last).to_have_text(
+        "you said: Pressing Enter works too")
+
+    second = open_demo(context, server.url)
+    expect(page.locator("#clients")).to_have_text("2 clients connected")
+    expect(second.locator("#clients")).to_have_text("2 clients connected")
+    expect(page.locator("#clients")).to_have_attribute("data-count", "2")
+    send_through_the_page(second, "second tab")
+    # Each tab sees only its own echo.
+    expect(page.locator(".msg.received")).to_have_count(2)
+    save_screenshot(page, tmp_path / "demo.png")
+    # The second tab, too, sees the count change as others come and go.
+    third = open_demo(context, server.url)
+    expect(second.locator("#clients")).to_have_text("3 clients connected")
+    third.close()
+    expect(second.locator("#clients")).to_have_text("2 clients connected")
+    second.close()
+    expect(page.locator("#clients")).to_have_text("1 client connected")
+    # Messages are text, never markup.
+    send_through_the_page(page, "<b>not bold</b>")
+    expect(page.locator(".msg.received b")).to_have_count(0)
+
+
+def test_demo_reconnects_after_the_server_restarts(wsocket_process, context, tmp_path):
+    server = wsocket_process("--port", "0")
+    page = open_demo(context, server.url)
+    send_through_the_page(page, "before the restart")
+    assert server.terminate() == 0
+    expect(page.locator("#state")).to_have_attribute("data-state", "closed")
+    expect(page.locator("#state-text")).to_contain_text("disconnected")
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator("#clients")).to_have_text("\u2013 clients")
+    save_screenshot(page, tmp_path / "disconnected.png")
+    restarted = wsocket_process("--port", str(server.port))
+    assert restarted.port == server.port
+    expect(page.locator("#state")).to_have_attribute("data-state", "open")
+    expect(page.locator("#clients")).to_have_text("1 client connected")
+    send_through_the_page(page, "after the restart")
+    expect(page.locator(".msg.note")).to_have_text([
+        "connected to ws://127.0.0.1:%d/" % server.port,
+        "connection lost; reconnecting\u2026",
+        "connected to ws://127.0.0.1:%d/" % server.port,
+    ])
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
+
+
+def test_demo_works_over_wss(wsocket_process, context, certificate, tmp_path):
+    certfile, keyfile = certificate
+    server = wsocket_process("--port", "0", "--certfile", certfile, "--keyfile", keyfile)
+    assert server.url.startswith("https://127.0.0.1:")
+    page = open_demo(context, server.url)
+    expect(page.locator("#endpoint")).to_have_text("wss://127.0.0.1:%d/?clients" % server.port)
+    expect(page.locator("#clients")).to_have_text("1 client connected")
+    send_through_the_page(page, "over TLS")
+    save_screenshot(page, tmp_path / "demo-wss.png")
+
+
+def test_chromium_is_debians(browser):
+    """The browser really is the system's Chromium, not a downloaded one."""
+    version = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    assert version.startswith("Chromium ")
+    assert browser.version.split(".")[0] in version
+
+
+@pytest.fixture
+def bare_wsocket(tmp_path):
+    """``wsocket`` with no arguments, as README's first command ends: the demo on port 8080.
+
+    The port is fixed, so a run of this same test elsewhere on the machine may
+    hold it for a moment: starting is retried for up to PORT_WAIT seconds.
+    """
+    script = Path(sys.executable).parent / "wsocket"
+    assert script.is_file(), "the wsocket command is not installed next to %s" % sys.executable
+    stderr_path = tmp_path / "wsocket-stderr.txt"
+    deadline = time.monotonic() + PORT_WAIT
+    while True:
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen([str(script)], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=stderr,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            banner = read_banner(proc)
+            break
+        except RuntimeError:  # it exited: the port was taken?
+            proc.stdout.close()
+            error = stderr_path.read_text()
+            if "port 8080" not in error or time.monotonic() > deadline:
+                raise AssertionError("wsocket without arguments failed: %s" % error)
+            time.sleep(0.5)
+        except BaseException:
+            proc.kill()
+            proc.wait(5)
+            proc.stdout.close()
+            raise
+    yield proc, banner
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    proc.stdout.close()
+
+
+PORT_WAIT = 30
+
+
+def test_wsocket_without_arguments_serves_the_demo_on_8080(bare_wsocket, context, tmp_path):
+    proc, banner = bare_wsocket
+    assert banner == "wsocket serving on http://127.0.0.1:8080/ (Ctrl-C to stop)"
+    page = open_demo(context, "http://127.0.0.1:8080/")
+    send_through_the_page(page, "typed into the demo of the bare command")
+    save_screenshot(page, tmp_path / "wsocket-8080.png")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(STOP_TIMEOUT) == 0

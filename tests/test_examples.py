@@ -1,0 +1,65 @@
+"""The framework examples in examples/, each started as its docstring says.
+
+Every example serves a page at / and a WebSocket echo at /ws. The test
+echoes text and binary, closes, checks that nothing followed the close
+frame on the wire, fetches the page, and checks the server logged no error.
+"""
+
+import contextlib
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.netutil import ROOT
+from tests.serverproc import assert_clean_end, python, recording_socket, start_server
+
+EXAMPLES = ROOT / "examples"
+TIMEOUT = 20.0
+
+# (name, command line as the example's docstring gives it, folder it runs in, page text)
+RUNS = [
+    ("wsgi", python("wsgi_echo.py", "{port}"), EXAMPLES, b"<title>wsocket echo</title>"),
+    ("flask", python("-m", "flask", "--app", "flask_echo", "run", "--host", "127.0.0.1",
+                     "--port", "{port}"), EXAMPLES, b"Flask here"),
+    ("flask-on-wsocket", python("-m", "wsocket", "flask_echo:app", "--host", "127.0.0.1",
+                                "--port", "{port}"), EXAMPLES, b"Flask here"),
+    ("django", python("-m", "gunicorn", "-k", "gthread", "--threads", "100",
+                      "-b", "127.0.0.1:{port}", "echosite.wsgi"),
+     EXAMPLES / "django_echo", b"Django here"),
+    ("django-on-wsocket", python("-m", "wsocket", "echosite.wsgi:application",
+                                 "--host", "127.0.0.1", "--port", "{port}"),
+     EXAMPLES / "django_echo", b"Django here"),
+    ("bottle", python("bottle_echo.py", "{port}"), EXAMPLES, b"Bottle here"),
+    ("pyramid", python("-m", "gunicorn", "-k", "gevent", "-b", "127.0.0.1:{port}",
+                       "pyramid_echo:app"), EXAMPLES, b"Pyramid here"),
+    ("gevent", python("gevent_echo.py", "{port}"), EXAMPLES, b"<title>wsocket echo</title>"),
+    ("eventlet", python("eventlet_echo.py", "{port}"), EXAMPLES, b"<title>wsocket echo</title>"),
+]
+
+
+@pytest.fixture(params=RUNS, ids=[run[0] for run in RUNS])
+def example(request, tmp_path):
+    name, command, folder, page = request.param
+    server = start_server(name, command, tmp_path / "stderr.txt", cwd=folder,
+                          env={"HOME": str(tmp_path)})
+    server.page = page
+    yield server
+    server.stop()
+
+
+def test_example_echoes_and_serves_its_page(example):
+    with contextlib.ExitStack() as stack:
+        sock = recording_socket(example.port)
+        connection = stack.enter_context(connect(
+            example.ws_url + "/ws", sock=sock, open_timeout=TIMEOUT, close_timeout=TIMEOUT))
+        connection.send("hello from the test")
+        assert connection.recv(timeout=TIMEOUT) == "hello from the test"
+        connection.send(b"\x00\x01binary")
+        assert connection.recv(timeout=TIMEOUT) == b"\x00\x01binary"
+        assert_clean_end(connection, sock)
+        assert connection.close_code == 1000
+    with urllib.request.urlopen(example.url + "/", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        assert example.page in response.read()
+    example.assert_no_errors()

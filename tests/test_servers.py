@@ -1,0 +1,191 @@
+"""The middleware on every server it supports: a real server process, a real client.
+
+Each server kind runs once for the module (``tests.matrix_app:app``), and
+every test runs against each of them. Every WebSocket test checks the wire
+after the close: the server's FIN came, and not one byte followed the close
+frame; and that the server logged no error.
+"""
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests import matrix_app
+from tests.netutil import TEXT, Reader, client_frame, close_frame, open_connection, upgrade_request
+from tests.serverproc import assert_clean_end, python, recording_socket, start_server
+
+TIMEOUT = 20.0
+
+SERVERS = {
+    "wsocket": python("-m", "wsocket", "tests.matrix_app:app", "--host", "127.0.0.1",
+                      "--port", "{port}"),
+    "werkzeug": python("-m", "tests.serve", "werkzeug", "{port}"),
+    "gunicorn-gthread": python("-m", "gunicorn", "-k", "gthread", "--threads", "50",
+                               "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
+    "gunicorn-gevent": python("-m", "gunicorn", "-k", "gevent", "-b", "127.0.0.1:{port}",
+                              "tests.matrix_app:app"),
+    "gunicorn-gevent_pywsgi": python("-m", "gunicorn", "-k", "gevent_pywsgi",
+                                     "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
+    "gevent-pywsgi": python("-m", "tests.serve", "gevent", "{port}"),
+    "eventlet": python("-m", "tests.serve", "eventlet", "{port}"),
+}
+
+SIZES = [0, 1, 125, 126, 127, 65535, 65536, 4 * 1024 * 1024]
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def server(request, tmp_path_factory):
+    name = request.param
+    stderr_path = tmp_path_factory.mktemp(name) / "stderr.txt"
+    proc = start_server(name, SERVERS[name], stderr_path,
+                        env={"HOME": str(stderr_path.parent)})  # gunicorn's control socket
+    yield proc
+    proc.stop()
+    proc.assert_no_errors()  # what it logged after the last test, or while stopping
+
+
+@pytest.fixture
+def quiet(server):
+    """Runs the test, then checks the server logged no error meanwhile."""
+    yield server
+    server.assert_no_errors()
+
+
+@contextlib.contextmanager
+def open_websocket(server, path="/", **options):
+    """A ``websockets`` client on a socket that records what the server sends."""
+    sock = recording_socket(server.port)
+    options.setdefault("open_timeout", TIMEOUT)
+    options.setdefault("close_timeout", TIMEOUT)
+    options.setdefault("max_size", matrix_app.MAX_MESSAGE_SIZE)
+    with connect(server.ws_url + path, sock=sock, **options) as connection:
+        yield connection, sock
+
+
+def text_of(size):
+    return ("wsocket-é" * (size // 10 + 1)).encode()[:size].decode("utf-8", "ignore")
+
+
+@pytest.mark.parametrize("compression", ["deflate", None], ids=["compressed", "uncompressed"])
+def test_echo_text_and_binary_of_every_size(quiet, compression):
+    with open_websocket(quiet, "/describe", compression=compression) as (connection, sock):
+        assert connection.recv(timeout=TIMEOUT) == "protocol=None compress=%s" % (
+            compression is not None)
+        extensions = connection.response.headers.get("Sec-WebSocket-Extensions")
+        assert (extensions is not None and "permessage-deflate" in extensions) == \
+            (compression is not None)
+        for size in SIZES:
+            text = text_of(size)
+            connection.send(text)
+            assert connection.recv(timeout=TIMEOUT) == text
+            data = os.urandom(size)
+            connection.send(data)
+            assert connection.recv(timeout=TIMEOUT) == data
+        assert_clean_end(connection, sock)
+        assert connection.close_code == 1000
+
+
+def test_subprotocol_in_the_servers_order_of_preference(quiet):
+    offer = ["chat", "superchat"]
+    with open_websocket(quiet, "/describe", subprotocols=offer) as (connection, sock):
+        assert connection.subprotocol == "superchat"
+        assert connection.recv(timeout=TIMEOUT).startswith("protocol=superchat ")
+        connection.send("hello")
+        assert connection.recv(timeout=TIMEOUT) == "hello"
+        assert_clean_end(connection, sock)
+
+
+def test_close_from_client_with_a_code_and_reason(quiet):
+    with open_websocket(quiet) as (connection, sock):
+        connection.send("before closing")
+        assert connection.recv(timeout=TIMEOUT) == "before closing"
+        connection.close(4002, "bye from the client")
+        assert connection.close_code == 4002  # the server echoes the code
+        assert_clean_end(connection, sock)
+
+
+def test_close_from_server_with_a_code_and_reason(quiet):
+    with open_websocket(quiet, "/close") as (connection, sock):
+        assert connection.recv(timeout=TIMEOUT) == "closing"
+        with pytest.raises(ConnectionClosed) as closed:
+            connection.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd.code == matrix_app.CLOSE_CODE
+        assert closed.value.rcvd.reason == matrix_app.CLOSE_REASON
+        assert_clean_end(connection, sock)
+
+
+@pytest.mark.parametrize("ending", ["fin", "reset"])
+def test_client_that_vanishes_without_a_close_frame(quiet, ending):
+    """The app's loop ends, the server logs no error and goes on serving."""
+    sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
+    request = upgrade_request("/", host="127.0.0.1:%d" % quiet.port)
+    sock.sendall(request + client_frame(TEXT, "and then I vanish"))
+    reader = Reader(sock)
+    assert reader.read_response().status == 101
+    assert reader.read_frame() == (True, TEXT, b"and then I vanish")
+    if ending == "reset":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    with urllib.request.urlopen(quiet.url + "/still-there", timeout=TIMEOUT) as response:
+        assert response.read() == b"plain HTTP GET /still-there"
+    # Errors the server logs later still show: every following test of this
+    # server checks the whole of its stderr again.
+
+
+def test_twenty_concurrent_connections(quiet):
+    count, rounds = 20, 5
+    everyone_connected = threading.Barrier(count, timeout=TIMEOUT)
+    failures = []
+
+    def client(number):
+        try:
+            with open_websocket(quiet) as (connection, sock):
+                everyone_connected.wait()  # all 20 are open at the same time
+                for round_ in range(rounds):
+                    message = "client %d round %d" % (number, round_)
+                    connection.send(message)
+                    assert connection.recv(timeout=TIMEOUT) == message
+                assert_clean_end(connection, sock)
+        except BaseException as error:  # reported below, with the client's number
+            failures.append("client %d: %r" % (number, error))
+            everyone_connected.abort()
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT * 3)
+    assert not any(thread.is_alive() for thread in threads), "a client hangs"
+    assert not failures, failures
+
+
+def test_plain_http_on_the_same_server_after_a_websocket(quiet):
+    with open_websocket(quiet) as (connection, sock):
+        connection.send("hello")
+        assert connection.recv(timeout=TIMEOUT) == "hello"
+        assert_clean_end(connection, sock)
+    with urllib.request.urlopen(quiet.url + "/after", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        assert response.read() == b"plain HTTP GET /after"
+
+
+def test_bytes_sent_with_the_upgrade_request_are_not_lost(quiet):
+    """A frame in the same packet as the request sits in the server's buffer: it is echoed."""
+    sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
+    with sock:
+        request = upgrade_request("/", host="127.0.0.1:%d" % quiet.port)
+        sock.sendall(request + client_frame(TEXT, "sent early") + client_frame(TEXT, "and more"))
+        reader = Reader(sock)
+        assert reader.read_response().status == 101
+        assert reader.read_frame() == (True, TEXT, b"sent early")
+        assert reader.read_frame() == (True, TEXT, b"and more")
+        sock.sendall(close_frame(1000))
+        assert reader.read_frame() == (True, 0x8, b"\x03\xe8")
+        assert reader.read_to_eof() == b""  # the FIN, and nothing before it
