@@ -94,6 +94,28 @@ def _port(text):
 
 
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout")
+_SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
+                   "max_request_head")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number, not %r" % text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected seconds, not %r" % text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,6 +146,15 @@ def build_parser():
                         help="seconds (default 10)")
     parser.add_argument("--no-compression", action="store_true",
                         help="decline permessage-deflate")
+    # The server's limits (see SERVER_OPTIONS in wsocket.server).
+    parser.add_argument("--max-connections", type=_positive_int, default=unset,
+                        help="open connections at once; past it a 503 (default 10000)")
+    parser.add_argument("--request-timeout", type=_positive_seconds, default=unset,
+                        help="seconds a client has to send a request head (default 10)")
+    parser.add_argument("--keep-alive-timeout", type=_positive_seconds, default=unset,
+                        help="seconds an idle keep-alive connection is kept (default 15)")
+    parser.add_argument("--max-request-head", type=_positive_int, default=unset,
+                        help="bytes of request line and headers; past it a 431 (default 65536)")
     return parser
 
 
@@ -152,7 +183,9 @@ def main(argv=None):
         for path in (args.certfile, args.keyfile):
             if path and not os.path.isfile(path):
                 raise CommandLineError("no such file: %s" % path)
-        run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile, **options)
+        limits = {name: getattr(args, name) for name in _SERVER_OPTIONS if hasattr(args, name)}
+        run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile,
+            **options, **limits)
     except CommandLineError as error:
         parser.exit(2, "wsocket: error: %s\n" % error)
     except ssl.SSLError as error:  # an OSError, but not the port's fault

@@ -30,8 +30,14 @@ __all__ = [
 ]
 
 SERVER_SOFTWARE = "wsocket/0.1"
-MAX_REQUEST_HEAD = 64 * 1024  # request line and headers together
-KEEP_ALIVE_TIMEOUT = 75.0  # seconds an idle HTTP connection is kept
+# Limits of the server, each an option of make_server(), run() and the command line.
+SERVER_OPTIONS = {
+    "max_connections": 10000,  # open connections at once; past it new ones get a 503
+    "request_timeout": 10.0,  # seconds to send a whole request head (slowloris guard)
+    "keep_alive_timeout": 15.0,  # seconds an idle keep-alive connection is kept
+    "max_request_head": 64 * 1024,  # bytes of request line and headers; past it a 431
+}
+MAX_REQUEST_HEAD = SERVER_OPTIONS["max_request_head"]
 _READ_SIZE = 65536
 
 
@@ -153,17 +159,17 @@ class FixedHandler(socketserver.BaseRequestHandler):
     """
 
     server_software = SERVER_SOFTWARE
-    max_request_head = MAX_REQUEST_HEAD
-    keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     idle = False  # waiting for a next request: the server may end the connection to stop
 
     def setup(self):
         self.buffer = bytearray()
         self.taken_over = False
         self.client_address = self.client_address or ("", 0)
+        self.connected_at = time.monotonic()
+        self.max_request_head = self.server.max_request_head
         context = getattr(self.server, "ssl_context", None)
         if context is not None:
-            self.request.settimeout(self.keep_alive_timeout)
+            self.request.settimeout(self.server.request_timeout)
             self.request = context.wrap_socket(self.request, server_side=True)
         self.connection = self.request
         self.server.connection_opened(self)
@@ -172,13 +178,14 @@ class FixedHandler(socketserver.BaseRequestHandler):
         self.server.connection_closed(self)
 
     def handle(self):
+        first = True
         try:
             while not self.taken_over:
                 if not self.server.connection_idle(self):
                     return  # the server is stopping: no next request
-                self.connection.settimeout(self.keep_alive_timeout)
                 try:
-                    environ = self.read_request()
+                    environ = self.read_request(first)
+                    first = False
                 except BadRequest as error:
                     self.send_error(error.status, str(error))
                     return
@@ -211,8 +218,16 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 raise BadRequest("line too long", 431)
             self.fill_buffer()
 
-    def read_request(self):
-        """Parse the next request head into a WSGI environ; None at a clean end."""
+    def read_request(self, first=False):
+        """Parse the next request head into a WSGI environ; None at a clean end.
+
+        A request head must arrive within ``request_timeout`` seconds, counted
+        from the connection's start for its first request (a client that
+        connects and sends nothing, or a byte a second, is dropped) and from
+        its first byte for the next ones; between requests a connection may
+        idle ``keep_alive_timeout`` seconds.
+        """
+        started = self.connected_at if first else None
         while True:
             blank = len(self.buffer) - len(self.buffer.lstrip(b"\r\n"))
             if blank:
@@ -223,9 +238,22 @@ class FixedHandler(socketserver.BaseRequestHandler):
             if len(self.buffer) > self.max_request_head:
                 raise BadRequest("request head larger than %d bytes" % self.max_request_head,
                                  431)
+            now = time.monotonic()
+            if started is None and self.buffer:
+                started = now
+            if started is None:
+                timeout = self.server.keep_alive_timeout
+            else:
+                timeout = started + self.server.request_timeout - now
             try:
+                if timeout <= 0:
+                    raise socket.timeout
+                self.connection.settimeout(timeout)
                 data = self.connection.recv(_READ_SIZE)
             except socket.timeout:
+                if self.buffer:
+                    raise BadRequest("request head not complete within %g s"
+                                     % self.server.request_timeout, 408)
                 return None
             if not data:
                 if self.buffer.strip():
@@ -406,7 +434,7 @@ class FixedServerHandler:
         if not self.keep_alive:
             return False
         # The next request starts where this body ends; skip what the app left.
-        return self.environ["wsgi.input"].drain(MAX_REQUEST_HEAD)
+        return self.environ["wsgi.input"].drain(self.handler.max_request_head)
 
     def _replace_response(self, status, message):
         """Answer with a plain-text error instead of what the app did not finish."""
@@ -538,10 +566,20 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     shutdown_timeout = 5.0
 
     def __init__(self, server_address, RequestHandlerClass=WebSocketHandler,
-                 bind_and_activate=True, ssl_context=None):
+                 bind_and_activate=True, ssl_context=None, **limits):
+        unknown = set(limits) - set(SERVER_OPTIONS)
+        if unknown:
+            raise TypeError("unknown server option(s) %s; known: %s" % (
+                ", ".join(sorted(unknown)), ", ".join(sorted(SERVER_OPTIONS))))
+        for name, default in SERVER_OPTIONS.items():
+            value = limits.get(name, default)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError("%s must be a positive number, not %r" % (name, value))
+            setattr(self, name, value)
         if ":" in server_address[0]:
             self.address_family = socket.AF_INET6
         self.ssl_context = ssl_context
+        self._active = 0  # connections accepted and not yet shut down
         self.application = None
         self.base_environ = {}
         self._connections = set()
@@ -597,6 +635,41 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             return
         logger.error("error on the connection from %s\n%s", client_address[0],
                      traceback.format_exc())
+
+    # -- accepting, within max_connections --------------------------------------
+
+    def process_request(self, request, client_address):
+        with self._lock:
+            full = self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            self._refuse(request, client_address)
+            return
+        # If starting the thread fails, socketserver calls shutdown_request(),
+        # which gives the place back.
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._lock:
+            self._active -= 1
+        super().shutdown_request(request)
+
+    def _refuse(self, request, client_address):
+        """Past max_connections: a 503 at once, from the accepting thread, never blocking."""
+        logger.warning("refused a connection from %s: %d connections open (max_connections)",
+                       client_address[0], self.max_connections)
+        if self.ssl_context is None:
+            body = b"503 Service Unavailable: too many connections\n"
+            try:
+                request.setblocking(False)
+                request.send(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                             b"Content-Type: text/plain; charset=utf-8\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                             % (len(body), body))
+            except OSError:
+                pass
+        socketserver.TCPServer.shutdown_request(self, request)
 
     # -- what the handlers and the middleware report ----------------------------
 
@@ -698,12 +771,15 @@ def _ssl_context(certfile, keyfile):
 
 
 def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handler_class=None,
-                certfile=None, keyfile=None, ssl_context=None, **websocket_options):
+                certfile=None, keyfile=None, ssl_context=None, **options):
     """A ready server bound to ``host``:``port`` (0 picks a free port) serving ``app``.
 
-    No ``app`` serves the demo. ``websocket_options`` go to ``WSocketApp``.
+    No ``app`` serves the demo. The options of ``SERVER_OPTIONS`` (limits)
+    go to the server, all others to ``WSocketApp``.
     """
     from .app import WSocketApp
+    limits = {name: options.pop(name) for name in list(options) if name in SERVER_OPTIONS}
+    websocket_options = options
     server_class = server_class or WSocketServer
     handler_class = handler_class or WebSocketHandler
     if ssl_context is None:
@@ -720,7 +796,7 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
         WSocketApp(None, **websocket_options)  # reject unknown options now, not at the first request
         server_class = type(server_class.__name__, (server_class,),
                             {"websocket_options": websocket_options})
-    server = server_class((host, port), handler_class, ssl_context=ssl_context)
+    server = server_class((host, port), handler_class, ssl_context=ssl_context, **limits)
     server.set_app(app)
     return server
 
