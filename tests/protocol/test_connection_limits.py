@@ -222,3 +222,41 @@ def test_compression_bomb_fails_at_the_chunk_that_passes_the_limit():
 def test_no_limit_inflates_16_mib():
     connection = Connection(SERVER, deflate=DeflateParams(), max_message_size=None)
     assert connection.receive_data(frame(BINARY, _bomb(16), rsv=4)) == [Message(bytes(16 * MiB))]
+
+
+# -- fragment floods -------------------------------------------------------------
+
+def _continuations(count, payload=b""):
+    return b"".join(frame(0x0, payload, fin=False) for _ in range(count))
+
+
+def test_fragment_limit_follows_the_message_size_limit():
+    assert Connection(SERVER, max_message_size=1024 * 1024).max_fragments == 16384
+    assert Connection(SERVER, max_message_size=100).max_fragments == 1024
+    assert Connection(SERVER, max_message_size=None).max_fragments == 1024 * 1024
+
+
+def test_flood_of_empty_fragments_fails_with_1009():
+    connection = Connection(SERVER, max_message_size=1024 * 1024)
+    events = connection.receive_data(frame(0x1, b"a", fin=False) + _continuations(16383))
+    assert events == []  # 16,384 fragments: still allowed
+    events = connection.receive_data(_continuations(1))
+    assert events == [Failure(1009, "message in more than 16384 fragments (the limit)")]
+
+
+def test_four_mib_in_64_byte_fragments_passes_with_a_4_mib_limit():
+    """Autobahn case 9.3.1 with the size limit at 4 MiB."""
+    connection = Connection(SERVER, max_message_size=4 * 1024 * 1024)
+    chunk = b"*" * 64
+    count = 4 * 1024 * 1024 // 64
+    data = frame(0x2, chunk, fin=False) + _continuations(count - 2, chunk) + frame(0x0, chunk)
+    assert connection.receive_data(data) == [Message(b"*" * (4 * 1024 * 1024))]
+
+
+def test_explicit_fragment_limit():
+    connection = Connection(SERVER, max_fragments=3)
+    events = connection.receive_data(frame(0x1, b"a", fin=False) + _continuations(2, b"b")
+                                     + frame(0x0, b"c"))
+    assert events == [Failure(1009, "message in more than 3 fragments (the limit)")]
+    with pytest.raises(ValueError, match="max_fragments must be None or at least 1"):
+        Connection(SERVER, max_fragments=0)

@@ -34,6 +34,8 @@ CLOSING = "CLOSING"  # one side sent a close frame, the other has not answered y
 CLOSED = "CLOSED"  # both close frames exchanged, or the connection failed
 
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+# With no size limit, fragments are still bounded as for messages of 64 MiB.
+_UNLIMITED_SIZE_BASIS = 64 * 1024 * 1024
 
 _unpack_code = struct.Struct("!H").unpack
 _pack_code = struct.Struct("!H").pack
@@ -143,10 +145,14 @@ class Connection:
     ``side`` is ``SERVER`` or ``CLIENT``: it decides which frames must be
     masked. ``deflate`` holds the negotiated ``DeflateParams`` or None.
     ``max_message_size`` (bytes, None for no limit) applies to each message
-    after decompression.
+    after decompression. ``max_fragments`` bounds the frames of one message
+    (default: one per 64 bytes of ``max_message_size``, at least 1,024), so
+    a flood of tiny or empty fragments cannot cost more work than the bytes
+    a legitimate message of the allowed size would.
     """
 
-    def __init__(self, side=SERVER, deflate=None, max_message_size=DEFAULT_MAX_MESSAGE_SIZE):
+    def __init__(self, side=SERVER, deflate=None, max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+                 max_fragments=None):
         if side not in (SERVER, CLIENT):
             raise ValueError("side must be %r or %r, not %r" % (SERVER, CLIENT, side))
         if max_message_size is not None and max_message_size < 0:
@@ -154,6 +160,12 @@ class Connection:
         self.side = side
         self.state = OPEN
         self.max_message_size = max_message_size
+        if max_fragments is None:
+            max_fragments = max(1024, (max_message_size or _UNLIMITED_SIZE_BASIS) // 64)
+        elif max_fragments < 1:
+            raise ValueError("max_fragments must be None or at least 1")
+        self.max_fragments = max_fragments
+        self._message_fragments = 0
         self.deflate = deflate
         self._codec = DeflateCodec(deflate, side) if deflate is not None else None
         self._mask_outgoing = side == CLIENT
@@ -273,9 +285,15 @@ class Connection:
         if header.opcode != OP_CONTINUATION:
             self._message_opcode = header.opcode
             self._message_compressed = header.rsv1
+            self._message_fragments = 1
             self._message_size = 0
             self._parts = []
             self._utf8 = _Utf8Decoder() if header.opcode == OP_TEXT else None
+        else:
+            self._message_fragments += 1
+            if self._message_fragments > self.max_fragments:
+                raise FrameTooLargeException("message in more than %d fragments (the limit)"
+                                             % self.max_fragments)
         self._frame = header
         self._frame_remaining = header.length
         self._frame_mask_offset = 0
