@@ -239,7 +239,24 @@ class Connection:
                 if self.close_received is not None:
                     position = end  # RFC 6455 5.5.1: nothing is read after a close
                 continue
-            position += header.size
+            start = position + header.size
+            stop = start + header.length
+            if header.fin and stop <= end and not header.rsv1 and header.opcode != OP_CONTINUATION:
+                # The common case, a whole unfragmented uncompressed message
+                # already here: decode it in one go.
+                payload = buffer[start:stop]
+                payload = apply_mask(payload, header.mask) if header.mask else bytes(payload)
+                if header.opcode == OP_TEXT:
+                    try:
+                        payload = payload.decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        if error.reason == "unexpected end of data":
+                            raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+                        raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+                events.append(Message(payload))
+                position = stop
+                continue
+            position = start
             self._start_data_frame(header)
             if header.length == 0:
                 self._end_data_frame(events)
