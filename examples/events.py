@@ -10,18 +10,15 @@ to ``/chat``, a path with no route, so the events handle it.
 import itertools
 import sys
 
-from wsocket import WebSocketError, WSocketApp, run
+from wsocket import WSocketApp, run
 
 app = WSocketApp()
 numbers = itertools.count(1)
 
 
 def broadcast(text):
-    for client in app.clients:  # a snapshot: clients may come and go meanwhile
-        try:
-            client.send(text)
-        except WebSocketError:
-            pass  # that one just left; its onclose tells the others
+    # To every client; never waits for a slow one (see "Broadcast and rooms" in README).
+    app.hub.broadcast(text)
 
 
 def on_connect(client):

@@ -6,6 +6,7 @@ its Send button, what it shows. Screenshots go to each test's tmp_path.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,3 +205,48 @@ def test_wsocket_without_arguments_serves_the_demo_on_8080(bare_wsocket, context
     save_screenshot(page, tmp_path / "wsocket-8080.png")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(STOP_TIMEOUT) == 0
+
+
+def chat_name(page):
+    expect(page.locator("#name")).to_have_text(re.compile(r"^you are guest-[0-9a-f]{4}$"))
+    return page.locator("#name").inner_text()[len("you are "):]
+
+
+def test_demo_chat_mode_broadcasts_to_everyone_in_the_chat(wsocket_process, context, tmp_path):
+    server = wsocket_process("--port", "0")
+    alice = open_demo(context, server.url + "?chat")
+    expect(alice.locator("#mode-chat")).to_have_attribute("aria-pressed", "true")
+    expect(alice.locator("#endpoint")).to_have_text(
+        "ws://127.0.0.1:%d/?clients&chat" % server.port)
+    alice_name = chat_name(alice)
+    # Bob opens the plain demo and switches to the chat with the toggle.
+    bob = open_demo(context, server.url)
+    bob.locator("#mode-chat").click()
+    expect(bob).to_have_url(server.url + "?chat")
+    bob_name = chat_name(bob)
+    assert bob_name != alice_name
+    expect(alice.locator(".msg.note").last).to_have_text(bob_name + " joined")
+    echo = open_demo(context, server.url)  # stays in echo mode
+
+    bob.locator("#message").fill("hello, chat!")
+    bob.locator("#send").click()
+    expect(bob.locator(".msg.sent").last).to_have_text("hello, chat!")
+    expect(alice.locator(".msg.received .who").last).to_have_text(bob_name)
+    expect(alice.locator(".msg.received .text").last).to_have_text("hello, chat!")
+    alice.locator("#message").fill("<i>hi</i> bob")
+    alice.locator("#message").press("Enter")
+    expect(alice.locator(".msg.sent").last).to_have_text("<i>hi</i> bob")
+    expect(bob.locator(".msg.received .text").last).to_have_text("<i>hi</i> bob")
+    expect(bob.locator(".msg.received i")).to_have_count(0)
+    expect(alice.locator("#clients")).to_have_text("3 clients connected")
+    # The echo page saw none of it and still echoes.
+    send_through_the_page(echo, "just me")
+    expect(echo.locator(".msg.received")).to_have_count(1)
+    save_screenshot(alice, tmp_path / "chat.png")
+
+    bob.close()
+    expect(alice.locator(".msg.note").last).to_have_text(bob_name + " left")
+    # Back to the echo: the chat no longer reaches this page.
+    alice.locator("#mode-echo").click()
+    expect(alice).to_have_url(server.url)
+    send_through_the_page(alice, "echo again")

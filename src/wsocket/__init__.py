@@ -10,6 +10,7 @@ from .errors import (
     ProtocolError, WebSocketError,
 )
 from .framework import Response
+from .hub import Hub, HubError
 from .server import (
     FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
     WSocketServer, make_server, run,
@@ -19,7 +20,7 @@ from .websocket import WebSocket, logger
 __version__ = "0.1.0"
 
 __all__ = [
-    "WebSocket", "WSocketApp", "Event", "Response",
+    "WebSocket", "WSocketApp", "Event", "Response", "Hub", "HubError",
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
     "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",

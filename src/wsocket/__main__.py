@@ -13,6 +13,8 @@ import os
 import ssl
 import sys
 
+from .hub import HubError
+
 __all__ = ["main", "load_app"]
 
 
@@ -40,6 +42,8 @@ def load_app(spec):
             raise CommandLineError("cannot import module %r (looked in %s)"
                                    % (module_name, os.getcwd()))
         raise CommandLineError("importing %r failed: %s" % (module_name, error))
+    except HubError:
+        raise  # its own message says it all: "cannot reach Redis at ..."
     except Exception as error:
         raise CommandLineError("importing %r failed: %s: %s"
                                % (module_name, type(error).__name__, error))
@@ -50,6 +54,8 @@ def load_app(spec):
     if call:
         try:
             app = app()
+        except HubError:
+            raise
         except Exception as error:
             raise CommandLineError("calling %s() failed: %s: %s"
                                    % (attribute, type(error).__name__, error))
@@ -93,7 +99,8 @@ def _port(text):
     return value
 
 
-_WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout")
+_WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout",
+                      "max_queue")
 _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
                    "max_request_head")
 
@@ -146,6 +153,12 @@ def build_parser():
                         help="seconds (default 10)")
     parser.add_argument("--no-compression", action="store_true",
                         help="decline permessage-deflate")
+    parser.add_argument("--max-queue", type=_size, default=unset,
+                        help="bytes a slow client may have waiting before it is closed "
+                             "with 1013, or 'none' (default 4 MiB)")
+    parser.add_argument("--hub", metavar="URL",
+                        help="broadcast backend: memory:// (default) or redis://host:port/db "
+                             "(sets WSOCKET_HUB for the app)")
     # The server's limits (see SERVER_OPTIONS in wsocket.server).
     parser.add_argument("--max-connections", type=_positive_int, default=unset,
                         help="open connections at once; past it a 503 (default 10000)")
@@ -170,6 +183,9 @@ def main(argv=None):
     options = {name: getattr(args, name) for name in _WEBSOCKET_OPTIONS if hasattr(args, name)}
     if args.no_compression:
         options["compression"] = False
+    if args.hub:
+        # Before the app is imported: a WSocketApp() made at import reads it.
+        os.environ["WSOCKET_HUB"] = args.hub
     from .app import WSocketApp
     from .server import run
     try:
@@ -186,7 +202,7 @@ def main(argv=None):
         limits = {name: getattr(args, name) for name in _SERVER_OPTIONS if hasattr(args, name)}
         run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile,
             **options, **limits)
-    except CommandLineError as error:
+    except (CommandLineError, HubError) as error:
         parser.exit(2, "wsocket: error: %s\n" % error)
     except ssl.SSLError as error:  # an OSError, but not the port's fault
         parser.exit(2, "wsocket: error: cannot use the certificate %s: %s\n"

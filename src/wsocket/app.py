@@ -11,7 +11,11 @@
      exactly once at the end; HTTP requests that no route matched get
      ``not_found`` (404);
   3. with nothing attached at all (no route, no handler), the demo: a page
-     at ``/`` that talks to an echo ("you said: ...") WebSocket.
+     at ``/`` that talks to an echo ("you said: ...") WebSocket, or, in its
+     chat mode (``/?chat``), to everyone else in the chat.
+
+``app.hub`` (see ``hub``) broadcasts to the clients of all three, and to
+rooms they join; each WebSocket leaves every room when its connection ends.
 
 A WebSocket request to a path no route matches, on an app that has routes
 but no event handlers, is answered 404 before any handshake.
@@ -19,6 +23,7 @@ but no event handlers, is answered 404 before any handshake.
 
 import json
 import os
+import secrets
 import threading
 from urllib.parse import parse_qs
 
@@ -32,6 +37,7 @@ __all__ = ["WSocketApp", "Event"]
 
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
 DEMO_PATHS = ("/", "/index.html")
+CHAT_ROOM = "chat"  # the room of the demo's chat mode
 
 
 class Event:
@@ -145,6 +151,7 @@ class WSocketApp(WebSocketMiddleware, Framework):
         self._clients_lock = threading.Lock()
         self._presence = None
         self._presence_lock = threading.Lock()
+        self._chat_names = set()
         Framework.__init__(self, debug)
         WebSocketMiddleware.__init__(self, app if app is not None else self._own_app,
                                      protocols, **options)
@@ -216,7 +223,10 @@ class WSocketApp(WebSocketMiddleware, Framework):
         with self._clients_lock:
             self._clients.add(client)
         self._clients_changed()
+        chat_name = None
         try:
+            if self.is_demo and wants_chat(client):
+                chat_name = self._join_chat(client)
             self.onconnect(client)
             while True:
                 message = client.receive()
@@ -224,6 +234,12 @@ class WSocketApp(WebSocketMiddleware, Framework):
                     break  # the connection failed; close_code says how
                 if self.onmessage:
                     self.onmessage(message, client)
+                elif chat_name is not None:
+                    # Everyone in the chat gets it, the sender too (its page
+                    # shows a message once the server has sent it out).
+                    self.hub.broadcast("%s: %s" % (chat_name, message)
+                                       if isinstance(message, str) else message,
+                                       room=CHAT_ROOM)
                 elif self.is_demo:
                     client.send("you said: %s" % message if isinstance(message, str)
                                 else message)
@@ -237,6 +253,9 @@ class WSocketApp(WebSocketMiddleware, Framework):
                 _close_quietly(client, 1000, "")
             with self._clients_lock:
                 self._clients.discard(client)
+            self.hub.discard(client)  # out of every room before onclose, like app.clients
+            if chat_name is not None:
+                self._leave_chat(chat_name)
             self._clients_changed()
             self.onclose(client.close_reason or "", client)
 
@@ -247,6 +266,23 @@ class WSocketApp(WebSocketMiddleware, Framework):
         start_response(200, [("Content-Type", "text/html; charset=utf-8"),
                              ("Cache-Control", "no-cache")])
         return _demo_html()
+
+    def _join_chat(self, client):
+        """The demo's chat mode: a name, the room, and the others told."""
+        with self._clients_lock:
+            name = "guest-" + secrets.token_hex(2)
+            while name in self._chat_names:
+                name = "guest-" + secrets.token_hex(2)
+            self._chat_names.add(name)
+        client.send(json.dumps({"name": name}))
+        self.hub.broadcast(json.dumps({"joined": name}), room=CHAT_ROOM)
+        self.hub.join(client, CHAT_ROOM)
+        return name
+
+    def _leave_chat(self, name):
+        with self._clients_lock:
+            self._chat_names.discard(name)
+        self.hub.broadcast(json.dumps({"left": name}), room=CHAT_ROOM)
 
     def _clients_changed(self):
         if not self.is_demo:
@@ -283,6 +319,12 @@ def wants_client_count(client):
     """A demo WebSocket opened with ``?clients`` in its URL gets ``{"clients": N}`` messages."""
     query = client.environ.get("QUERY_STRING", "")
     return "clients" in parse_qs(query, keep_blank_values=True)
+
+
+def wants_chat(client):
+    """A demo WebSocket opened with ``?chat`` in its URL is in the chat room, not the echo."""
+    query = client.environ.get("QUERY_STRING", "")
+    return "chat" in parse_qs(query, keep_blank_values=True)
 
 
 class _Presence:

@@ -11,11 +11,13 @@ from .adapters import UnsupportedServer, request_http_version, take_over
 from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
+from .hub import Hub
 from .websocket import (
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, WebSocket, logger,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    WebSocket, logger,
 )
 
-__all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS"]
+__all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS", "check_options"]
 
 DEFAULT_OPTIONS = {
     "allowed_origins": None,  # None: any origin; else a list of exact Origin values
@@ -25,7 +27,17 @@ DEFAULT_OPTIONS = {
     "ping_timeout": DEFAULT_PING_TIMEOUT,
     "close_timeout": DEFAULT_CLOSE_TIMEOUT,
     "websocket_class": None,  # None: the class attribute websocket_class
+    "max_queue": DEFAULT_MAX_QUEUE,  # bytes a slow client may have waiting; None: no limit
+    "hub": None,  # a Hub, a backend URL, or None: WSOCKET_HUB, else in memory
 }
+
+
+def check_options(options):
+    """Raise TypeError for options the middleware does not know."""
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise TypeError("unknown option(s) %s; known: %s" % (
+            ", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_OPTIONS))))
 
 
 class WebSocketMiddleware:
@@ -38,10 +50,7 @@ class WebSocketMiddleware:
     websocket_class = WebSocket
 
     def __init__(self, app, protocols=None, **options):
-        unknown = set(options) - set(DEFAULT_OPTIONS)
-        if unknown:
-            raise TypeError("unknown option(s) %s; known: %s" % (
-                ", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_OPTIONS))))
+        check_options(options)
         self.app = app
         self.protocols = list(protocols) if protocols else []
         settings = dict(DEFAULT_OPTIONS, **options)
@@ -57,21 +66,32 @@ class WebSocketMiddleware:
         self.ping_interval = settings["ping_interval"]
         self.ping_timeout = settings["ping_timeout"]
         self.close_timeout = settings["close_timeout"]
+        self.max_queue = settings["max_queue"]
+        hub = settings["hub"]
+        # Broadcast and rooms: every WebSocket served here is a client of it.
+        self.hub = hub if isinstance(hub, Hub) else Hub(hub)
 
     def __call__(self, environ, start_response):
         headers = headers_from_environ(environ)
-        if not is_upgrade_request(headers) or "wsgi.websocket" in environ:
-            # Plain HTTP; or a middleware further out took the connection
-            # already (a Flask app with WSocketApp inside, run by wsocket's
-            # server, which wraps it once more).
+        if not is_upgrade_request(headers):
             return self.app(environ, start_response)
+        if "wsgi.websocket" in environ:
+            # A middleware further out took the connection already (a Flask
+            # app with WSocketApp inside, run by wsocket's server, which
+            # wraps it once more): the app runs as it is, and the WebSocket
+            # is a client of this middleware's hub too while it does.
+            return self._inner(environ, start_response)
         try:
             handshake = server_handshake(
                 headers, environ.get("REQUEST_METHOD", "GET"),
                 request_http_version(environ), self.protocols,
                 self.allowed_origins, self.compression)
         except HandshakeError as error:
-            logger.info("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
+            # The reason may quote the request's headers (its Origin, say):
+            # nothing of those is logged at the default level.
+            logger.info("refused WebSocket upgrade of %s: %d", environ.get("PATH_INFO"),
+                        error.status)
+            logger.debug("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
             return _plain_response(start_response, error.status, str(error), error.headers)
         try:
             transport = take_over(environ, start_response)
@@ -89,19 +109,33 @@ class WebSocketMiddleware:
         sock = transport.sock
         response = ["HTTP/1.1 101 Switching Protocols"]
         response.extend("%s: %s" % header for header in handshake.headers)
-        try:
-            sock.sendall(("\r\n".join(response) + "\r\n\r\n").encode("latin-1"))
-        except OSError as error:
-            logger.debug("client left during the handshake: %s", error)
-            transport.release()
-            return transport.response()
         websocket = self.websocket_class(
             sock, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
             version=handshake.version, origin=handshake.origin,
             max_message_size=self.max_message_size, ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
-            initial_data=transport.initial_data)
+            initial_data=transport.initial_data, max_queue=self.max_queue)
+        # A client that has its 101 is a client of the hub: it joins before
+        # the 101 goes, with the send lock held, so that a broadcast made
+        # meanwhile waits in its queue and follows the 101.
+        with websocket._send_lock:
+            self.hub.add(websocket)
+            try:
+                sock.sendall(("\r\n".join(response) + "\r\n\r\n").encode("latin-1"))
+            except OSError as error:
+                logger.debug("client left during the handshake: %s", error)
+                websocket._mark_closed(1006, "")
+                sent = False
+            else:
+                sent = True
+        if websocket._queue:
+            websocket._wake_writer()  # a broadcast came meanwhile
+        if not sent:
+            self.hub.discard(websocket)
+            transport.release()
+            return transport.response()
         environ["wsgi.websocket"] = websocket
+        environ["wsocket.hub"] = self.hub
         environ["wsgi.websocket_version"] = handshake.version
         server = environ.get("wsocket.server")
         if server is not None:
@@ -114,10 +148,25 @@ class WebSocketMiddleware:
                     websocket.close(1000)
                 except OSError:
                     pass
+            self.hub.discard(websocket)  # it leaves every room, whatever ended it
             if server is not None:
                 server.websocket_closed(websocket)
             transport.release()
         return transport.response()
+
+    def _inner(self, environ, start_response):
+        websocket = environ["wsgi.websocket"]
+        hub = self.hub
+        if environ.get("wsocket.hub") is hub:
+            return self.app(environ, start_response)
+        environ["wsocket.hub"] = hub  # the innermost hub: the one this app knows
+        hub.add(websocket)
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            hub.discard(websocket)
+            raise
+        return _ThenDiscard(result, hub, websocket)
 
     def _run_app(self, environ, websocket):
         result = None
@@ -161,6 +210,26 @@ class WebSocketMiddleware:
 
 def _discard(data):
     pass
+
+
+class _ThenDiscard:
+    """An app's result; closing it takes the WebSocket out of a hub."""
+
+    def __init__(self, result, hub, websocket):
+        self._result = result
+        self._hub = hub
+        self._websocket = websocket
+
+    def __iter__(self):
+        return iter(self._result or ())
+
+    def close(self):
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._hub.discard(self._websocket)
 
 
 def _plain_response(start_response, status, message, headers=()):

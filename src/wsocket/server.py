@@ -723,14 +723,17 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             websockets = list(self._websockets)
             idle = [handler for handler in self._connections
                     if handler.idle and not handler.taken_over]
+        deadline = time.monotonic() + timeout
         for websocket in websockets:
-            websocket._start_closing(1001, "server shutting down")
+            # Within the one timeout in all: a client that does not read (its
+            # send lock held by a blocked send) is dropped, not waited for.
+            websocket._start_closing(1001, "server shutting down",
+                                     max(deadline - time.monotonic(), 0))
         for handler in idle:
             try:
                 handler.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._websockets and not self._connections:
@@ -778,6 +781,7 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
     go to the server, all others to ``WSocketApp``.
     """
     from .app import WSocketApp
+    from .middleware import check_options
     limits = {name: options.pop(name) for name in list(options) if name in SERVER_OPTIONS}
     websocket_options = options
     server_class = server_class or WSocketServer
@@ -793,7 +797,7 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
         if not issubclass(server_class, WSocketServer):
             raise TypeError("%s does not wrap the app: pass WSocketApp(app, ...) instead"
                             % server_class.__name__)
-        WSocketApp(None, **websocket_options)  # reject unknown options now, not at the first request
+        check_options(websocket_options)  # reject unknown options now, not at the first request
         server_class = type(server_class.__name__, (server_class,),
                             {"websocket_options": websocket_options})
     server = server_class((host, port), handler_class, ssl_context=ssl_context, **limits)

@@ -8,27 +8,37 @@ is run inside ``receive()``, by the thread that waits for messages anyway.
 
 import collections
 import importlib
+import itertools
 import logging
+import os
 import select
+import selectors
 import socket
+import ssl
 import threading
 import time
 
-from .errors import ConnectionClosed, WebSocketError
+from .errors import ConnectionClosed, ProtocolError, WebSocketError
 from .protocol.connection import (
     DEFAULT_MAX_MESSAGE_SIZE, SERVER, CloseReceived, Connection, Failure,
     Message, Ping, Pong,
 )
 
 __all__ = ["WebSocket", "logger", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
-           "DEFAULT_CLOSE_TIMEOUT", "close_socket"]
+           "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_QUEUE", "close_socket"]
 
 logger = logging.getLogger("wsocket")
 
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
 DEFAULT_CLOSE_TIMEOUT = 10.0
+DEFAULT_MAX_QUEUE = 4 * 1024 * 1024  # bytes waiting for a slow client before it is closed
+OVERFLOW_CODE = 1013  # "try again later": the client did not keep up
+OVERFLOW_REASON = "too slow: outgoing queue full"
 _READ_SIZE = 65536
+_IOV_MAX = 64  # frames handed to one sendmsg()
+# Errors of a send or recv that would block: the socket is fine, try again later.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class WebSocket:
@@ -45,8 +55,12 @@ class WebSocket:
                  version=13, origin=None, path=None,
                  max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
                  ping_interval=DEFAULT_PING_INTERVAL, ping_timeout=DEFAULT_PING_TIMEOUT,
-                 close_timeout=DEFAULT_CLOSE_TIMEOUT, initial_data=b""):
+                 close_timeout=DEFAULT_CLOSE_TIMEOUT, initial_data=b"",
+                 max_queue=DEFAULT_MAX_QUEUE):
         _check_timeout("ping_interval", ping_interval)
+        if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 0):
+            raise ValueError("max_queue must be None or a number of bytes >= 0, not %r"
+                             % (max_queue,))
         _check_timeout("ping_timeout", ping_timeout)
         _check_timeout("close_timeout", close_timeout)
         self.sock = sock
@@ -62,6 +76,7 @@ class WebSocket:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        self.max_queue = max_queue
 
         self.closed = False
         self.close_code = None
@@ -76,6 +91,19 @@ class WebSocket:
         self._failure_reported = False
         self._last_received = time.monotonic()
         self._ping_sent_at = None
+        # The outgoing queue (see "delivering without blocking" below): frames
+        # that _deliver() could not write at once, in order, sent before
+        # anything else goes out on the socket.
+        self._queue = collections.deque()
+        self._queued = 0  # bytes in _queue
+        self._queue_lock = threading.Lock()  # guards the four fields above and below
+        self._queue_sealed = False  # closing or closed: nothing more is queued
+        self._head_started = False  # _queue[0] must go next as it is (partly on the wire)
+        self._generation = 0  # counts _drop_queue() calls
+        self._pushed = 0  # frames ever queued, and ever sent from the queue:
+        self._popped = 0  # send() waits only for the frames queued before it
+        self._in_writer = False
+        self._nowait = _nowait_style(sock)
         if initial_data:
             self._events.extend(self._connection.receive_data(initial_data))
 
@@ -171,7 +199,10 @@ class WebSocket:
                 continue
             try:
                 data = self.sock.recv(_READ_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
+                # A TLS socket is non-blocking for the moment a writer thread
+                # uses it (see _send_nowait): wait for data, then read again.
+                self._wait_readable(0.05)
                 continue
             except OSError as error:
                 self.logger.debug("%r: socket error while reading: %s", self, error)
@@ -212,6 +243,15 @@ class WebSocket:
 
     def _send_keepalive_ping(self, now):
         self._ping_sent_at = now
+        if self._nowait is not None:
+            # Never blocks: a peer that stopped reading must not keep this
+            # thread from noticing that the ping goes unanswered.
+            if self._connection.can_send and not self.closed:
+                try:
+                    self._deliver(self._connection.send_ping(b"keepalive"))
+                except ProtocolError:
+                    pass  # a close frame went out meanwhile
+            return
         try:
             self._send_control(self._connection.send_ping, b"keepalive")
         except WebSocketError:
@@ -238,7 +278,9 @@ class WebSocket:
                 # code is answered by a close without one.
                 frame = self._connection.send_close(None if code == 1005 else code)
                 try:
-                    self.sock.sendall(frame)
+                    # Frames queued before the close go first (within close_timeout).
+                    self._drain_queue(_deadline(self.close_timeout), seal=True)
+                    self._send_bounded(frame, self.close_timeout)
                 except OSError:
                     pass
         self._mark_closed(code, reason)
@@ -261,6 +303,8 @@ class WebSocket:
                 raise self._closed_error()
             frame = self._connection.send_message(message, binary, do_compress)
             self._sendall(frame)
+        if self._queue:
+            self._wake_writer()  # frames queued while we held the lock
 
     def ping(self, payload=b""):
         """Send a ping (at most 125 bytes of payload)."""
@@ -271,16 +315,281 @@ class WebSocket:
             if self.closed or not self._connection.can_send:
                 raise self._closed_error()
             self._sendall(build_frame(payload))
+        if self._queue:
+            self._wake_writer()
 
     def _sendall(self, frame):
         # Called with the send lock held: frames of two messages never interleave.
+        # A peer that takes none of our bytes for ping_timeout seconds is as
+        # dead as one that leaves a ping unanswered: the send fails (1006)
+        # rather than hold this thread, and the send lock, for ever.
         try:
-            self.sock.sendall(frame)
+            if self._queue:
+                # What _deliver() queued goes first.
+                self._drain_queue(None, stall=self.ping_timeout)
+            self._send_bounded(frame, self.ping_timeout)
         except OSError as error:
-            self.logger.debug("%r: socket error while sending: %s", self, error)
-            self._connection.fail(1006)
-            self._mark_closed(1006, "")
+            self._lost_while_sending(error)
             raise ConnectionClosed(1006, str(error)) from error
+
+    def _send_bounded(self, data, stall):
+        """Send all of ``data`` (send lock held); TimeoutError once the peer took nothing for ``stall`` s.
+
+        ``stall`` None waits as long as it takes. Raises OSError when the socket fails.
+        """
+        if stall is None or self._nowait is None:
+            self.sock.sendall(data)
+            return
+        sent = self._send_nowait([data])
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while True:
+            if not sent and not _wait_writable(self.sock, stall):
+                raise TimeoutError("the peer took no data for %.1f s" % stall)
+            sent = self._send_nowait([view])
+            if sent == len(view):
+                return
+            view = view[sent:]
+
+    # -- delivering without blocking (broadcasts) -------------------------------
+    #
+    # _deliver(frame) never blocks: it writes the frame at once when nothing
+    # is queued and no other thread is writing, else it appends the frame to
+    # the outgoing queue, which the writer thread (one per process, see
+    # _Writer) sends as the socket becomes writable. Every write on the
+    # socket happens under the send lock, and send() sends what is queued
+    # before its own frame, so the order of frames is the order they were
+    # handed over. More than max_queue bytes waiting means the peer does not
+    # read: the connection is closed with 1013 and its socket shut down, so
+    # that its own thread wakes up and the application sees the end.
+
+    def _deliver(self, frame):
+        """Send one whole, ready frame without blocking; False if the connection is closed."""
+        if self._nowait is None:
+            return self._deliver_blocking(frame)
+        if self.closed:
+            return False
+        if not self._send_lock.acquire(blocking=False):
+            # Someone is writing: queue, and have the writer send it later.
+            overflow = self._enqueue(frame)
+            if overflow is None:
+                return False
+            if overflow:
+                self._overflow(have_lock=False)
+                return False
+            self._wake_writer()
+            return True
+        try:
+            if self.closed or not self._connection.can_send:
+                return False
+            try:
+                if self._queue:
+                    overflow = self._enqueue(frame)
+                    if overflow is None:
+                        return False
+                    if not overflow:
+                        self._flush_nowait()
+                else:
+                    sent = self._send_nowait([frame])
+                    if sent == len(frame):
+                        return True
+                    overflow = self._enqueue(frame, sent)
+                    if overflow is None:
+                        return False
+            except OSError as error:
+                self._lost_while_sending(error)
+                return False
+            if overflow:
+                self._overflow(have_lock=True)
+                return False
+        finally:
+            self._send_lock.release()
+        if self._queue:
+            self._wake_writer()
+        return True
+
+    def _deliver_blocking(self, frame):
+        """For sockets that cannot send without blocking here (gevent, eventlet)."""
+        with self._send_lock:
+            if self.closed or not self._connection.can_send:
+                return False
+            try:
+                self._sendall(frame)
+            except ConnectionClosed:
+                return False
+        return True
+
+    def _enqueue(self, frame, sent=None):
+        """Queue ``frame``; None if closing, else whether the queue is now over max_queue.
+
+        ``sent`` (with the send lock held and the queue found empty): that
+        many bytes of the frame went out already, and the rest goes first.
+        """
+        with self._queue_lock:
+            if self._queue_sealed:
+                return None
+            self._pushed += 1
+            if sent is None:
+                self._queue.append(frame)
+                self._queued += len(frame)
+            else:
+                rest = memoryview(frame)[sent:] if sent else frame
+                self._queue.appendleft(rest)
+                self._queued += len(rest)
+                # A TLS write that would block must be repeated with the
+                # same bytes: that frame is started too.
+                self._head_started = bool(sent) or self._nowait == "toggle"
+            return self.max_queue is not None and self._queued > self.max_queue
+
+    def _send_nowait(self, buffers):
+        """Write what the socket takes now of ``buffers``; returns the bytes written.
+
+        Plain sockets get MSG_DONTWAIT, several frames in one sendmsg().
+        TLS sockets cannot take that flag: they are non-blocking for the
+        duration of the call only (the send lock is held; the reading thread
+        treats the would-block it may meet meanwhile as "no data yet").
+        """
+        sock = self.sock
+        if self._nowait == "dontwait":
+            try:
+                if len(buffers) == 1:
+                    return sock.send(buffers[0], socket.MSG_DONTWAIT)
+                return sock.sendmsg(buffers, (), socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return 0
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return sock.send(buffers[0])
+        except _WOULD_BLOCK:
+            return 0
+        finally:
+            sock.settimeout(timeout)
+
+    def _flush_nowait(self, until=None):
+        """Send queued frames while the socket takes them; the send lock is held.
+
+        Returns True once the queue is empty (or the frames numbered below
+        ``until`` are all out), False when the socket is full. Raises
+        OSError when the socket fails.
+        """
+        while True:
+            with self._queue_lock:
+                queue = self._queue
+                if not queue or (until is not None and self._popped >= until):
+                    return True
+                generation = self._generation
+                if self._nowait == "dontwait" and len(queue) > 1:
+                    batch = list(itertools.islice(queue, _IOV_MAX))
+                else:
+                    batch = [queue[0]]
+            sent = self._send_nowait(batch)
+            size = sum(map(len, batch))
+            with self._queue_lock:
+                if generation != self._generation:
+                    return True  # the queue was dropped meanwhile (closed)
+                if sent:
+                    self._consume(sent)
+                elif self._nowait == "toggle":
+                    self._head_started = True
+            if sent < size:
+                return False
+
+    def _consume(self, sent):
+        """Take ``sent`` written bytes off the front of the queue (queue lock held)."""
+        queue = self._queue
+        self._queued -= sent
+        while sent:
+            size = len(queue[0])
+            if sent < size:
+                queue[0] = memoryview(queue[0])[sent:]
+                self._head_started = True
+                return
+            queue.popleft()
+            self._popped += 1
+            self._head_started = False
+            sent -= size
+
+    def _drain_queue(self, deadline, seal=False, stall=None):
+        """Send the frames queued so far, waiting for the socket; the send lock is held.
+
+        ``seal``: nothing more may be queued (a close frame follows). Raises
+        TimeoutError once ``deadline`` passes (or, without a deadline, once
+        the socket took nothing for ``stall`` seconds), OSError when the
+        socket fails.
+        """
+        with self._queue_lock:
+            target = self._pushed
+            if seal:
+                self._queue_sealed = True
+        while not self._flush_nowait(target):
+            timeout = stall
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise TimeoutError("the peer did not take the queued frames in time")
+            if not _wait_writable(self.sock, timeout) and deadline is None:
+                raise TimeoutError("the peer took no data for %.1f s" % stall)
+
+    def _write_queued(self):
+        """The writer thread's turn; True when the writer has nothing more to do here."""
+        if not self._send_lock.acquire(blocking=False):
+            return True  # whoever holds it wakes the writer again if frames are left
+        try:
+            if self.closed:
+                return True
+            try:
+                return self._flush_nowait()
+            except OSError as error:
+                self._lost_while_sending(error)
+                return True
+        finally:
+            self._send_lock.release()
+
+    def _wake_writer(self):
+        self._in_writer = True
+        _writer.want(self)
+
+    def _overflow(self, have_lock):
+        """More than max_queue bytes wait: close with 1013 and shut the socket."""
+        with self._queue_lock:
+            if self._queue_sealed:
+                return
+            started = self._head_started
+            self._drop_queue()
+        self.logger.warning("%r: closing with %d: more than %d bytes wait to be sent, the "
+                            "client does not read fast enough", self, OVERFLOW_CODE,
+                            self.max_queue)
+        if have_lock or self._send_lock.acquire(blocking=False):
+            try:
+                frame = self._connection.fail(OVERFLOW_CODE, OVERFLOW_REASON)
+                if frame and not started:
+                    try:
+                        self._send_nowait([frame])  # best effort: its buffer is full
+                    except OSError:
+                        pass
+            finally:
+                if not have_lock:
+                    self._send_lock.release()
+        self._mark_closed(OVERFLOW_CODE, OVERFLOW_REASON)
+        _shutdown(self.sock, socket.SHUT_RDWR)  # wakes the connection's thread
+
+    def _lost_while_sending(self, error):
+        # The send lock is held.
+        self.logger.debug("%r: socket error while sending: %s", self, error)
+        self._connection.fail(1006)
+        self._mark_closed(1006, "")
+        _shutdown(self.sock, socket.SHUT_RDWR)
+
+    def _drop_queue(self):
+        # The queue lock is held.
+        self._queue_sealed = True
+        self._queue.clear()
+        self._queued = 0
+        self._popped = self._pushed
+        self._head_started = False
+        self._generation += 1
 
     # -- closing ------------------------------------------------------------
 
@@ -295,17 +604,35 @@ class WebSocket:
         if self._start_closing(code, message):
             self._await_close_reply(code, message)
 
-    def _start_closing(self, code, message):
-        """Send our close frame without waiting; False if closing had begun already."""
-        with self._send_lock:
+    def _start_closing(self, code, message, timeout=None):
+        """Send our close frame without waiting for the answer.
+
+        False if closing had begun already, or if the frame could not go out
+        within ``timeout`` seconds (default: ``close_timeout``; a send that
+        the peer does not take holds the send lock): the connection is then
+        dropped. The server's stop() gives each a share of its own timeout.
+        """
+        timeout = self.close_timeout if timeout is None else timeout
+        deadline = _deadline(timeout)
+        if not self._send_lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._mark_closed(1006, "")
+            _shutdown(self.sock, socket.SHUT_RDWR)  # the stuck writer fails at once
+            return False
+        try:
             if self.closed or self._connection.close_sent is not None or self._connection.failed:
                 return False
             frame = self._connection.send_close(code, message)
             try:
-                self.sock.sendall(frame)
+                # Frames queued before the close go first (within the timeout).
+                self._drain_queue(deadline, seal=True)
+                self._send_bounded(frame, None if deadline is None
+                                   else max(deadline - time.monotonic(), 0))
             except OSError:
                 self._mark_closed(1006, "")
+                _shutdown(self.sock, socket.SHUT_RDWR)
                 return False
+        finally:
+            self._send_lock.release()
         return True
 
     def _await_close_reply(self, code, message):
@@ -339,10 +666,13 @@ class WebSocket:
         """Fail the connection: close frame with ``code`` if possible, then drop TCP."""
         self.logger.debug("%r: failing the connection with %d: %s", self, code, reason)
         with self._send_lock:
+            with self._queue_lock:
+                started = self._head_started  # then a close frame cannot follow
+                self._drop_queue()
             frame = self._connection.fail(code, reason)
-            if frame:
+            if frame and not started:
                 try:
-                    self.sock.sendall(frame)
+                    self._send_bounded(frame, self.close_timeout)
                 except OSError:
                     pass
         self._mark_closed(close_code or code, reason)
@@ -357,6 +687,11 @@ class WebSocket:
             self.closed = True
             self.close_code = code
             self.close_reason = reason
+        with self._queue_lock:
+            self._drop_queue()
+        if self._in_writer:
+            self._in_writer = False
+            _writer.forget(self)
         if self.side == SERVER:
             # RFC 6455 7.1.1: the server ends TCP first. Half-closing now
             # sends the FIN promptly even if the application goes on for a
@@ -382,6 +717,138 @@ class WebSocket:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class _Writer:
+    """The thread that sends what ``WebSocket._deliver`` could not send at once.
+
+    One per process, started on first use (and again in a forked child). It
+    waits with a selector for the sockets that have frames queued to become
+    writable, and sends without blocking; it never waits for a lock either,
+    so one peer that does not read holds up nobody.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._commands = collections.deque()  # (websocket, wanted), in order
+        self._pid = None
+        self._woken = False
+
+    def want(self, websocket):
+        """``websocket`` has frames queued: send them as its socket takes them."""
+        self._command(websocket, True)
+
+    def forget(self, websocket):
+        """``websocket`` closed: stop watching its socket (before its owner closes it)."""
+        self._command(websocket, False)
+
+    def _command(self, websocket, wanted):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._start()
+            self._commands.append((websocket, wanted))
+            if self._woken:
+                return
+            self._woken = True
+            wake = self._wake_send
+        try:
+            wake.send(b"\0")
+        except OSError:
+            pass  # its buffer is full: the thread is awake anyway
+
+    def _start(self):
+        self._pid = os.getpid()
+        self._commands.clear()
+        self._woken = False
+        wake_receive, self._wake_send = socket.socketpair()
+        wake_receive.setblocking(False)
+        self._wake_send.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(wake_receive, selectors.EVENT_READ, None)
+        threading.Thread(target=self._run, args=(selector, wake_receive),
+                         name="wsocket-writer", daemon=True).start()
+
+    def _run(self, selector, wake_receive):
+        registered = set()
+        while True:
+            for key, _ in selector.select():
+                websocket = key.data
+                if websocket is None:
+                    try:
+                        while wake_receive.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                elif websocket._write_queued():
+                    self._unregister(selector, registered, websocket)
+            with self._lock:
+                commands = list(self._commands)
+                self._commands.clear()
+                self._woken = False
+            for websocket, wanted in commands:
+                if not wanted:
+                    self._unregister(selector, registered, websocket)
+                elif websocket not in registered and not websocket._write_queued():
+                    self._register(selector, registered, websocket)
+
+    @staticmethod
+    def _register(selector, registered, websocket):
+        try:
+            selector.register(websocket.sock, selectors.EVENT_WRITE, websocket)
+        except KeyError:
+            # Its descriptor number still belongs to a socket closed since
+            # (the kernel forgot it already): drop that entry.
+            stale = selector.get_key(websocket.sock)
+            selector.unregister(stale.fileobj)
+            registered.discard(stale.data)
+            try:
+                selector.register(websocket.sock, selectors.EVENT_WRITE, websocket)
+            except (KeyError, ValueError, OSError):
+                return
+        except (ValueError, OSError):
+            return  # closed already
+        registered.add(websocket)
+
+    @staticmethod
+    def _unregister(selector, registered, websocket):
+        if websocket in registered:
+            registered.discard(websocket)
+            try:
+                selector.unregister(websocket.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+
+_writer = _Writer()
+
+
+def _nowait_style(sock):
+    """How ``_deliver`` writes to ``sock`` without blocking.
+
+    "dontwait": MSG_DONTWAIT on each call; "toggle": the socket is made
+    non-blocking for the call (TLS sockets take no flags); None: green
+    sockets (gevent, eventlet), which are written the blocking way.
+    """
+    library = type(sock).__module__.partition(".")[0]
+    if library in ("gevent", "eventlet") or not isinstance(sock, socket.socket):
+        return None
+    if isinstance(sock, ssl.SSLSocket) or not hasattr(socket, "MSG_DONTWAIT") \
+            or sock.gettimeout() is not None:  # with a timeout, send() would wait first
+        return "toggle"
+    return "dontwait"
+
+
+def _wait_writable(sock, timeout):
+    """Wait until ``sock`` is writable (or failed); False when ``timeout`` passed first."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(None if timeout is None else max(timeout * 1000, 0)))
+    return bool(any(select.select([], [sock], [sock], timeout)))
+
+
+def _deadline(timeout):
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def _readable_waiter(sock):

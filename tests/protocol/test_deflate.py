@@ -283,6 +283,33 @@ def test_messages_each_ending_with_bfinal_are_all_read():
         assert server.receive_data(frame(TEXT, payload, rsv=RSV1)) == [Message(text)]
 
 
+def test_bytes_after_bfinal_are_ignored_not_kept():
+    # Found by tests/protocol/test_properties.py: zlib keeps every byte fed to
+    # an ended stream in unused_data, so 5 MiB after a BFINAL block in a
+    # message limited to 1 KiB used to be held until the message ended.
+    server = Connection(SERVER, deflate=DeflateParams(), max_message_size=1024)
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    final = deflater.compress(b"Hello") + deflater.flush(zlib.Z_FINISH)
+    assert server.receive_data(frame(TEXT, final, fin=False, rsv=RSV1)) == []
+    for _ in range(5):
+        assert server.receive_data(frame(CONTINUATION, b"\xaa" * 1024 * 1024, fin=False)) == []
+        assert server._codec._decompressor is None
+    assert server.receive_data(frame(CONTINUATION, b"\xaa")) == [Message("Hello")]
+    assert server.receive_data(frame(TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=RSV1)) == [
+        Message("Hello")]
+
+
+def test_inflater_lets_go_of_the_rest_of_a_bomb():
+    # Found by tests/protocol/test_properties.py: after the 1009 the input
+    # past the limit stayed in the inflater's unconsumed_tail.
+    server = Connection(SERVER, deflate=DeflateParams(), max_message_size=10)
+    bomb = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = bomb.compress(bytes(100000)) + bomb.flush(zlib.Z_SYNC_FLUSH)
+    assert server.receive_data(frame(BINARY, payload, rsv=RSV1)) == [
+        Failure(1009, "message inflates past the size limit")]
+    assert server._codec._decompressor is None
+
+
 @pytest.mark.parametrize("side", [SERVER, CLIENT])
 @pytest.mark.parametrize("params", [DeflateParams(), DeflateParams(True, True)])
 def test_empty_message_is_a_single_zero_byte(side, params):

@@ -228,6 +228,7 @@ class DeflateCodec:
         self._mem_level = mem_level
         self._compressor = None
         self._decompressor = None
+        self._stream_ended = False  # the message being received had a BFINAL block
 
     def compress(self, data):
         """The compressed payload of one message, or None to send it as is."""
@@ -248,26 +249,36 @@ class DeflateCodec:
         Raises ``FrameTooLargeException`` as soon as the output would pass
         ``limit`` (None: no limit), so a compression bomb costs no memory.
         """
+        if self._stream_ended:
+            # A BFINAL block ended this message's DEFLATE stream (RFC 7692
+            # 7.2.3.4); whatever follows it in the message is ignored (the
+            # RFC's own example has a byte there), and not kept either.
+            return b""
         if self._decompressor is None:
             # Inflating with the largest window reads a stream written with
             # any smaller one, including peers that round 8 bits up to 9.
             self._decompressor = zlib.decompressobj(-15)
         try:
-            if limit is None:
-                return self._decompressor.decompress(chunk)
-            output = self._decompressor.decompress(chunk, limit + 1)
+            output = self._decompressor.decompress(chunk, 0 if limit is None else limit + 1)
         except zlib.error as error:
+            self._decompressor = None
             raise ProtocolError("invalid compressed data: %s" % error)
-        if len(output) > limit:
+        if self._decompressor.eof:
+            # An ended decompressor keeps every later byte in unused_data:
+            # a peer could make it hold a message of any size.
+            self._stream_ended = True
+            self._decompressor = None
+        if limit is not None and len(output) > limit:
+            # The rest of the chunk waits in unconsumed_tail: let it go.
+            self._decompressor = None
             raise FrameTooLargeException("message inflates past the size limit")
         return output
 
     def finish_message(self, limit):
         """Inflate the end of a message (RFC 7692 7.2.2's empty block)."""
         output = self.decompress(_SYNC_TAIL, limit)
-        # A message may end with a BFINAL block (RFC 7692 7.2.3.4): that ends
-        # the DEFLATE stream, and an ended decompressor would silently turn
-        # every later message into b"" (its input goes to unused_data).
-        if self._receive_reset or self._decompressor.eof:
+        # After a BFINAL block the next message starts a new DEFLATE stream.
+        if self._receive_reset or self._stream_ended:
             self._decompressor = None
+            self._stream_ended = False
         return output

@@ -1,0 +1,548 @@
+"""``Hub``: broadcast and rooms, in one process or across many through Redis.
+
+A hub knows the connections of its app (``WSocketApp`` adds every WebSocket
+it serves, and drops it when the connection ends, whatever ended it) and
+which rooms each one joined. ``broadcast(message, room=None, exclude=None,
+binary=None)`` sends one message to every connection, or to a room's:
+
+- The frame is built once and the same bytes go to every client (server
+  frames are unmasked; broadcasts go uncompressed, which RFC 7692 allows
+  even where permessage-deflate was negotiated), through
+  ``WebSocket._deliver``: one non-blocking write per client, or a place in
+  that client's bounded outgoing queue. A broadcast never waits for a slow
+  client; one whose queue overflows is closed with 1013.
+- Backends: ``memory://`` (the default) reaches the clients of this process;
+  ``redis://host:port/db`` (``rediss://``, ``unix://`` too) also publishes
+  each broadcast on a Redis channel, and every process sharing that Redis
+  delivers it to its own clients. The URL comes from ``Hub(backend=...)``,
+  ``WSocketApp(hub=...)``, ``wsocket --hub`` or the ``WSOCKET_HUB``
+  environment variable.
+
+Order: the messages one thread broadcasts reach each client in the order
+they were broadcast (across processes too: one publisher connection and one
+subscriber per process). Redis pub/sub keeps no history: broadcasts made
+while a process cannot reach Redis are lost for the others; the hub logs
+that and reconnects by itself.
+"""
+
+import collections
+import itertools
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+
+from .protocol.connection import SERVER
+from .protocol.frames import OP_BINARY, OP_TEXT, serialize_frame
+from .websocket import WebSocket, logger
+
+__all__ = ["Hub", "HubError", "HUB_ENVIRONMENT_VARIABLE"]
+
+HUB_ENVIRONMENT_VARIABLE = "WSOCKET_HUB"
+MAX_PENDING_PUBLISH = 10000  # broadcasts waiting for the Redis publisher; more are dropped
+_RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between attempts, the last repeats
+
+
+class HubError(Exception):
+    """A hub backend cannot be used: unknown URL, missing package, Redis unreachable at start."""
+
+
+class Hub:
+    """Broadcast and rooms (module docstring).
+
+    ``backend``: None (the ``WSOCKET_HUB`` environment variable, else
+    memory), ``"memory://"``, or a Redis URL. ``channel`` names the Redis
+    channel (``wsocket:<channel>``): apps that share a Redis but not their
+    clients use different channels.
+    """
+
+    def __init__(self, backend=None, channel="wsocket"):
+        if backend is None:
+            backend = os.environ.get(HUB_ENVIRONMENT_VARIABLE) or "memory://"
+        if not isinstance(backend, str):
+            raise TypeError("a hub backend is a URL like 'memory://' or "
+                            "'redis://127.0.0.1:6379/0', not %s" % type(backend).__name__)
+        self.url = backend
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._rooms = {}  # client -> set of its rooms, for every client the hub knows
+        self._members = {}  # room -> {client: None}, in the order they joined
+        self._numbers = {}  # client -> its number in tokens
+        self._counter = itertools.count(1)
+        self._pid = os.getpid()
+        self.node = uuid.uuid4().hex[:12]  # this process's hub, in tokens and on Redis
+        scheme = backend.partition("://")[0].lower() if "://" in backend else backend.lower()
+        if scheme == "memory":
+            self._backend = None
+        elif scheme in ("redis", "rediss", "unix"):
+            self._backend = _RedisBackend(self, backend, channel)
+        else:
+            raise HubError("unknown hub backend %r: use memory:// or a Redis URL such as "
+                           "redis://127.0.0.1:6379/0" % _redact(backend))
+
+    def __repr__(self):
+        return "<Hub %s, %d clients>" % (_redact(self.url), len(self._rooms))
+
+    @property
+    def backend(self):
+        """``"memory"`` or ``"redis"``."""
+        return "memory" if self._backend is None else "redis"
+
+    # -- who is where -------------------------------------------------------------
+
+    def add(self, client):
+        """Know ``client`` (in no room): broadcasts without a room reach it.
+
+        ``WSocketApp`` adds each WebSocket it serves; a closed one is not added.
+        """
+        _check_client(client)
+        self._check_fork()
+        with self._lock:
+            if client.closed:
+                return False
+            if client not in self._rooms:
+                self._rooms[client] = set()
+                self._numbers[client] = next(self._counter)
+            return True
+
+    def discard(self, client):
+        """Forget ``client``: it leaves every room (done when its connection ends)."""
+        with self._lock:
+            for room in self._rooms.pop(client, ()):
+                self._leave_locked(client, room)
+            self._numbers.pop(client, None)
+
+    def join(self, client, room):
+        """Put ``client`` in ``room`` (a str or bytes name); joining twice is harmless.
+
+        Returns False, and does nothing, when the connection is closed already.
+        """
+        room = _check_room(room)
+        if not self.add(client):
+            return False
+        with self._lock:
+            if client not in self._rooms:  # discarded meanwhile: it closed
+                return False
+            self._rooms[client].add(room)
+            self._members.setdefault(room, {})[client] = None
+        return True
+
+    def leave(self, client, room=None):
+        """Take ``client`` out of ``room``, or out of every room when None."""
+        if room is not None:
+            room = _check_room(room)
+        with self._lock:
+            rooms = self._rooms.get(client)
+            if not rooms:
+                return
+            for name in (list(rooms) if room is None else [room] if room in rooms else []):
+                rooms.discard(name)
+                self._leave_locked(client, name)
+
+    def _leave_locked(self, client, room):
+        members = self._members.get(room)
+        if members is not None:
+            members.pop(client, None)
+            if not members:
+                del self._members[room]
+
+    def rooms(self, client):
+        """The rooms ``client`` is in (a new set; empty once it closed)."""
+        with self._lock:
+            if client.closed:
+                return set()
+            return set(self._rooms.get(client, ()))
+
+    def clients(self, room=None):
+        """This process's open clients in ``room``, or all of them when None (a list)."""
+        with self._lock:
+            if room is None:
+                clients = list(self._rooms)
+            else:
+                clients = list(self._members.get(_check_room(room), ()))
+        return [client for client in clients if not client.closed]
+
+    def token(self, client):
+        """``"node:number"``: names ``client`` in ``exclude`` on any process of the hub."""
+        with self._lock:
+            number = self._numbers.get(client)
+        if number is None:
+            raise ValueError("%r is not a client of this hub" % (client,))
+        return "%s:%d" % (self.node, number)
+
+    # -- broadcasting -----------------------------------------------------------------
+
+    def broadcast(self, message, room=None, exclude=None, binary=None):
+        """Send ``message`` to every client (of every process), or to those in ``room``.
+
+        ``str`` goes as text and bytes-like as binary, unless ``binary``
+        says otherwise. ``exclude``: a client, a token (``token()``), or a
+        list of them. Returns at once (no client is waited for) with the
+        number of this process's clients the message was handed to.
+        """
+        opcode, payload = _encode_message(message, binary)
+        if room is not None:
+            room = _check_room(room)
+        excluded, tokens = self._exclusions(exclude)
+        self._check_fork()
+        count = self._deliver(opcode, payload, room, excluded,
+                              _local_numbers(tokens, self.node))
+        if self._backend is not None:
+            self._backend.publish(_pack(self.node, opcode, payload, room, tokens))
+        return count
+
+    def _exclusions(self, exclude):
+        if exclude is None:
+            return set(), []
+        if isinstance(exclude, (WebSocket, str)):
+            exclude = [exclude]
+        clients, tokens = set(), []
+        for item in exclude:
+            if isinstance(item, str):
+                tokens.append(item)
+            else:
+                _check_client(item)
+                clients.add(item)
+                with self._lock:
+                    number = self._numbers.get(item)
+                if number is not None:
+                    tokens.append("%s:%d" % (self.node, number))
+        return clients, tokens
+
+    def _deliver(self, opcode, payload, room, excluded, excluded_numbers):
+        """Hand one frame to this process's clients; returns how many took it."""
+        with self._lock:
+            if room is None:
+                targets = list(self._rooms)
+            else:
+                targets = list(self._members.get(room, ()))
+            numbers = self._numbers if excluded_numbers else None
+            if numbers is not None:
+                targets = [client for client in targets
+                           if numbers.get(client) not in excluded_numbers]
+        frame = serialize_frame(opcode, payload)
+        count = 0
+        for client in targets:
+            if client in excluded or client.closed:
+                continue
+            if client.side != SERVER:  # a client-side WebSocket masks each frame
+                if client._deliver(serialize_frame(opcode, payload, masked=True)):
+                    count += 1
+            elif client._deliver(frame):
+                count += 1
+        return count
+
+    def _receive(self, envelope):
+        """A broadcast from another process, as Redis brought it."""
+        try:
+            node, opcode, payload, room, tokens = _unpack(envelope)
+        except ValueError as error:
+            logger.warning("hub %s: dropped a malformed message from Redis: %s",
+                           _redact(self.url), error)
+            return
+        if node == self.node:
+            return  # ours: its clients here had it at once
+        self._deliver(opcode, payload, room, (), _local_numbers(tokens, self.node))
+
+    # -- processes ------------------------------------------------------------------
+
+    def _check_fork(self):
+        """In a forked child (gunicorn --preload) the hub gets a node and threads of its own."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self.node = uuid.uuid4().hex[:12]
+                    self._rooms.clear()
+                    self._members.clear()
+                    self._numbers.clear()
+                    if self._backend is not None:
+                        self._backend.start()
+
+    def close(self):
+        """Stop the backend's threads and connections (Redis); the hub is unusable afterwards."""
+        if self._backend is not None:
+            self._backend.close()
+
+
+def _check_client(client):
+    if not isinstance(client, WebSocket):
+        raise TypeError("a hub client is a WebSocket, not %s" % type(client).__name__)
+
+
+def _check_room(room):
+    if isinstance(room, str):
+        return room
+    if isinstance(room, (bytes, bytearray, memoryview)):
+        return bytes(room)
+    raise TypeError("a room name is a str or bytes, not %s" % type(room).__name__)
+
+
+def _encode_message(message, binary):
+    if isinstance(message, str):
+        return (OP_BINARY if binary else OP_TEXT), message.encode("utf-8")
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return (OP_TEXT if binary is False else OP_BINARY), bytes(message)
+    raise TypeError("broadcast() takes str or a bytes-like object, not %s"
+                    % type(message).__name__)
+
+
+def _local_numbers(tokens, node):
+    """The client numbers of this node among ``tokens``."""
+    numbers = set()
+    for token in tokens:
+        prefix, _, number = token.rpartition(":")
+        if prefix == node and number.isdigit():
+            numbers.add(int(number))
+    return numbers
+
+
+def _redact(url):
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+# -- the message on Redis -------------------------------------------------------------
+#
+#   b"WSH1", flags (1 byte: 1 binary, 2 has a room, 4 the room is bytes),
+#   node (12 ASCII bytes), [room length (4 bytes) and room], number of
+#   exclude tokens (2 bytes), each as length (2 bytes) and ASCII bytes, then
+#   the payload to the end. Every byte of rooms and payloads goes as it is.
+
+_MAGIC = b"WSH1"
+_BINARY, _HAS_ROOM, _ROOM_BYTES = 1, 2, 4
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+
+def _pack(node, opcode, payload, room, tokens):
+    flags = _BINARY if opcode == OP_BINARY else 0
+    parts = [_MAGIC, None, node.encode("ascii")]
+    if room is not None:
+        flags |= _HAS_ROOM
+        if isinstance(room, bytes):
+            flags |= _ROOM_BYTES
+            name = room
+        else:
+            name = room.encode("utf-8", "surrogatepass")
+        parts += [_U32.pack(len(name)), name]
+    parts.append(_U16.pack(len(tokens)))
+    for token in tokens:
+        data = token.encode("utf-8", "surrogatepass")
+        parts += [_U16.pack(len(data)), data]
+    parts[1] = bytes([flags])
+    parts.append(payload)
+    return b"".join(parts)
+
+
+def _unpack(data):
+    try:
+        if data[:4] != _MAGIC:
+            raise ValueError("not a wsocket hub message")
+        flags = data[4]
+        node = data[5:17].decode("ascii")
+        position = 17
+        room = None
+        if flags & _HAS_ROOM:
+            (length,) = _U32.unpack_from(data, position)
+            position += 4
+            name = data[position:position + length]
+            if len(name) != length:
+                raise ValueError("room name cut short")
+            position += length
+            room = name if flags & _ROOM_BYTES else name.decode("utf-8", "surrogatepass")
+        (count,) = _U16.unpack_from(data, position)
+        position += 2
+        tokens = []
+        for _ in range(count):
+            (length,) = _U16.unpack_from(data, position)
+            position += 2
+            tokens.append(data[position:position + length].decode("utf-8", "surrogatepass"))
+            position += length
+        if position > len(data):
+            raise ValueError("message cut short")
+    except (IndexError, struct.error, UnicodeDecodeError) as error:
+        raise ValueError(str(error) or "message cut short") from None
+    opcode = OP_BINARY if flags & _BINARY else OP_TEXT
+    return node, opcode, data[position:], room, tokens
+
+
+# -- Redis ------------------------------------------------------------------------------
+
+class _RedisBackend:
+    """One publisher thread and one subscriber thread per process, on one channel.
+
+    The publisher sends broadcasts in order (pipelined when they pile up);
+    the subscriber hands what other processes publish to the hub. Both
+    notice a lost connection, log it, retry with growing delays, and log
+    what was lost when Redis is back.
+    """
+
+    def __init__(self, hub, url, channel):
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise HubError("the Redis hub (%s) needs the redis package: "
+                           "pip install 'wsocket[redis]'" % _redact(url)) from None
+        self._redis = redis
+        self._hub = hub
+        self.url = _redact(url)
+        self._channel = ("wsocket:%s" % channel).encode("utf-8")
+        try:
+            # No retries inside redis-py: a lost connection must reach us,
+            # to be logged, not be hidden by a silent reconnection.
+            self._client = redis.Redis.from_url(
+                url, socket_connect_timeout=5, socket_timeout=10, socket_keepalive=True,
+                health_check_interval=15, retry=Retry(NoBackoff(), 0))
+        except ValueError as error:
+            raise HubError("invalid Redis URL %s: %s" % (self.url, error)) from None
+        try:
+            self._client.ping()
+        except (redis.RedisError, OSError) as error:
+            raise HubError("cannot reach Redis at %s: %s" % (self.url, error)) from None
+        self._condition = threading.Condition()
+        self._pending = collections.deque()
+        self._closed = False
+        self._generation = 0
+        self._publisher_down = False
+        self._lost_here = 0
+        self.start()
+
+    def start(self):
+        """Start (or, in a forked child, start again) both threads; waits for the subscription."""
+        with self._condition:
+            self._generation += 1
+            generation = self._generation
+            self._pending.clear()
+            self._publisher_down = False
+            self._lost_here = 0
+        subscribed = threading.Event()
+        for target, args in ((self._subscribe_loop, (generation, subscribed)),
+                             (self._publish_loop, (generation,))):
+            threading.Thread(target=target, args=args, daemon=True,
+                             name="wsocket-hub-redis").start()
+        if not subscribed.wait(10):
+            logger.warning("hub: not subscribed to Redis at %s after 10 s; going on",
+                           self.url)
+
+    def close(self):
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def _running(self, generation):
+        return not self._closed and generation == self._generation
+
+    # -- publishing ---------------------------------------------------------------
+
+    def publish(self, envelope):
+        with self._condition:
+            if self._publisher_down or len(self._pending) >= MAX_PENDING_PUBLISH:
+                if not self._publisher_down and not self._lost_here:
+                    logger.warning("hub: %d broadcasts wait for Redis at %s; dropping more "
+                                   "until they are out", MAX_PENDING_PUBLISH, self.url)
+                self._lost_here += 1
+                return
+            self._pending.append(envelope)
+            self._condition.notify()
+
+    def _publish_loop(self, generation):
+        while True:
+            with self._condition:
+                while not self._pending and self._running(generation):
+                    self._condition.wait()
+                if not self._running(generation):
+                    return
+                batch = list(self._pending)
+                self._pending.clear()
+            try:
+                if len(batch) == 1:
+                    self._client.publish(self._channel, batch[0])
+                else:
+                    pipeline = self._client.pipeline(transaction=False)
+                    for envelope in batch:
+                        pipeline.publish(self._channel, envelope)
+                    pipeline.execute()
+            except (self._redis.RedisError, OSError) as error:
+                self._publisher_outage(generation, error, len(batch))
+            else:
+                with self._condition:
+                    if self._lost_here and not self._publisher_down:
+                        logger.warning("hub: %d broadcasts were dropped while too many waited "
+                                       "for Redis at %s", self._lost_here, self.url)
+                        self._lost_here = 0
+
+    def _publisher_outage(self, generation, error, unsent):
+        started = time.monotonic()
+        with self._condition:
+            self._publisher_down = True
+            self._lost_here += unsent + len(self._pending)
+            self._pending.clear()
+        logger.error("hub: lost the connection to Redis at %s (%s); reconnecting. Until it is "
+                     "back, broadcasts made here reach this process's clients only",
+                     self.url, error)
+        for delay in itertools.chain(_RECONNECT_DELAYS, itertools.repeat(_RECONNECT_DELAYS[-1])):
+            if not self._running(generation):
+                return
+            time.sleep(delay)
+            try:
+                self._client.ping()
+                break
+            except (self._redis.RedisError, OSError):
+                continue
+        with self._condition:
+            lost, self._lost_here = self._lost_here, 0
+            self._publisher_down = False
+        logger.warning("hub: Redis at %s is back after %.1f s; %d broadcasts made here "
+                       "meanwhile were lost for the other processes", self.url,
+                       time.monotonic() - started, lost)
+
+    # -- subscribing --------------------------------------------------------------
+
+    def _subscribe_loop(self, generation, subscribed):
+        delays = itertools.chain(_RECONNECT_DELAYS, itertools.repeat(_RECONNECT_DELAYS[-1]))
+        down_since = None
+        while self._running(generation):
+            pubsub = None
+            try:
+                pubsub = self._client.pubsub()
+                pubsub.subscribe(self._channel)
+                while True:  # the confirmation, before anything is delivered
+                    message = pubsub.get_message(timeout=5)
+                    if message is None:
+                        raise self._redis.TimeoutError("no answer to SUBSCRIBE")
+                    if message["type"] == "subscribe":
+                        break
+                if down_since is not None:
+                    logger.warning("hub: subscribed again to Redis at %s after %.1f s; "
+                                   "broadcasts other processes made meanwhile were lost here",
+                                   self.url, time.monotonic() - down_since)
+                    down_since = None
+                delays = itertools.chain(_RECONNECT_DELAYS,
+                                         itertools.repeat(_RECONNECT_DELAYS[-1]))
+                subscribed.set()
+                while self._running(generation):
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        try:
+                            self._hub._receive(message["data"])
+                        except Exception:
+                            logger.exception("hub: error delivering a broadcast from Redis")
+            except (self._redis.RedisError, OSError) as error:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    logger.error("hub: lost the subscription to Redis at %s (%s); "
+                                 "reconnecting. Broadcasts other processes make until it is "
+                                 "back are lost here", self.url, error)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+            if self._running(generation):
+                time.sleep(next(delays))
