@@ -20,8 +20,8 @@ Prints Markdown on stdout, progress on stderr. Linux only (``/proc``).
 """
 
 import argparse
-import platform
 import os
+import platform
 import sys
 import time
 

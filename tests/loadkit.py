@@ -46,7 +46,7 @@ runpy.run_module("wsocket", run_name="__main__", alter_sys=True)
 
 
 def raise_nofile(wanted):
-    """Raise this process's soft RLIMIT_NOFILE to at least ``wanted``; returns the new soft limit."""
+    """Raise the soft RLIMIT_NOFILE of this process to at least ``wanted``; returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= wanted:
         return soft
@@ -184,7 +184,8 @@ class ServerProcess:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
-        self.output() if self.proc.returncode is not None else None
+        if self.proc.returncode is not None:
+            self.output()  # collects the rest of stdout, closes the pipe
 
     def __enter__(self):
         return self
@@ -748,7 +749,7 @@ def hold_connections(count, log_path=None):
 
 
 def connect_cycles(count, workers=8, warmup=1000, log_path=None):
-    """``count`` connect/echo/close cycles after ``warmup`` ones; threads and memory before and after."""
+    """``count`` connect/echo/close cycles after ``warmup`` ones; threads and memory around them."""
     result = {"count": count, "workers": workers, "warmup": warmup}
     with ServerProcess("tests.apps:echo", log_path=log_path) as server:
         seconds, errors = run_cycles(server.port, warmup, workers)

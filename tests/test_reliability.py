@@ -17,7 +17,7 @@ import pytest
 
 from tests import loadkit
 from tests.loadkit import (
-    BINARY, CLOSE, PING, TEXT, BlockingClient, ServerProcess, Slowloris, close_code,
+    CLOSE, PING, TEXT, BlockingClient, ServerProcess, Slowloris, close_code,
 )
 from tests.netutil import Reader, open_connection, request, upgrade_request
 
@@ -122,6 +122,13 @@ def echo_timed(port, text="normal client"):
     return time.monotonic() - started
 
 
+def threads_reach(server, count, timeout=10):
+    """Wait until the server runs ``count`` threads (it may still be accepting); the last count."""
+    seen = []
+    loadkit.wait_for(lambda: seen.append(server.threads()) or seen[-1] == count, timeout)
+    return seen[-1]
+
+
 def in_thread(function, *args):
     """Run ``function(*args)`` in a thread; returns a ``join()`` that gives its result."""
     outcome = {}
@@ -181,7 +188,7 @@ def test_slowloris_with_default_limits_does_not_keep_a_normal_client_out(tmp_pat
         slow = Slowloris(server.port, 500)
         try:
             slow.pump(1.0)
-            assert server.threads() == 1 + 500
+            assert threads_reach(server, 1 + 500) == 1 + 500
             normal = in_thread(echo_timed, server.port)
             slow.pump(1.5)
             seconds = normal(10)
@@ -244,8 +251,7 @@ def test_apps_that_raise_never_read_or_block_do_not_stop_the_server(tmp_path):
         stuck = BlockingClient(server.port, "/block")
         never_reads = BlockingClient(server.port, "/never-read")
         assert never_reads.read_data() == (TEXT, b"tick 1")
-        time.sleep(0.5)
-        assert server.threads() == 1 + 4  # held, two blocked, one never reading
+        assert threads_reach(server, 1 + 4) == 1 + 4  # held, two blocked, one never reading
         assert echo_timed(server.port) < 2
         assert held.echo("still here") == (TEXT, b"still here")
 
@@ -277,8 +283,7 @@ def test_sigterm_stops_the_server_while_a_send_to_a_peer_that_does_not_read_is_s
             assert client.echo("then no reading") == (TEXT, b"then no reading")
             sent, _ = loadkit.flood_until_stuck(client.sock)
             assert sent > 65536
-            time.sleep(0.5)
-            assert server.threads() == 1 + 2
+            assert threads_reach(server, 1 + 2) == 1 + 2
             assert held.echo("beside a stuck send") == (TEXT, b"beside a stuck send")
             status, seconds = server.terminate(timeout=20)
             print("\nstopped with a stuck send in %.1f s" % seconds)

@@ -333,7 +333,7 @@ class WebSocket:
             raise ConnectionClosed(1006, str(error)) from error
 
     def _send_bounded(self, data, stall):
-        """Send all of ``data`` (send lock held); TimeoutError once the peer took nothing for ``stall`` s.
+        """Send all of ``data`` (send lock held); TimeoutError once ``stall`` s pass with no progress.
 
         ``stall`` None waits as long as it takes. Raises OSError when the socket fails.
         """
