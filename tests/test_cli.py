@@ -207,6 +207,22 @@ def test_max_message_size_option(wsocket_process):
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+def test_max_fragments_option(wsocket_process):
+    from websockets.exceptions import ConnectionClosed
+    server = wsocket_process("tests.apps:echo", "--port", "0", "--max-fragments", "3")
+    with connect(server.ws_url, compression=None, open_timeout=TIMEOUT,
+                 close_timeout=TIMEOUT) as websocket:
+        websocket.send(["a", "b", "c"])
+        assert websocket.recv(timeout=TIMEOUT) == "abc"
+        with pytest.raises(ConnectionClosed) as closed:
+            # The server may close before the client has sent the last fragment.
+            websocket.send(["a", "b", "c", "d"])
+            websocket.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+        1009, "message in more than 3 fragments (the limit)")
+
+
 def test_access_log_goes_to_stderr(wsocket_process):
     server = wsocket_process("tests.apps:echo", "--port", "0")
     with urllib.request.urlopen(server.url + "logged?q=1", timeout=TIMEOUT) as answer:

@@ -100,7 +100,7 @@ def _port(text):
 
 
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout",
-                      "max_queue")
+                      "max_queue", "max_fragments")
 _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
                    "max_request_head")
 
@@ -153,6 +153,9 @@ def build_parser():
                         help="seconds (default 10)")
     parser.add_argument("--no-compression", action="store_true",
                         help="decline permessage-deflate")
+    parser.add_argument("--max-fragments", type=_positive_int, default=unset,
+                        help="frames in one message; past it: close 1009 "
+                             "(default one per 64 bytes of --max-message-size, at least 1024)")
     parser.add_argument("--max-queue", type=_size, default=unset,
                         help="bytes a slow client may have waiting before it is closed "
                              "with 1013, or 'none' (default 4 MiB)")

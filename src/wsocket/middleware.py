@@ -27,6 +27,8 @@ DEFAULT_OPTIONS = {
     "ping_timeout": DEFAULT_PING_TIMEOUT,
     "close_timeout": DEFAULT_CLOSE_TIMEOUT,
     "websocket_class": None,  # None: the class attribute websocket_class
+    # frames in one message; None: one per 64 bytes of max_message_size, at least 1,024
+    "max_fragments": None,
     "max_queue": DEFAULT_MAX_QUEUE,  # bytes a slow client may have waiting; None: no limit
     "hub": None,  # a Hub, a backend URL, or None: WSOCKET_HUB, else in memory
 }
@@ -67,6 +69,7 @@ class WebSocketMiddleware:
         self.ping_timeout = settings["ping_timeout"]
         self.close_timeout = settings["close_timeout"]
         self.max_queue = settings["max_queue"]
+        self.max_fragments = settings["max_fragments"]
         hub = settings["hub"]
         # Broadcast and rooms: every WebSocket served here is a client of it.
         self.hub = hub if isinstance(hub, Hub) else Hub(hub)
@@ -114,7 +117,8 @@ class WebSocketMiddleware:
             version=handshake.version, origin=handshake.origin,
             max_message_size=self.max_message_size, ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
-            initial_data=transport.initial_data, max_queue=self.max_queue)
+            initial_data=transport.initial_data, max_queue=self.max_queue,
+            max_fragments=self.max_fragments)
         # A client that has its 101 is a client of the hub: it joins before
         # the 101 goes, with the send lock held, so that a broadcast made
         # meanwhile waits in its queue and follows the 101.

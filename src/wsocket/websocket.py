@@ -56,7 +56,7 @@ class WebSocket:
                  max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
                  ping_interval=DEFAULT_PING_INTERVAL, ping_timeout=DEFAULT_PING_TIMEOUT,
                  close_timeout=DEFAULT_CLOSE_TIMEOUT, initial_data=b"",
-                 max_queue=DEFAULT_MAX_QUEUE):
+                 max_queue=DEFAULT_MAX_QUEUE, max_fragments=None):
         _check_timeout("ping_interval", ping_interval)
         if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 0):
             raise ValueError("max_queue must be None or a number of bytes >= 0, not %r"
@@ -82,7 +82,7 @@ class WebSocket:
         self.close_code = None
         self.close_reason = None
 
-        self._connection = Connection(side, deflate, max_message_size)
+        self._connection = Connection(side, deflate, max_message_size, max_fragments)
         self._events = collections.deque()
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()
