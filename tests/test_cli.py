@@ -209,7 +209,8 @@ def test_max_message_size_option(wsocket_process):
 
 def test_max_fragments_option(wsocket_process):
     from websockets.exceptions import ConnectionClosed
-    server = wsocket_process("tests.apps:echo", "--port", "0", "--max-fragments", "3")
+    # websockets sends each piece as a frame, then an empty final one: 3 pieces, 4 frames.
+    server = wsocket_process("tests.apps:echo", "--port", "0", "--max-fragments", "4")
     with connect(server.ws_url, compression=None, open_timeout=TIMEOUT,
                  close_timeout=TIMEOUT) as websocket:
         websocket.send(["a", "b", "c"])
@@ -220,7 +221,7 @@ def test_max_fragments_option(wsocket_process):
             websocket.recv(timeout=TIMEOUT)
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
-        1009, "message in more than 3 fragments (the limit)")
+        1009, "message in more than 4 fragments (the limit)")
 
 
 def test_access_log_goes_to_stderr(wsocket_process):
