@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$#" -gt 0 ]; then VERSIONS=("$@"); else VERSIONS=(3.9 3.10 3.12 3.13); fi
 PARALLEL=${WSOCKET_VERSIONS_PARALLEL:-2}
-PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
+PYENV_ROOT=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "${HOME:-/root}/.pyenv")}
 TESTS=(
     tests/protocol tests/test_websocket.py tests/test_client.py tests/test_server_http.py
     tests/test_server_websocket.py tests/test_middleware.py tests/test_cli.py

@@ -36,7 +36,10 @@ with atheris.instrument_imports(include=["wsocket"]):
         CLIENT, SERVER, CloseReceived, Connection, Failure, Message, Ping, Pong,
         is_valid_close_code,
     )
-    from wsocket.protocol.deflate import DeflateParams
+    from wsocket.protocol.deflate import DeflateCodec, DeflateParams
+    from wsocket.protocol.frames import (
+        OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT,
+    )
 
 LIMITS = (0, 1, 7, 64, 125, 126, 1000, 65536, 1024 * 1024, None)
 WINDOWS = (None, 8, 9, 15)
@@ -162,25 +165,37 @@ def test_one_input(data):
             raise AssertionError("C and Python masking differ for key %r" % key)
 
 
+def _frame(opcode, payload, masked, fin=True, rsv1=False):
+    key = b"\x37\xfa\x21\x3d" if masked else None  # fixed: the same seeds every run
+    body = frames.apply_mask(payload, key) if masked else payload
+    return frames.serialize_header(opcode, len(payload), fin, rsv1, key) + body
+
+
 def seeds():
-    """Valid streams for every side and deflate setting, cut three ways."""
+    """Valid streams for each side and deflate setting, cut three ways."""
     inputs = []
     for flags in (0, 1, 2, 3, 2 | 4 | 8, 3 | 4 | 8 | 0x50, 2 | 0xF0):
         side, params, _, _ = settings(bytes([flags, 0, 0]))
-        sender = Connection(CLIENT if side == SERVER else SERVER, deflate=params)
-        stream = (sender.send_message("h\u00e9llo \u20ac\U0001f600") + sender.send_message(b"\x00\xff" * 70)
-                  + sender.send_ping(b"ping") + sender.send_message("x" * 300, compress=False))
         masked = side == SERVER
-        key = b"\x37\xfa\x21\x3d"
-        for opcode, payload, fin in ((1, "fragm\u00e9".encode()[:6], False), (9, b"in between", True),
-                                     (0, "fragm\u00e9".encode()[6:], True)):
-            first = (0x80 if fin else 0) | opcode
-            if masked:
-                stream += struct.pack("!BB", first, 0x80 | len(payload)) + key + bytes(
-                    byte ^ key[i % 4] for i, byte in enumerate(payload))
-            else:
-                stream += struct.pack("!BB", first, len(payload)) + payload
-        stream += sender.send_close(1000, "bye")
+        codec = None if params is None else DeflateCodec(params, CLIENT if masked else SERVER)
+
+        def message(opcode, payload):
+            compressed = None if codec is None else codec.compress(payload)
+            if compressed is None:
+                return _frame(opcode, payload, masked)
+            return _frame(opcode, compressed, masked, rsv1=True)
+
+        fragmented = "fragm\u00e9".encode("utf-8")  # cut inside the \u00e9
+        stream = b"".join([
+            message(OP_TEXT, "h\u00e9llo \u20ac\U0001f600".encode("utf-8")),
+            message(OP_BINARY, b"\x00\xff" * 70),
+            _frame(OP_PING, b"ping", masked),
+            _frame(OP_BINARY, b"x" * 300, masked),
+            _frame(OP_TEXT, fragmented[:6], masked, fin=False),
+            _frame(OP_PING, b"in between", masked),
+            _frame(OP_CONTINUATION, fragmented[6:], masked),
+            _frame(OP_CLOSE, struct.pack("!H", 1000) + b"bye", masked),
+        ])
         for limit_index, cut in ((8, 0), (6, 1), (7, 5)):
             inputs.append(bytes([flags, limit_index, cut]) + stream)
     return inputs

@@ -127,7 +127,8 @@ def seeds():
               "permessage-deflate",
               'permessage-deflate; server_max_window_bits="9"; client_no_context_takeover',
               "x-webkit-deflate-frame, permessage-deflate; unknown=1, permessage-deflate"]
-    inputs = [_request(base), _request(base, 0x0F), _request(base[:-2] + ["Sec-WebSocket-Version: 8"])]
+    inputs = [_request(base), _request(base, 0x0F),
+              _request(base[:-2] + ["Sec-WebSocket-Version: 8"])]
     for flags, offer in zip((0x10, 0x13, 0x17, 0x1B), offers):
         inputs.append(_request(base + ["Sec-WebSocket-Protocol: chat, superchat",
                                        "Sec-WebSocket-Extensions: " + offer], flags))
