@@ -8,7 +8,6 @@ up to 8 KiB here; ``python autobahn/run.py`` runs every case (see README).
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -23,14 +23,12 @@ already put in the environ (or ``sys.modules``).
 
 import socket
 import sys
-import time
 
-from .websocket import close_socket
+from .websocket import close_socket, finish_connection
 
 __all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "request_http_version",
            "ADAPTERS", "REFUSALS"]
 
-_READ_SIZE = 65536
 LINGER = 1.0  # seconds release() waits for the client's FIN
 
 USE_INSTEAD = (
@@ -87,21 +85,7 @@ def end_connection(sock, linger=LINGER):
     """
     if sock is None:
         return
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    deadline = time.monotonic() + linger
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            if not sock.recv(_READ_SIZE):
-                break
-    except OSError:
-        pass
+    finish_connection(sock, linger)
     try:
         sock.settimeout(None)
         sock.shutdown(socket.SHUT_RD)

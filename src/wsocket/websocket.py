@@ -884,13 +884,12 @@ def _shutdown(sock, how):
         pass
 
 
-def close_socket(sock, linger=1.0):
-    """Close a socket after its WebSocket ended, without losing the last frames.
+def finish_connection(sock, linger=1.0):
+    """Send our FIN, then read until the peer's FIN (at most ``linger`` seconds).
 
     Closing a socket that still has unread bytes makes the kernel send a
-    reset, which can destroy the close frame before the peer reads it. So
-    send our FIN, read until the peer's FIN (at most ``linger`` seconds),
-    then close.
+    reset, which can destroy the close frame before the peer reads it;
+    draining first avoids that.
     """
     _shutdown(sock, socket.SHUT_WR)
     deadline = time.monotonic() + linger
@@ -904,6 +903,12 @@ def close_socket(sock, linger=1.0):
                 break
     except OSError:
         pass
+
+
+def close_socket(sock, linger=1.0):
+    """Close a socket after its WebSocket ended, without losing the last frames."""
+    try:
+        finish_connection(sock, linger)
     finally:
         sock.close()
 
