@@ -65,64 +65,35 @@ def load_app(spec):
     return app
 
 
-def _size(text):
-    if text.lower() == "none":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number of bytes or 'none', not %r" % text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _number(convert, expected, valid, invalid, allow_none=False):
+    """An argparse type: ``convert`` the text, check it is ``valid``; 'none' when allowed."""
+    def parse(text):
+        if allow_none and text.lower() == "none":
+            return None
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected %s, not %r" % (expected, text))
+        if not valid(value):
+            raise argparse.ArgumentTypeError(invalid)
+        return value
+    return parse
 
 
-def _seconds(text):
-    if text.lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds or 'none', not %r" % text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a port number, not %r" % text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("port must be from 0 to 65535")
-    return value
+_size = _number(int, "a number of bytes or 'none'", lambda value: value >= 0,
+                "must not be negative", allow_none=True)
+_seconds = _number(float, "seconds or 'none'", lambda value: value >= 0,
+                   "must not be negative", allow_none=True)
+_port = _number(int, "a port number", lambda value: 0 <= value <= 65535,
+                "port must be from 0 to 65535")
+_positive_int = _number(int, "a whole number", lambda value: value >= 1, "must be at least 1")
+_positive_seconds = _number(float, "seconds", lambda value: value > 0, "must be more than 0")
 
 
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout",
                       "max_queue", "max_fragments")
 _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
                    "max_request_head")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number, not %r" % text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds, not %r" % text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
