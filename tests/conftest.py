@@ -3,7 +3,6 @@
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.netutil import ROOT
+from tests.serverproc import stop_process
 from wsocket import make_server
 
 START_TIMEOUT = 15.0
@@ -38,13 +38,7 @@ class ServerProcess:
 
     def terminate(self, timeout=STOP_TIMEOUT):
         """SIGTERM and wait; kills on timeout. Returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return self.proc.returncode
@@ -134,13 +128,8 @@ def echo_process(wsocket_process):
     return wsocket_process("tests.apps:echo", "--port", "0")
 
 
-@pytest.fixture
-def serve():
-    """Factory: ``serve(app, **options)`` -> a started in-process server on 127.0.0.1.
-
-    Uses ``make_server(host, 0, app, ...).start()``; every server is stopped
-    at teardown.
-    """
+def _in_process_servers():
+    """Yields a ``start(app, host, **options)`` factory; stops its servers afterwards."""
     servers = []
 
     def start(app=None, host="127.0.0.1", **options):
@@ -152,6 +141,15 @@ def serve():
     for server in servers:
         server.stop(timeout=5)
 
+
+@pytest.fixture
+def serve():
+    """Factory: ``serve(app, **options)`` -> a started in-process server on 127.0.0.1.
+
+    Uses ``make_server(host, 0, app, ...).start()``; every server is stopped
+    at teardown.
+    """
+    yield from _in_process_servers()
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +159,4 @@ def serve_module():
     Stopping a server takes up to 0.5 s (its accept loop's poll interval),
     so modules that need many servers share them.
     """
-    servers = []
-
-    def start(app=None, host="127.0.0.1", **options):
-        server = make_server(host, 0, app, **options).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=5)
+    yield from _in_process_servers()

@@ -6,6 +6,8 @@ wire and never use wsocket's own code to check wsocket.
 """
 
 import base64
+import contextlib
+import logging
 import os
 import socket
 import struct
@@ -231,3 +233,33 @@ def wait_for_eof(reader, timeout):
 def ws_url(server, path="/"):
     """The ws:// URL of an in-process server (``server.url`` is http://host:port/)."""
     return server.url.replace("http", "ws", 1).rstrip("/") + path
+
+
+def wait_for(predicate, timeout=TIMEOUT, what="condition", interval=0.01):
+    """Poll ``predicate`` until it gives a true value (returned); fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def wsocket_records(level):
+    """The ``wsocket`` logger's records at ``level`` and above, whether it propagates or not."""
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Collect(level)
+    logger = logging.getLogger("wsocket")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

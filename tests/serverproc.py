@@ -27,6 +27,18 @@ STOP_TIMEOUT = 15.0
 _ERROR_SIGNS = re.compile(r"Traceback|\berror\b|\bcritical\b|exception in", re.IGNORECASE)
 
 
+def stop_process(proc, timeout=STOP_TIMEOUT):
+    """SIGTERM and wait; kill on timeout. Returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -55,14 +67,7 @@ class Server:
         assert not lines, "%s logged errors:\n%s" % (self.name, text[-6000:])
 
     def stop(self, timeout=STOP_TIMEOUT):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
 
 def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,

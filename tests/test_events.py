@@ -8,7 +8,6 @@ peers are the websockets library and hand-written raw frames.
 import json
 import logging
 import threading
-import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -16,7 +15,7 @@ from websockets.sync.client import connect
 
 from tests.netutil import (
     CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, open_connection, request, upgrade,
-    ws_url,
+    ws_url, wait_for, wsocket_records,
 )
 from wsocket import Event, WSocketApp
 
@@ -24,27 +23,10 @@ from wsocket import Event, WSocketApp
 @pytest.fixture
 def logged_errors():
     """ERROR records of the ``wsocket`` logger, whether or not it propagates to the root."""
-    records = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Collect(logging.ERROR)
-    logger = logging.getLogger("wsocket")
-    logger.addHandler(handler)
-    try:
+    with wsocket_records(logging.ERROR) as records:
         yield records
-    finally:
-        logger.removeHandler(handler)
 
 
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
 
 
 # -- Event ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import wsgiref.util
 import pytest
 from websockets.sync.client import connect
 
-from tests.netutil import TIMEOUT, Reader, open_connection, request, upgrade_request
+from tests.netutil import TIMEOUT, Reader, open_connection, request, upgrade_request, wait_for
 from wsocket import Response, WSocketApp
 
 # Written out here, not taken from the library: what a 500 page must be, byte for byte.
@@ -72,16 +72,6 @@ def own_headers(response):
 def report(server):
     return json.loads(fetch(server, "/report").body)
 
-
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
 
 
 def open_paths(pid):

@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 from tests.hub_apps import make_app, raise_open_file_limit
 from tests.netutil import (
     BINARY, CLOSE, TEXT, TIMEOUT, Reader, client_frame, upgrade,
-    upgrade_request, ws_url,
+    upgrade_request, ws_url, wait_for, wsocket_records,
 )
 from wsocket import ConnectionClosed, Hub, HubError, WebSocket, WSocketApp
 from wsocket.hub import _pack, _unpack
@@ -34,27 +34,10 @@ from wsocket.protocol.frames import OP_BINARY, OP_TEXT, serialize_frame
 @pytest.fixture
 def wsocket_warnings():
     """WARNING records (and above) of the ``wsocket`` logger."""
-    records = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Collect(logging.WARNING)
-    logger = logging.getLogger("wsocket")
-    logger.addHandler(handler)
-    try:
+    with wsocket_records(logging.WARNING) as records:
         yield records
-    finally:
-        logger.removeHandler(handler)
 
 
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
 
 
 def parse_frames(data):

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.netutil import ROOT, TIMEOUT, Reader
+from tests.netutil import ROOT, TIMEOUT, Reader, wait_for
 from tests.test_hub import b64, clients, command, join, reply  # noqa: F401 (a fixture)
 from wsocket import Hub, HubError, WebSocket
 
@@ -84,12 +84,6 @@ def redis_server(tmp_path):
     server.stop()
 
 
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def next_messages(receivers):
