@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.netutil import Reader
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -264,35 +266,19 @@ def close_code(payload):
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-class BlockingClient:
+class BlockingClient(Reader):
     """One raw WebSocket client on a blocking socket, for the few-connection tests."""
 
     def __init__(self, port, path="/", headers=(), timeout=10.0):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        self.buffer = bytearray()
+        super().__init__(socket.create_connection((HOST, port), timeout=timeout))
         key = new_key()
         self.sock.sendall(upgrade_request(port, key, path, headers))
-        head = self._read_until(b"\r\n\r\n")
+        head = self.read_until(b"\r\n\r\n")
         self.status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         self.head = head.decode("latin-1")
         if self.status_line.startswith("HTTP/1.1 101"):
             assert ("\r\nSec-WebSocket-Accept: %s\r\n" % accept_value(key)) in self.head, \
                 self.head
-
-    def _recv(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("the server closed the connection; buffered %r"
-                           % bytes(self.buffer[:100]))
-        self.buffer += data
-
-    def _read_until(self, marker):
-        while marker not in self.buffer:
-            self._recv()
-        end = self.buffer.index(marker) + len(marker)
-        data = bytes(self.buffer[:end])
-        del self.buffer[:end]
-        return data
 
     def send(self, opcode, payload=b""):
         self.sock.sendall(masked_frame(opcode, payload))
@@ -327,11 +313,7 @@ class BlockingClient:
         opcode, payload = self.read_data()
         assert opcode == CLOSE, (opcode, payload)
         self.sock.settimeout(10)
-        while True:
-            try:
-                self._recv()
-            except EOFError:
-                break
+        self.read_to_eof()
         self.sock.close()
         return close_code(payload)
 
@@ -339,12 +321,7 @@ class BlockingClient:
         """After the server's close frame: answer it; returns what came until the server's FIN."""
         self.send(CLOSE, payload[:2])
         self.sock.settimeout(10)
-        while True:
-            try:
-                self._recv()
-            except EOFError:
-                break
-        rest = bytes(self.buffer)
+        rest = self.read_to_eof()
         self.sock.close()
         return rest
 
