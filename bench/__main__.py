@@ -332,7 +332,7 @@ def _main(args, command):
     else:
         progress("bench: fewer than 2 CPUs: generator and server share the CPU (no pinning)")
     scenarios = [BY_NAME[name] for name in args.scenarios]
-    if any(s.idle for s in scenarios) and open_files < 5100:
+    if any(s.idle for s in scenarios) and open_files < max(s.connections for s in scenarios) + 100:
         progress("bench: only %d open files allowed (ulimit -n): the idle scenario will hold "
                  "fewer connections" % open_files)
 

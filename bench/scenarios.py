@@ -66,9 +66,9 @@ SCENARIOS = [
     Scenario("pipe-16", "pipelined echo, 64 in flight, 16 connections", connections=16, depth=64),
     Scenario("mib-1", "echo 1 MiB binary, 1 connection", size=MIB, kind="binary",
              metric="mb_per_s"),
-    Scenario("idle-5000", "5,000 idle connections held, then one echo each (msg/s, p50, p99:"
+    Scenario("idle-10000", "10,000 idle connections held, then one echo each (msg/s, p50, p99:"
              " of that round; answers within 30 s count as ok)",
-             connections=5000, idle=True, metric="kb_per_conn", higher_is_better=False),
+             connections=10000, idle=True, metric="kb_per_conn", higher_is_better=False),
     Scenario("deflate-1", "echo 1 KiB JSON text, permessage-deflate, 1 connection",
              size=1024, kind="json", deflate=True),
     Scenario("broadcast", "broadcast to 100 connections (hub)", connections=100,

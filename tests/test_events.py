@@ -8,6 +8,7 @@ peers are the websockets library and hand-written raw frames.
 import json
 import logging
 import threading
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -17,7 +18,7 @@ from tests.netutil import (
     CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, open_connection, request, upgrade,
     ws_url, wait_for, wsocket_records,
 )
-from wsocket import Event, WSocketApp
+from wsocket import Event, ThreadingWSGIServer, WSocketApp
 
 
 @pytest.fixture
@@ -108,24 +109,40 @@ def test_a_failing_handler_is_logged_and_the_next_one_runs(logged_errors):
     assert record.exc_info[0] is RuntimeError
 
 
-# -- handlers in the connection's thread, in order ---------------------------------------------
+# -- handlers of one connection one at a time, in order ----------------------------------------
 
-def test_1000_messages_in_order_each_connection_in_its_own_thread(serve):
+def _run_two_talkers(serve, **server_options):
+    """1000 messages on each of two connections; returns what the handlers saw.
+
+    ``seen[path]``: (message, thread id) per handler call; ``overlaps[path]``:
+    how many times a handler of that connection started while another ran.
+    """
     app = WSocketApp()
-    seen = {}  # path -> list of (message, thread id)
+    seen = {}
+    running = {}
+    overlaps = {"/a": 0, "/b": 0}
     lock = threading.Lock()
 
     def on_connect(client):
         with lock:
             seen[client.path] = [("connect", threading.get_ident())]
+            running[client.path] = 0
 
     def on_message(message, client):
+        with lock:
+            running[client.path] += 1
+            if running[client.path] > 1:
+                overlaps[client.path] += 1
         seen[client.path].append((message, threading.get_ident()))
+        if message.endswith("7"):
+            time.sleep(0.001)  # widen the window for an overlapping call to show
         client.send(message)
+        with lock:
+            running[client.path] -= 1
 
     app.onconnect += on_connect
     app.onmessage += on_message
-    server = serve(app)
+    server = serve(app, **server_options)
     expected = ["message %d" % number for number in range(1000)]
     received = {}
     errors = []
@@ -134,8 +151,10 @@ def test_1000_messages_in_order_each_connection_in_its_own_thread(serve):
         try:
             with connect(ws_url(server, path), open_timeout=TIMEOUT,
                          close_timeout=TIMEOUT) as websocket:
-                for text in expected:
+                for number, text in enumerate(expected):
                     websocket.send(text)
+                    if number % 100 == 0:
+                        time.sleep(0.02)  # quiet moments: the connection waits idle
                 received[path] = [websocket.recv(timeout=TIMEOUT) for _ in expected]
         except Exception as error:  # shown by the assertion below
             errors.append(error)
@@ -147,9 +166,24 @@ def test_1000_messages_in_order_each_connection_in_its_own_thread(serve):
         talker.join(60)
     assert not errors, errors
     assert received == {"/a": expected, "/b": expected}
-    threads = {}
     for path in ("/a", "/b"):
         assert [message for message, _ in seen[path]] == ["connect"] + expected
+    return seen, overlaps
+
+
+def test_1000_messages_in_order_one_handler_at_a_time_per_connection(serve):
+    seen, overlaps = _run_two_talkers(serve)
+    assert overlaps == {"/a": 0, "/b": 0}
+    for path in ("/a", "/b"):
+        assert threading.get_ident() not in {ident for _, ident in seen[path]}
+
+
+def test_without_parking_each_connection_keeps_its_own_thread(serve, monkeypatch):
+    monkeypatch.setattr(ThreadingWSGIServer, "parks_idle_websockets", False)
+    seen, overlaps = _run_two_talkers(serve)
+    assert overlaps == {"/a": 0, "/b": 0}
+    threads = {}
+    for path in ("/a", "/b"):
         idents = {ident for _, ident in seen[path]}
         assert len(idents) == 1, "handlers of %s ran in %d threads" % (path, len(idents))
         threads[path] = idents.pop()

@@ -19,6 +19,8 @@ import sys
 SERVERS = {
     "wsocket": ("wsocket_echo", ["wsocket"],
                 "wsocket's own server, WSocketApp(echo app) with default options"),
+    "wsocket-events": ("wsocket_events_echo", ["wsocket"],
+                       "wsocket's own server, the event app: WSocketApp() with onmessage echoing"),
     "websockets-sync": ("websockets_sync_echo", ["websockets"],
                         "websockets.sync.server.serve (a thread per connection)"),
     "websockets-asyncio": ("websockets_asyncio_echo", ["websockets"],

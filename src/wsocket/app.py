@@ -215,49 +215,27 @@ class WSocketApp(WebSocketMiddleware, Framework):
     # -- the event app ----------------------------------------------------------------
 
     def handle_websocket(self, client):
-        """Run the events of one connection, in its own thread, in message order.
+        """Run the events of one connection, one at a time, in message order.
 
         ``onclose`` fires exactly once, whatever ended the connection, with
-        ``client.close_code`` and ``close_reason`` set.
+        ``client.close_code`` and ``close_reason`` set. On wsocket's own
+        server this returns as soon as no message is waiting, and the
+        connection waits without a thread (see ``reactor``); elsewhere it
+        returns when the connection has ended.
         """
-        with self._clients_lock:
-            self._clients.add(client)
-        self._clients_changed()
-        chat_name = None
-        try:
-            if self.is_demo and wants_chat(client):
-                chat_name = self._join_chat(client)
-            self.onconnect(client)
-            while True:
-                message = client.receive()
-                if message is None:
-                    break  # the connection failed; close_code says how
-                if self.onmessage:
-                    self.onmessage(message, client)
-                elif chat_name is not None:
-                    # Everyone in the chat gets it, the sender too (its page
-                    # shows a message once the server has sent it out).
-                    self.hub.broadcast("%s: %s" % (chat_name, message)
-                                       if isinstance(message, str) else message,
-                                       room=CHAT_ROOM)
-                elif self.is_demo:
-                    client.send("you said: %s" % message if isinstance(message, str)
-                                else message)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("error running the events of %r", client)
-            _close_quietly(client, 1011, "internal error")
-        finally:
-            if not client.closed:
-                _close_quietly(client, 1000, "")
-            with self._clients_lock:
-                self._clients.discard(client)
-            self.hub.discard(client)  # out of every room before onclose, like app.clients
-            if chat_name is not None:
-                self._leave_chat(chat_name)
-            self._clients_changed()
-            self.onclose(client.close_reason or "", client)
+        _EventSession(self, client).run()
+
+    def handle_message(self, message, client, chat_name=None):
+        """One message: ``onmessage``, or the demo's chat or echo."""
+        if self.onmessage:
+            self.onmessage(message, client)
+        elif chat_name is not None:
+            # Everyone in the chat gets it, the sender too (its page
+            # shows a message once the server has sent it out).
+            self.hub.broadcast("%s: %s" % (chat_name, message)
+                               if isinstance(message, str) else message, room=CHAT_ROOM)
+        elif self.is_demo:
+            client.send("you said: %s" % message if isinstance(message, str) else message)
 
     # -- the demo ----------------------------------------------------------------------
 
@@ -291,6 +269,105 @@ class WSocketApp(WebSocketMiddleware, Framework):
             if self._presence is None:
                 self._presence = _Presence(self)
         self._presence.changed()
+
+
+class _EventSession:
+    """The events of one WebSocket: ``onconnect``, ``onmessage`` each, ``onclose`` once.
+
+    ``run()`` starts in the request's thread. Where the server can hold the
+    connection without a thread (``environ["wsocket.detach"]``, wsocket's
+    own server on Linux), the session handles the messages that are there,
+    then hands the socket to the server's reactor and returns; the reactor
+    calls ``resume()`` in a worker thread when more arrives, a keepalive
+    ping falls due, or the connection is closed from elsewhere. Its
+    callbacks never overlap, so the handlers of one connection still run
+    one at a time, in order.
+    """
+
+    def __init__(self, app, client):
+        self.app = app
+        self.client = client
+        self.chat_name = None
+        self.reactor = None
+        self.release = None  # hands the connection back to the server at the end
+
+    def run(self):
+        app, client = self.app, self.client
+        with app._clients_lock:
+            app._clients.add(client)
+        app._clients_changed()
+        try:
+            if app.is_demo and wants_chat(client):
+                self.chat_name = app._join_chat(client)
+            app.onconnect(client)
+        except ConnectionClosed:
+            self._end()
+            return
+        except Exception:
+            self._ended_by_error()
+            return
+        detach = client.environ.get("wsocket.detach")
+        if detach is None or client._nowait is None:
+            self.handle_messages(None)  # this thread until the end
+            return
+        if self.handle_messages(0):
+            return
+        self.reactor, self.release = detach()
+        client._closed_callback = self._wake
+        self._wait()
+
+    def resume(self):
+        """The reactor's callback: handle what came, then wait again, or end."""
+        if not self.handle_messages(0):
+            self._wait()
+
+    def _wait(self):
+        self.reactor.watch(self.client.sock, self.resume, self.client._keepalive_due())
+
+    def _wake(self):
+        self.reactor.wake(self.client.sock)
+
+    def handle_messages(self, timeout):
+        """Handle messages until none comes within ``timeout``; True once the session ended."""
+        client = self.client
+        try:
+            while True:
+                message = client.receive(timeout)
+                if message is None:
+                    if not client.closed:
+                        return False  # nothing more for now
+                    break  # the connection failed; close_code says how
+                self.app.handle_message(message, client, self.chat_name)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self._ended_by_error()
+            return True
+        self._end()
+        return True
+
+    def _ended_by_error(self):
+        logger.exception("error running the events of %r", self.client)
+        _close_quietly(self.client, 1011, "internal error")
+        self._end()
+
+    def _end(self):
+        app, client = self.app, self.client
+        try:
+            if not client.closed:
+                _close_quietly(client, 1000, "")
+            with app._clients_lock:
+                app._clients.discard(client)
+            app.hub.discard(client)  # out of every room before onclose, like app.clients
+            if self.chat_name is not None:
+                app._leave_chat(self.chat_name)
+            app._clients_changed()
+            app.onclose(client.close_reason or "", client)
+        finally:
+            if self.reactor is not None:
+                client._closed_callback = None
+                self.reactor.unwatch(client.sock)  # before the socket is closed
+                self.release()
 
 
 def _ignore_response(status=200, headers=None, exc_info=None):

@@ -144,9 +144,8 @@ class WebSocketMiddleware:
         server = environ.get("wsocket.server")
         if server is not None:
             server.websocket_opened(websocket)
-        try:
-            self._run_app(environ, websocket)
-        finally:
+
+        def end():
             if not websocket.closed:
                 try:
                     websocket.close(1000)
@@ -156,6 +155,31 @@ class WebSocketMiddleware:
             if server is not None:
                 server.websocket_closed(websocket)
             transport.release()
+
+        detached = []
+        detach_from_server = environ.get("wsocket.detach")
+        if detach_from_server is not None:
+            def detach():
+                """The app goes on after it returns: returns ``(reactor, end)``.
+
+                The app waits for the socket with ``reactor`` and calls
+                ``end()`` once the WebSocket has ended (see ``app``).
+                """
+                reactor, give_back = detach_from_server()
+                detached.append(True)
+
+                def end_detached():
+                    try:
+                        end()
+                    finally:
+                        give_back()
+                return reactor, end_detached
+            environ["wsocket.detach"] = detach
+        try:
+            self._run_app(environ, websocket)
+        finally:
+            if not detached:
+                end()
         return transport.response()
 
     def _inner(self, environ, start_response):

@@ -8,6 +8,7 @@ the raw socket and the bytes already read past the request to the
 middleware, after which the server writes nothing more on it.
 """
 
+import functools
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
+from .reactor import Reactor, available as reactor_available
 from .websocket import logger
 
 __all__ = [
@@ -527,11 +529,25 @@ class FixedServerHandler:
 class WebSocketHandler(FixedHandler):
     """``FixedHandler`` that lets the middleware take the socket over."""
 
+    detached = False  # the app goes on with the socket after the request returned
+
     def make_environ(self, head):
         environ = super().make_environ(head)
         environ["wsocket.takeover"] = self.take_over
         environ["wsocket.server"] = self.server
+        if self.server.parks_idle_websockets:
+            environ["wsocket.detach"] = self.detach
         return environ
+
+    def detach(self):
+        """Let the taken-over connection outlive this thread; returns ``(reactor, give_back)``.
+
+        The app (the event app) waits for the socket with the server's
+        ``reactor``, closes the socket when the WebSocket ends, then calls
+        ``give_back()``, which frees the connection's place (max_connections).
+        """
+        self.detached = True
+        return self.server.reactor, functools.partial(self.server.shutdown_request, self.request)
 
     def take_over(self):
         """Hand the raw socket over; returns ``(socket, bytes read past the request)``.
@@ -560,6 +576,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """
 
     daemon_threads = True
+    # The event app's idle WebSockets wait in one epoll loop (``reactor``)
+    # instead of each holding a thread; False keeps a thread per connection.
+    parks_idle_websockets = reactor_available()
     allow_reuse_address = True
     request_queue_size = 1024
     block_on_close = False
@@ -587,7 +606,16 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._lock = threading.Lock()
         self._thread = None
         self._stopping = False
+        self._reactor = None
         super().__init__(server_address, RequestHandlerClass, bind_and_activate)
+
+    @property
+    def reactor(self):
+        """The epoll loop where the event app's idle connections wait, started on first use."""
+        with self._lock:
+            if self._reactor is None:
+                self._reactor = Reactor()
+            return self._reactor
 
     def server_bind(self):
         if self.address_family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
@@ -649,6 +677,19 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # If starting the thread fails, socketserver calls shutdown_request(),
         # which gives the place back.
         super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        # socketserver's, but a detached connection is not closed here: the
+        # app that took it closes it, and gives its place back, when it ends.
+        detached = False
+        try:
+            handler = self.RequestHandlerClass(request, client_address, self)
+            detached = getattr(handler, "detached", False)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            if not detached:
+                self.shutdown_request(request)
 
     def shutdown_request(self, request):
         with self._lock:
@@ -739,6 +780,10 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 if not self._websockets and not self._connections:
                     break
             time.sleep(0.02)
+        with self._lock:
+            reactor, self._reactor = self._reactor, None
+        if reactor is not None:
+            reactor.close()  # connections still there end now (1006)
 
     def __enter__(self):
         return self

@@ -104,6 +104,9 @@ class WebSocket:
         self._popped = 0  # send() waits only for the frames queued before it
         self._in_writer = False
         self._nowait = _nowait_style(sock)
+        # Called (from any thread) each time the connection is marked closed:
+        # the event app uses it to hear of a close while no thread reads.
+        self._closed_callback = None
         if initial_data:
             self._events.extend(self._connection.receive_data(initial_data))
 
@@ -183,7 +186,9 @@ class WebSocket:
         """
         while True:
             wait = self._time_to_wait(deadline)
-            if wait is not None and wait <= 0 or not self._wait_readable(wait):
+            # Past due, the socket is still looked at once (poll with no wait):
+            # receive(timeout=0) takes what has arrived.
+            if not self._wait_readable(wait if wait is None or wait > 0 else 0):
                 now = time.monotonic()
                 if self._ping_sent_at is not None and self.ping_timeout is not None \
                         and now >= self._ping_sent_at + self.ping_timeout:
@@ -218,17 +223,20 @@ class WebSocket:
 
     def _time_to_wait(self, deadline):
         """Seconds until something is due: the deadline, a ping, a ping's timeout."""
-        times = []
-        if deadline is not None:
-            times.append(deadline)
+        due = self._keepalive_due()
+        if deadline is not None and (due is None or deadline < due):
+            due = deadline
+        return None if due is None else due - time.monotonic()
+
+    def _keepalive_due(self):
+        """When keepalive has something to do (``time.monotonic()``), or None: never."""
         if self._ping_sent_at is not None:
             if self.ping_timeout is not None:
-                times.append(self._ping_sent_at + self.ping_timeout)
-        elif self.ping_interval is not None:
-            times.append(self._last_received + self.ping_interval)
-        if not times:
+                return self._ping_sent_at + self.ping_timeout
             return None
-        return min(times) - time.monotonic()
+        if self.ping_interval is not None:
+            return self._last_received + self.ping_interval
+        return None
 
     def _wait_readable(self, timeout):
         """Wait until the socket has data; None waits in ``recv`` itself."""
@@ -709,6 +717,8 @@ class WebSocket:
                 _shutdown(self.sock, socket.SHUT_RDWR)
                 self.sock.close()
         self._closed_event.set()
+        if self._closed_callback is not None:
+            self._closed_callback()
 
     # -- with ... as ws ---------------------------------------------------------
 

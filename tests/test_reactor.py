@@ -1,0 +1,341 @@
+"""The event app's idle connections hold no thread: they wait in the server's epoll loop.
+
+First the two parts on their own (``Workers``, ``Reactor``, over socket
+pairs), then the event app on wsocket's own server: thread counts, keepalive,
+closing from elsewhere, stopping, TLS, and the server's connection limit.
+"""
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.netutil import (
+    CLOSE, PING, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, wait_for, ws_url,
+)
+from tests.test_server_websocket import certificate  # noqa: F401 (a fixture)
+from wsocket import Hub, WSocketApp
+from wsocket.reactor import Reactor, Workers, available
+
+pytestmark = pytest.mark.skipif(not available(), reason="no select.epoll here")
+
+
+# -- Workers ----------------------------------------------------------------------------------
+
+def test_a_blocked_job_does_not_hold_up_the_next():
+    workers = Workers(idle_timeout=0.5)
+    release = threading.Event()
+    done = threading.Event()
+    workers.submit(release.wait)
+    workers.submit(done.set)
+    assert done.wait(TIMEOUT)
+    release.set()
+
+
+def test_idle_workers_end_and_busy_ones_are_reused():
+    workers = Workers(name="test-worker", idle_timeout=0.3)
+
+    def names():
+        return [t.name for t in threading.enumerate() if t.name.startswith("test-worker")]
+
+    ran = []
+    for number in range(20):
+        finished = threading.Event()
+        workers.submit(lambda: (ran.append(threading.current_thread().name), finished.set()))
+        assert finished.wait(TIMEOUT)
+        time.sleep(0.01)  # the worker is idle again before the next job
+    assert len(ran) == 20
+    assert len(set(ran)) == 1, "sequential jobs should reuse the idle worker: %s" % set(ran)
+    wait_for(lambda: not names(), what="idle workers to end")
+
+
+def test_an_exception_in_a_job_is_logged_and_the_worker_goes_on(caplog):
+    workers = Workers(name="test-worker", idle_timeout=0.3)
+    done = threading.Event()
+
+    def broken():
+        raise RuntimeError("job failed")
+
+    workers.submit(broken)
+    wait_for(lambda: any("job failed" in str(r.exc_info[1]) for r in caplog.records
+                         if r.exc_info), what="the logged error")
+    workers.submit(done.set)
+    assert done.wait(TIMEOUT)
+
+
+# -- Reactor ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def reactor():
+    reactor = Reactor(Workers(idle_timeout=0.5))
+    yield reactor
+    reactor.close()
+
+
+def _calls():
+    """A callback that counts its calls, and a way to wait for the n-th."""
+    count = []
+    condition = threading.Condition()
+
+    def callback():
+        with condition:
+            count.append(threading.current_thread().name)
+            condition.notify_all()
+
+    def wait_calls(number):
+        with condition:
+            assert condition.wait_for(lambda: len(count) >= number, TIMEOUT), count
+        return len(count)
+
+    return callback, wait_calls, count
+
+
+def test_callback_runs_once_per_watch_when_readable(reactor):
+    ours, theirs = socket.socketpair()
+    callback, wait_calls, count = _calls()
+    reactor.watch(ours, callback)
+    time.sleep(0.1)
+    assert count == []  # nothing to read yet
+    theirs.send(b"x")
+    wait_calls(1)
+    time.sleep(0.1)
+    assert len(count) == 1  # one-shot: still readable, but not watched again yet
+    reactor.watch(ours, callback)
+    wait_calls(2)  # the byte is still unread: at once
+    ours.recv(1)
+    reactor.watch(ours, callback)
+    time.sleep(0.1)
+    assert len(count) == 2
+    reactor.unwatch(ours)
+    theirs.send(b"y")
+    time.sleep(0.1)
+    assert len(count) == 2  # forgotten
+    assert len(reactor) == 0
+    ours.close()
+    theirs.close()
+
+
+def test_due_time_runs_the_callback_without_data(reactor):
+    ours, theirs = socket.socketpair()
+    callback, wait_calls, count = _calls()
+    started = time.monotonic()
+    reactor.watch(ours, callback, due=time.monotonic() + 0.2)
+    wait_calls(1)
+    assert time.monotonic() - started >= 0.19
+    # Armed again and again with later times, a watch keeps one timer entry.
+    for _ in range(1000):
+        reactor.watch(ours, callback, due=time.monotonic() + 30)
+        reactor.wake(ours)
+        reactor.watch(ours, callback, due=time.monotonic() + 30)
+    assert len(reactor._timers) <= 2
+    ours.close()
+    theirs.close()
+
+
+def test_wake_while_the_callback_runs_runs_it_once_more(reactor):
+    ours, theirs = socket.socketpair()
+    inside = threading.Event()
+    go_on = threading.Event()
+    calls = []
+
+    def callback():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            inside.set()
+            go_on.wait(TIMEOUT)
+        reactor.watch(ours, callback)
+
+    reactor.watch(ours, callback)
+    reactor.wake(ours)
+    assert inside.wait(TIMEOUT)
+    reactor.wake(ours)  # the first call is still running: remembered
+    reactor.wake(ours)  # remembered once
+    go_on.set()
+    wait_for(lambda: len(calls) == 2, what="the second call")
+    time.sleep(0.1)
+    assert len(calls) == 2
+    reactor.unwatch(ours)
+    ours.close()
+    theirs.close()
+
+
+def test_close_shuts_down_the_sockets_still_watched(reactor):
+    ours, theirs = socket.socketpair()
+    callback, wait_calls, count = _calls()
+    reactor.watch(ours, callback)
+    reactor.close()
+    wait_calls(1)
+    assert ours.recv(1) == b""  # shut down: the callback sees the end
+    reactor.unwatch(ours)
+    wait_for(lambda: not reactor._thread.is_alive(), what="the reactor thread to end")
+    ours.close()
+    theirs.close()
+
+
+# -- the event app on wsocket's own server ------------------------------------------------------
+
+def _server_threads():
+    """Threads that serve connections: handlers, workers (not the accept loop or the reactor)."""
+    return [t for t in threading.enumerate()
+            if "process_request" in t.name or t.name.startswith("wsocket-worker")]
+
+
+def _echo_app(**options):
+    app = WSocketApp(**options)
+    opened = []
+    closed = []
+    app.onconnect += opened.append
+    app.onmessage += lambda message, client: client.send("echo: %s" % message)
+    app.onclose += lambda reason, client: closed.append((client.close_code, reason))
+    return app, opened, closed
+
+
+def test_200_idle_connections_hold_no_thread_and_all_answer(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app)
+    before = len(_server_threads())
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
+                                               close_timeout=TIMEOUT))
+                   for _ in range(200)]
+        wait_for(lambda: len(server.reactor) == 200, what="200 connections parked")
+        # The threads that did the handshakes end; the workers end when idle.
+        wait_for(lambda: len(_server_threads()) <= before + 4, timeout=15,
+                 what="the server's threads to end (%d)" % len(_server_threads()))
+        for number, client in enumerate(clients):
+            client.send("hello %d" % number)
+        for number, client in enumerate(clients):
+            assert client.recv(timeout=TIMEOUT) == "echo: hello %d" % number
+        assert len(app.clients) == 200
+    wait_for(lambda: len(closed) == 200, what="200 onclose calls")
+    assert set(closed) == {(1000, "")}
+    wait_for(lambda: len(server.reactor) == 0, what="the reactor to forget them")
+    wait_for(lambda: server._active == 0, what="every place given back")
+
+
+def test_a_parked_connection_is_pinged_and_a_dead_peer_detected(serve):
+    app, opened, closed = _echo_app(ping_interval=0.2, ping_timeout=0.3)
+    server = serve(app)
+    sock, reader, _ = upgrade("127.0.0.1", server.server_port)
+    with sock:
+        sock.settimeout(TIMEOUT)
+        # No thread waits for this client, yet the keepalive ping comes...
+        assert reader.read_frame() == (True, PING, b"keepalive")
+        # ...and left unanswered, the connection is failed: a 1011 close
+        # frame, then the end of TCP without waiting for an answer (1006).
+        started = time.monotonic()
+        assert reader.read_frame() == (True, CLOSE,
+                                       struct.pack("!H", 1011) + b"keepalive ping timeout")
+        assert reader.read_to_eof() == b""
+        assert 0.2 <= time.monotonic() - started < 5
+    wait_for(lambda: closed == [(1006, "keepalive ping timeout")], what="onclose with 1006")
+
+
+def test_a_parked_connection_that_answers_pings_stays_open(serve):
+    app, opened, closed = _echo_app(ping_interval=0.1, ping_timeout=0.5)
+    server = serve(app)
+    with connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as client:
+        time.sleep(1.5)  # many pings, each answered by the websockets library
+        client.send("still here")
+        assert client.recv(timeout=TIMEOUT) == "echo: still here"
+    wait_for(lambda: closed == [(1000, "")], what="onclose")
+
+
+def test_closing_a_parked_connection_from_another_thread(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app)
+    with connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as client:
+        wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+        opened[0].close(4001, "bye from the test")
+        with pytest.raises(ConnectionClosed) as info:
+            client.recv(timeout=TIMEOUT)
+        assert info.value.rcvd.code == 4001
+        assert info.value.rcvd.reason == "bye from the test"
+    wait_for(lambda: closed == [(4001, "bye from the test")], what="onclose once")
+    wait_for(lambda: len(server.reactor) == 0, what="the reactor to forget it")
+
+
+def test_a_raw_close_frame_to_a_parked_connection(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app)
+    sock, reader, _ = upgrade("127.0.0.1", server.server_port)
+    with sock:
+        wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+        sock.sendall(client_frame(TEXT, b"one") + close_frame(1000, b"done"))
+        assert reader.read_frame() == (True, TEXT, b"echo: one")
+        assert reader.read_frame() == (True, CLOSE, struct.pack("!H", 1000))
+        assert reader.read_to_eof() == b""
+    wait_for(lambda: closed == [(1000, "done")], what="onclose")
+
+
+def test_broadcast_reaches_parked_connections(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app)
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
+                                               close_timeout=TIMEOUT))
+                   for _ in range(20)]
+        wait_for(lambda: len(server.reactor) == 20, what="20 connections parked")
+        assert isinstance(app.hub, Hub)
+        assert app.hub.broadcast("to everyone") == 20
+        for client in clients:
+            assert client.recv(timeout=TIMEOUT) == "to everyone"
+
+
+def test_stopping_the_server_closes_parked_connections_with_1001(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app)
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
+                                               close_timeout=TIMEOUT))
+                   for _ in range(5)]
+        wait_for(lambda: len(server.reactor) == 5, what="5 connections parked")
+        stopper = threading.Thread(target=server.stop, args=(TIMEOUT,))
+        stopper.start()
+        for client in clients:
+            with pytest.raises(ConnectionClosed) as info:
+                client.recv(timeout=TIMEOUT)
+            assert info.value.rcvd.code == 1001
+    stopper.join(TIMEOUT)
+    assert not stopper.is_alive()
+    wait_for(lambda: len(closed) == 5, what="onclose for each")
+    assert {code for code, _ in closed} == {1001}
+
+
+def test_a_parked_connection_gives_its_place_back(serve):
+    app, opened, closed = _echo_app()
+    server = serve(app, max_connections=2)
+    first = connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT, legacy=True)
+    second = connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT, legacy=True)
+    wait_for(lambda: len(server.reactor) == 2, what="2 connections parked")
+    sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
+    with sock:
+        assert Reader(sock).read_response().status == 503  # both places taken
+    first.close()
+    wait_for(lambda: server._active == 1, what="the first place given back")
+    with connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as third:
+        third.send("in")
+        assert third.recv(timeout=TIMEOUT) == "echo: in"
+    second.close()
+
+
+def test_tls_connections_park_too(serve, certificate):  # noqa: F811
+    app, opened, closed = _echo_app()
+    server = serve(app, certfile=certificate["certfile"], keyfile=certificate["keyfile"])
+    url = ws_url(server).replace("ws://", "wss://")
+    with connect(url, ssl=certificate["context"], open_timeout=TIMEOUT,
+                 close_timeout=TIMEOUT) as client:
+        for number in range(3):
+            wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+            time.sleep(0.05)
+            client.send("secret %d" % number)
+            assert client.recv(timeout=TIMEOUT) == "echo: secret %d" % number
+        big = "x" * 200000  # many TLS records: decrypted bytes poll cannot see
+        client.send(big)
+        assert client.recv(timeout=TIMEOUT) == "echo: " + big
+    wait_for(lambda: closed == [(1000, "")], what="onclose")
