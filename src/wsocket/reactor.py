@@ -34,6 +34,8 @@ from .websocket import logger
 __all__ = ["Reactor", "Workers", "available"]
 
 WORKER_IDLE_TIMEOUT = 5.0  # seconds a worker with nothing to do waits before it ends
+LINGER = 0.5  # seconds a worker stays with a connection that just had a message
+MAX_LINGERING = 256  # connections that may linger so at once
 
 
 def available():
@@ -104,10 +106,19 @@ class _Watch:
 
 
 class Reactor:
-    """One thread waiting on many sockets at once; see the module docstring."""
+    """One thread waiting on many sockets at once; see the module docstring.
 
-    def __init__(self, workers=None):
+    ``linger`` and ``lingering`` are for the reactor's users: a callback may
+    wait up to ``linger`` seconds for its socket itself before it watches it
+    again, when it gets a place from the ``lingering`` semaphore (see
+    ``app._EventSession``).
+    """
+
+    linger = LINGER
+
+    def __init__(self, workers=None, max_lingering=MAX_LINGERING):
         self.workers = workers or Workers()
+        self.lingering = threading.BoundedSemaphore(max_lingering)
         self._epoll = select.epoll()
         self._watches = {}  # descriptor -> _Watch
         self._timers = []  # heap of (time, serial, watch)

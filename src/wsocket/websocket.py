@@ -15,6 +15,8 @@ import select
 import selectors
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 
@@ -104,6 +106,12 @@ class WebSocket:
         self._popped = 0  # send() waits only for the frames queued before it
         self._in_writer = False
         self._nowait = _nowait_style(sock)
+        # How _recv() waits: in recv() itself with SO_RCVTIMEO, or with poll.
+        self._timed_recv = self._nowait == "dontwait" and sys.platform.startswith("linux")
+        self._receive_timeout = 0  # the SO_RCVTIMEO set, in seconds; 0: none
+        self._can_cork = self._timed_recv and hasattr(socket, "TCP_CORK") \
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._corked = False
         # Called (from any thread) each time the connection is marked closed:
         # the event app uses it to hear of a close while no thread reads.
         self._closed_callback = None
@@ -147,6 +155,10 @@ class WebSocket:
                     continue
                 event = self._events.popleft()
                 if type(event) is Message:
+                    if self._events and self._can_cork and not self._corked:
+                        # More messages arrived with this one: what the app
+                        # sends while it works through them leaves in one go.
+                        self._cork(True)
                     return event.data
                 if type(event) is Ping:
                     self.handle_ping(event.payload)
@@ -184,11 +196,16 @@ class WebSocket:
         keepalive timeout: ``closed`` is then set) or ``deadline`` passed.
         Sends keepalive pings while waiting.
         """
+        if self._corked:
+            self._cork(False)  # whatever was sent meanwhile goes out now
         while True:
-            wait = self._time_to_wait(deadline)
-            # Past due, the socket is still looked at once (poll with no wait):
-            # receive(timeout=0) takes what has arrived.
-            if not self._wait_readable(wait if wait is None or wait > 0 else 0):
+            try:
+                data = self._recv(self._time_to_wait(deadline))
+            except OSError as error:
+                self.logger.debug("%r: socket error while reading: %s", self, error)
+                self._connection_lost()
+                return False
+            if data is None:  # nothing came in time: is something due?
                 now = time.monotonic()
                 if self._ping_sent_at is not None and self.ping_timeout is not None \
                         and now >= self._ping_sent_at + self.ping_timeout:
@@ -202,17 +219,6 @@ class WebSocket:
                 if deadline is not None and now >= deadline:
                     return False
                 continue
-            try:
-                data = self.sock.recv(_READ_SIZE)
-            except _WOULD_BLOCK:
-                # A TLS socket is non-blocking for the moment a writer thread
-                # uses it (see _send_nowait): wait for data, then read again.
-                self._wait_readable(0.05)
-                continue
-            except OSError as error:
-                self.logger.debug("%r: socket error while reading: %s", self, error)
-                self._connection_lost()
-                return False
             if not data:
                 self._connection_lost()
                 return False
@@ -220,6 +226,62 @@ class WebSocket:
             self._ping_sent_at = None
             self._events.extend(self._connection.receive_data(data))
             return True
+
+    def _recv(self, wait):
+        """One read: bytes (b"" at the end), or None when ``wait`` seconds passed first.
+
+        ``wait`` None waits as long as it takes; 0 or less only takes what
+        has arrived. A plain socket on Linux waits inside ``recv`` itself,
+        bounded by the kernel's SO_RCVTIMEO: one system call per read,
+        where waiting with poll first takes two. Other sockets (TLS, green,
+        elsewhere) wait with poll, then read.
+        """
+        if self._timed_recv:
+            sock = self.sock
+            try:
+                if wait is not None and wait <= 0:
+                    return sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+                if wait is None:
+                    if self._receive_timeout:
+                        self._set_receive_timeout(0)
+                elif not self._receive_timeout or self._receive_timeout > wait + 0.01 \
+                        or self._receive_timeout < wait / 2:
+                    # Set again only when it is off by much: a busy connection
+                    # keeps the same one (the ping interval) for ever.
+                    self._set_receive_timeout(wait)
+                return sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return None
+        if not self._wait_readable(wait if wait is None or wait > 0 else 0):
+            return None
+        try:
+            return self.sock.recv(_READ_SIZE)
+        except _WOULD_BLOCK:
+            # A TLS socket is non-blocking for the moment a writer thread
+            # uses it (see _send_nowait): no data after all, for now.
+            self._wait_readable(0.05)
+            return None
+
+    def _cork(self, on):
+        """TCP_CORK: the kernel holds what is sent until uncorked (at most 200 ms).
+
+        Corked while the app works through messages that arrived together
+        (pipelined), so its answers take one transmission instead of one
+        each; uncorked as soon as receive() has to wait for the socket.
+        """
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+        except OSError:
+            self._can_cork = False  # not TCP after all, or closed: never again
+            on = False
+        self._corked = on
+
+    def _set_receive_timeout(self, seconds):
+        """SO_RCVTIMEO: a blocking recv() gives up (EAGAIN) after ``seconds``; 0: never."""
+        microseconds = max(int(seconds * 1e6), 1) if seconds else 0
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack(
+            "@ll", microseconds // 1000000, microseconds % 1000000))
+        self._receive_timeout = seconds
 
     def _time_to_wait(self, deadline):
         """Seconds until something is due: the deadline, a ping, a ping's timeout."""
@@ -310,7 +372,19 @@ class WebSocket:
             if self.closed or not self._connection.can_send:
                 raise self._closed_error()
             frame = self._connection.send_message(message, binary, do_compress)
-            self._sendall(frame)
+            if self._nowait == "dontwait" and not self._queue:
+                # The usual case, short of _sendall(): the socket takes it all at once.
+                try:
+                    sent = self.sock.send(frame, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as error:
+                    self._lost_while_sending(error)
+                    raise ConnectionClosed(1006, str(error)) from error
+                if sent < len(frame):
+                    self._sendall(memoryview(frame)[sent:])
+            else:
+                self._sendall(frame)
         if self._queue:
             self._wake_writer()  # frames queued while we held the lock
 

@@ -16,10 +16,12 @@ so a CI run is reproducible and leaves no .hypothesis folder behind.
 import struct
 import zlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from wsocket.errors import HandshakeError
+from wsocket.protocol import connection as connection_module
 from wsocket.protocol import frames
 from wsocket.protocol.connection import (
     CLIENT, SERVER, CloseReceived, Connection, Failure, Message, Ping, Pong, is_valid_close_code,
@@ -511,3 +513,37 @@ def test_extension_parsing_raises_only_value_error_and_negotiation_never(value):
         assert error.status == 400
     else:
         assert answer is None or type(answer) is DeflateParams
+
+
+# -- the C batch parser changes nothing -----------------------------------------------------
+
+def _events_of(side, limit, pieces, batch):
+    """Every event of ``pieces`` fed in turn, with or without the C batch parser."""
+    saved = connection_module.parse_messages
+    connection_module.parse_messages = saved if batch else None
+    try:
+        connection = Connection(side, max_message_size=limit)
+        events = []
+        for piece in pieces:
+            events.extend(connection.receive_data(piece))
+        return events, bytes(connection._buffer)
+    finally:
+        connection_module.parse_messages = saved
+
+
+@pytest.mark.skipif(frames.parse_messages is None, reason="the C accelerator is not in use")
+@SETTINGS
+@given(side=sides, limit=st.sampled_from([None, 0, 7, 125, 300, 70000]),
+       chunks=st.data())
+def test_the_c_batch_parser_gives_exactly_the_events_of_the_python_parser(side, limit, chunks):
+    # Runs of whole small messages mixed with everything it must leave to
+    # Python: control frames, fragments, bad bits, wrong masking, invalid
+    # UTF-8, messages over the limit, incomplete frames, noise.
+    stream = b"".join(chunks.draw(st.lists(
+        frameish(side) | message_frames(side) | st.builds(
+            lambda text, key: frame(TEXT, text.encode("utf-8"), key=key),
+            st.text(max_size=200), st.just(_right_key(side))), max_size=16), label="frames"))
+    cuts = chunks.draw(st.lists(st.integers(0, len(stream)), max_size=4), label="cuts")
+    pieces = _cut(stream, cuts)
+    assert _events_of(side, limit, pieces, batch=True) == \
+        _events_of(side, limit, pieces, batch=False)

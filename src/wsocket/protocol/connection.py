@@ -17,7 +17,7 @@ from ..errors import FrameTooLargeException, InvalidUTF8, ProtocolError
 from .deflate import DeflateCodec
 from .frames import (
     CONTROL_OPCODES, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION,
-    OP_PING, OP_PONG, OP_TEXT, apply_mask, parse_header, serialize_frame,
+    OP_PING, OP_PONG, OP_TEXT, apply_mask, parse_header, parse_messages, serialize_frame,
 )
 
 __all__ = [
@@ -216,7 +216,18 @@ class Connection:
         buffer = self._buffer
         position = 0
         end = len(buffer)
+        limit = -1 if self.max_message_size is None else self.max_message_size
         while position < end:
+            if parse_messages is not None and self._frame is None \
+                    and self._message_opcode is None:
+                # The C fast path takes the run of small whole messages here
+                # and stops before anything else, which the code below judges.
+                messages, position = parse_messages(buffer, position, self._expect_masked,
+                                                    limit, Message)
+                if messages:
+                    events.extend(messages)
+                    if position >= end:
+                        break
             if self._frame is not None:
                 take = min(self._frame_remaining, end - position)
                 self._payload_chunk(buffer[position:position + take], events)

@@ -127,15 +127,20 @@ def _apply_mask_python(data, mask):
 
 
 def _load_accelerator():
-    """The C ``apply_mask`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
+    """The C module ``_speedups`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
     if os.environ.get("WSOCKET_NO_SPEEDUPS"):
         return None
     try:
-        from .._speedups import apply_mask as fast_apply_mask
+        from .. import _speedups
     except ImportError:
         return None
-    return fast_apply_mask
+    return _speedups
 
 
-apply_mask = _load_accelerator() or _apply_mask_python
+_accelerator = _load_accelerator()
+apply_mask = _accelerator.apply_mask if _accelerator else _apply_mask_python
 SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use
+# parse_messages(buffer, position, masked, limit, message_class) -> (events, position):
+# the receiving fast path for a run of small whole messages (see _speedups.c), or
+# None, and connection.py reads those frames one at a time.
+parse_messages = getattr(_accelerator, "parse_messages", None)
