@@ -252,11 +252,13 @@ class Connection:
                 continue
             start = position + header.size
             stop = start + header.length
-            if header.fin and stop <= end and not header.rsv1 and header.opcode != OP_CONTINUATION:
-                # The common case, a whole unfragmented uncompressed message
-                # already here: decode it in one go.
+            if header.fin and stop <= end and header.opcode != OP_CONTINUATION:
+                # The common case, a whole unfragmented message already here:
+                # inflate and decode it in one go.
                 payload = buffer[start:stop]
                 payload = apply_mask(payload, header.mask) if header.mask else bytes(payload)
+                if header.rsv1:
+                    payload = self._codec.inflate_message(payload, self.max_message_size)
                 if header.opcode == OP_TEXT:
                     try:
                         payload = payload.decode("utf-8")

@@ -282,6 +282,17 @@ class DeflateCodec:
             raise FrameTooLargeException("message inflates past the size limit")
         return output
 
+    def inflate_message(self, payload, limit):
+        """Inflate a message that came whole, in one frame.
+
+        The same as ``decompress`` then ``finish_message``, in one zlib call.
+        """
+        output = self.decompress(payload + _SYNC_TAIL, limit)
+        if self._receive_reset or self._stream_ended:
+            self._decompressor = None
+            self._stream_ended = False
+        return output
+
     def finish_message(self, limit):
         """Inflate the end of a message (RFC 7692 7.2.2's empty block)."""
         output = self.decompress(_SYNC_TAIL, limit)
