@@ -7,11 +7,13 @@
  *
  * parse_messages: the common case of the receiving state machine
  * (protocol/connection.py) for a whole run of frames at once: small,
- * complete, unfragmented, uncompressed text or binary messages, as many
- * pipelined ones as one read brought. It stops at the first frame that is
- * anything else (control, fragment, reserved bits, wrong masking, over the
- * limit, incomplete, invalid UTF-8) and leaves that one to the Python code,
- * which judges it and names any error.
+ * complete, unfragmented text or binary messages, as many pipelined ones as
+ * one read brought. It stops at the first frame that is anything else
+ * (control, fragment, reserved bits, wrong masking, over the limit,
+ * incomplete, invalid UTF-8) and leaves that one to the Python code, which
+ * judges it and names any error. A compressed frame (RSV1) is unmasked here
+ * and handed to the Python callback ``inflate``, whose exception, if any,
+ * ends the run and is returned for the caller to raise.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -120,11 +122,11 @@ parse_messages(PyObject *module, PyObject *args)
     Py_buffer data;
     Py_ssize_t position, limit;
     int masked;
-    PyObject *message_class, *messages, *result = NULL;
+    PyObject *message_class, *inflate, *messages, *error = Py_None, *result = NULL;
     const unsigned char *buffer;
 
-    if (!PyArg_ParseTuple(args, "y*npnO:parse_messages", &data, &position, &masked, &limit,
-                          &message_class)) {
+    if (!PyArg_ParseTuple(args, "y*npnOO:parse_messages", &data, &position, &masked, &limit,
+                          &message_class, &inflate)) {
         return NULL;
     }
     buffer = data.buf;
@@ -137,10 +139,12 @@ parse_messages(PyObject *module, PyObject *args)
         Py_ssize_t available = data.len - position, size = 2, length;
         const unsigned char *mask = NULL;
         int opcode = frame[0] & 0x0F;
+        int compressed = (frame[0] & 0xF0) == 0xC0 && inflate != Py_None;
         PyObject *value, *event;
 
-        /* FIN set, no reserved bit, text or binary; masked as this side expects. */
-        if ((frame[0] & 0xF0) != 0x80 || (opcode != 1 && opcode != 2)
+        /* FIN set, no reserved bit but RSV1 when compressed, text or binary;
+           masked as this side expects. */
+        if (((frame[0] & 0xF0) != 0x80 && !compressed) || (opcode != 1 && opcode != 2)
                 || ((frame[1] & 0x80) != 0) != (masked != 0)) {
             break;
         }
@@ -155,7 +159,8 @@ parse_messages(PyObject *module, PyObject *args)
         else if (length == 127) {
             break;  /* 64 KiB or more: the Python path */
         }
-        if (length > BATCH_PAYLOAD_MAX || (limit >= 0 && length > limit)) {
+        /* The limit is on the inflated size, which inflate() checks. */
+        if (length > BATCH_PAYLOAD_MAX || (limit >= 0 && length > limit && !compressed)) {
             break;
         }
         if (masked) {
@@ -168,13 +173,40 @@ parse_messages(PyObject *module, PyObject *args)
         if (available - size < length) {
             break;
         }
-        value = decode_payload(frame + size, length, mask, opcode == 1);
-        if (value == NULL) {
-            if (PyErr_Occurred()) {
+        if (compressed) {
+            PyObject *payload = decode_payload(frame + size, length, mask, 0);
+            if (payload == NULL) {
                 Py_CLEAR(messages);
                 goto done;
             }
-            break;  /* invalid UTF-8: the Python path names the error */
+            position += size + length;
+            value = PyObject_CallFunctionObjArgs(inflate, payload,
+                                                 opcode == 1 ? Py_True : Py_False, NULL);
+            Py_DECREF(payload);
+            if (value == NULL) {
+                /* The decompressor has moved on: this frame cannot be read
+                   again, so its error is the caller's to raise. */
+                PyObject *type, *traceback;
+                PyErr_Fetch(&type, &error, &traceback);
+                PyErr_NormalizeException(&type, &error, &traceback);
+                Py_XDECREF(type);
+                Py_XDECREF(traceback);
+                if (error == NULL) {
+                    error = Py_None;  /* given its reference below */
+                }
+                break;
+            }
+        }
+        else {
+            value = decode_payload(frame + size, length, mask, opcode == 1);
+            if (value == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_CLEAR(messages);
+                    goto done;
+                }
+                break;  /* invalid UTF-8: the Python path names the error */
+            }
+            position += size + length;
         }
         event = PyObject_CallOneArg(message_class, value);
         Py_DECREF(value);
@@ -184,9 +216,11 @@ parse_messages(PyObject *module, PyObject *args)
             goto done;
         }
         Py_DECREF(event);
-        position += size + length;
     }
-    result = Py_BuildValue("Nn", messages, position);
+    if (error == Py_None) {
+        Py_INCREF(error);
+    }
+    result = Py_BuildValue("NnN", messages, position, error);
 done:
     PyBuffer_Release(&data);
     return result;
@@ -196,8 +230,10 @@ static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes: XOR data with the 4-byte mask repeated."},
     {"parse_messages", parse_messages, METH_VARARGS,
-     "parse_messages(buffer, position, masked, limit, message_class) -> (events, position):\n"
-     "the run of small whole text/binary frames at position, each as message_class(data)."},
+     "parse_messages(buffer, position, masked, limit, message_class, inflate)\n"
+     "-> (events, position, error): the run of small whole text/binary frames at\n"
+     "position, each as message_class(data); compressed ones through\n"
+     "inflate(payload, is_text) (None: not negotiated)."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -517,12 +517,12 @@ def test_extension_parsing_raises_only_value_error_and_negotiation_never(value):
 
 # -- the C batch parser changes nothing -----------------------------------------------------
 
-def _events_of(side, limit, pieces, batch):
+def _events_of(side, params, limit, pieces, batch):
     """Every event of ``pieces`` fed in turn, with or without the C batch parser."""
     saved = connection_module.parse_messages
     connection_module.parse_messages = saved if batch else None
     try:
-        connection = Connection(side, max_message_size=limit)
+        connection = Connection(side, deflate=params, max_message_size=limit)
         events = []
         for piece in pieces:
             events.extend(connection.receive_data(piece))
@@ -533,17 +533,19 @@ def _events_of(side, limit, pieces, batch):
 
 @pytest.mark.skipif(frames.parse_messages is None, reason="the C accelerator is not in use")
 @SETTINGS
-@given(side=sides, limit=st.sampled_from([None, 0, 7, 125, 300, 70000]),
+@given(side=sides, params=maybe_deflate, limit=st.sampled_from([None, 0, 7, 125, 300, 70000]),
        chunks=st.data())
-def test_the_c_batch_parser_gives_exactly_the_events_of_the_python_parser(side, limit, chunks):
-    # Runs of whole small messages mixed with everything it must leave to
-    # Python: control frames, fragments, bad bits, wrong masking, invalid
-    # UTF-8, messages over the limit, incomplete frames, noise.
+def test_the_c_batch_parser_gives_exactly_the_events_of_the_python_parser(side, params, limit,
+                                                                          chunks):
+    # Runs of whole small messages, compressed or not, mixed with everything
+    # it must leave to Python: control frames, fragments, bad bits, wrong
+    # masking, invalid UTF-8, messages over the limit, incomplete frames,
+    # noise. Compressed ones it hands to the same inflate as Python does.
     stream = b"".join(chunks.draw(st.lists(
         frameish(side) | message_frames(side) | st.builds(
             lambda text, key: frame(TEXT, text.encode("utf-8"), key=key),
             st.text(max_size=200), st.just(_right_key(side))), max_size=16), label="frames"))
     cuts = chunks.draw(st.lists(st.integers(0, len(stream)), max_size=4), label="cuts")
     pieces = _cut(stream, cuts)
-    assert _events_of(side, limit, pieces, batch=True) == \
-        _events_of(side, limit, pieces, batch=False)
+    assert _events_of(side, params, limit, pieces, batch=True) == \
+        _events_of(side, params, limit, pieces, batch=False)

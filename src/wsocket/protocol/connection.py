@@ -17,7 +17,8 @@ from ..errors import FrameTooLargeException, InvalidUTF8, ProtocolError
 from .deflate import DeflateCodec
 from .frames import (
     CONTROL_OPCODES, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION,
-    OP_PING, OP_PONG, OP_TEXT, apply_mask, parse_header, parse_messages, serialize_frame,
+    OP_PING, OP_PONG, OP_TEXT, pack_short_header, apply_mask, parse_header, parse_messages,
+    serialize_frame,
 )
 
 __all__ = [
@@ -127,6 +128,16 @@ def check_close_code(code, reason=""):
     return encoded
 
 
+def _decode_text(payload):
+    """A whole text message's bytes as ``str``; InvalidUTF8 names what is wrong."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.reason == "unexpected end of data":
+            raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+        raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+
+
 def _utf8_prefix_is_dead(decoder):
     """Whether the bytes the decoder holds back can never become valid.
 
@@ -201,19 +212,28 @@ class Connection:
         """
         if self.failed or self.receive_failed or self.close_received is not None:
             return []
-        self._buffer += data
+        if self._buffer or type(data) is not bytes:
+            self._buffer += data
+            buffer = self._buffer
+        else:
+            buffer = data  # nothing left over from before: parsed where it is, no copy
         events = []
         try:
-            self._parse(events)
+            position = self._parse(buffer, events)
         except ProtocolError as error:
             self.receive_failed = True
             self._buffer = bytearray()
             self._parts = []
             events.append(Failure(error.code, str(error)))
+            return events
+        if buffer is self._buffer:
+            del buffer[:position]
+        elif position < len(buffer):
+            self._buffer = bytearray(memoryview(buffer)[position:])
         return events
 
-    def _parse(self, events):
-        buffer = self._buffer
+    def _parse(self, buffer, events):
+        """Parse what ``buffer`` holds into ``events``; returns how many bytes were used."""
         position = 0
         end = len(buffer)
         limit = -1 if self.max_message_size is None else self.max_message_size
@@ -222,12 +242,15 @@ class Connection:
                     and self._message_opcode is None:
                 # The C fast path takes the run of small whole messages here
                 # and stops before anything else, which the code below judges.
-                messages, position = parse_messages(buffer, position, self._expect_masked,
-                                                    limit, Message)
+                messages, position, error = parse_messages(
+                    buffer, position, self._expect_masked, limit, Message,
+                    None if self._codec is None else self._inflate_whole)
                 if messages:
                     events.extend(messages)
-                    if position >= end:
-                        break
+                if error is not None:
+                    raise error
+                if position >= end:
+                    break
             if self._frame is not None:
                 take = min(self._frame_remaining, end - position)
                 self._payload_chunk(buffer[position:position + take], events)
@@ -258,14 +281,9 @@ class Connection:
                 payload = buffer[start:stop]
                 payload = apply_mask(payload, header.mask) if header.mask else bytes(payload)
                 if header.rsv1:
-                    payload = self._codec.inflate_message(payload, self.max_message_size)
-                if header.opcode == OP_TEXT:
-                    try:
-                        payload = payload.decode("utf-8")
-                    except UnicodeDecodeError as error:
-                        if error.reason == "unexpected end of data":
-                            raise InvalidUTF8("text message ends inside a UTF-8 sequence")
-                        raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+                    payload = self._inflate_whole(payload, header.opcode == OP_TEXT)
+                elif header.opcode == OP_TEXT:
+                    payload = _decode_text(payload)
                 events.append(Message(payload))
                 position = stop
                 continue
@@ -273,7 +291,12 @@ class Connection:
             self._start_data_frame(header)
             if header.length == 0:
                 self._end_data_frame(events)
-        del buffer[:position]
+        return position
+
+    def _inflate_whole(self, payload, text):
+        """The data of a compressed message that came whole, in one frame."""
+        data = self._codec.inflate_message(payload, self.max_message_size)
+        return _decode_text(data) if text else data
 
     def _check_header(self, header):
         if header.rsv2 or header.rsv3:
@@ -443,6 +466,9 @@ class Connection:
             compressed = self._codec.compress(payload)
             if compressed is not None:
                 payload, rsv1 = compressed, True
+        if len(payload) < 126 and not self._mask_outgoing:
+            # serialize_frame() inlined for the most common frame: short, unmasked.
+            return pack_short_header((0xC0 if rsv1 else 0x80) | opcode, len(payload)) + payload
         return serialize_frame(opcode, payload, True, rsv1, self._mask_outgoing)
 
     def send_ping(self, payload=b""):

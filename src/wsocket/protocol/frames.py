@@ -27,7 +27,7 @@ MAX_CONTROL_PAYLOAD = 125
 
 _unpack_16 = struct.Struct("!H").unpack_from
 _unpack_64 = struct.Struct("!Q").unpack_from
-_pack_short = struct.Struct("!BB").pack
+pack_short_header = struct.Struct("!BB").pack  # the 2 header bytes of a short unmasked frame
 _pack_medium = struct.Struct("!BBH").pack
 _pack_long = struct.Struct("!BBQ").pack
 
@@ -92,7 +92,7 @@ def serialize_header(opcode, length, fin=True, rsv1=False, mask=None):
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     mask_bit = 0x80 if mask is not None else 0
     if length < 126:
-        header = _pack_short(first, mask_bit | length)
+        header = pack_short_header(first, mask_bit | length)
     elif length < 0x10000:
         header = _pack_medium(first, mask_bit | 126, length)
     else:
