@@ -19,8 +19,8 @@ from websockets.sync.client import connect
 
 from tests import apps
 from tests.netutil import (
-    CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade_request, wait_for_eof,
-    ws_url,
+    CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, upgrade_request, wait_for,
+    wait_for_eof, ws_url,
 )
 
 MiB = 1024 * 1024
@@ -303,3 +303,54 @@ def test_stop_in_process_closes_websockets_with_1001(serve):
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.server_port), timeout=2).close()
+
+
+# -- TCP options --------------------------------------------------------------------------------
+
+def _capturing_echo():
+    """An event-app echo that keeps its server-side WebSocket objects."""
+    from wsocket import WSocketApp
+    app = WSocketApp()
+    seen = []
+    app.onconnect += seen.append
+    app.onmessage += lambda message, client: client.send(message)
+    return app, seen
+
+
+def test_server_sockets_send_without_nagle_delay(serve):
+    app, seen = _capturing_echo()
+    server = serve(app)
+    with connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as websocket:
+        websocket.send("hi")
+        assert websocket.recv(timeout=TIMEOUT) == "hi"
+        [client] = seen
+        assert client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="no TCP_CORK here")
+def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
+    # Messages that arrive together are answered corked (one transmission);
+    # once they are all answered the socket must be uncorked, or the last
+    # answers would wait for the kernel's 200 ms timer.
+    from wsocket import WebSocket
+    corks = []
+    real_cork = WebSocket._cork
+
+    def recording_cork(websocket, on):
+        corks.append(on)
+        real_cork(websocket, on)
+
+    monkeypatch.setattr(WebSocket, "_cork", recording_cork)
+    app, seen = _capturing_echo()
+    server = serve(app)
+    sock, reader, _ = upgrade("127.0.0.1", server.server_port)
+    with sock:
+        sock.sendall(b"".join(client_frame(TEXT, "message %d" % number) for number in range(50)))
+        for number in range(50):
+            assert reader.read_frame() == (True, TEXT, b"message %d" % number)
+        [client] = seen
+        wait_for(lambda: client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0,
+                 what="the socket uncorked")
+        assert not client._corked
+        assert client._can_cork
+        assert corks[:1] == [True] and corks[-1] is False

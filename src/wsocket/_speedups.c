@@ -116,6 +116,31 @@ decode_payload(const unsigned char *payload, Py_ssize_t length, const unsigned c
     return value;
 }
 
+static PyObject *data_name;  /* "data", interned */
+
+static PyObject *
+new_event(PyObject *message_class, PyObject *value)
+{
+    /* message_class(value), without running its Python __init__ (which only
+       sets .data): object.__new__, then the attribute. */
+    PyTypeObject *type = (PyTypeObject *)message_class;
+    PyObject *no_args, *event;
+
+    if (!PyType_Check(message_class)) {
+        return PyObject_CallOneArg(message_class, value);
+    }
+    no_args = PyTuple_New(0);
+    if (no_args == NULL) {
+        return NULL;
+    }
+    event = type->tp_new(type, no_args, NULL);
+    Py_DECREF(no_args);
+    if (event != NULL && PyObject_SetAttr(event, data_name, value) < 0) {
+        Py_CLEAR(event);
+    }
+    return event;
+}
+
 static PyObject *
 parse_messages(PyObject *module, PyObject *args)
 {
@@ -208,7 +233,7 @@ parse_messages(PyObject *module, PyObject *args)
             }
             position += size + length;
         }
-        event = PyObject_CallOneArg(message_class, value);
+        event = new_event(message_class, value);
         Py_DECREF(value);
         if (event == NULL || PyList_Append(messages, event) < 0) {
             Py_XDECREF(event);
@@ -246,5 +271,9 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    data_name = PyUnicode_InternFromString("data");
+    if (data_name == NULL) {
+        return NULL;
+    }
     return PyModule_Create(&speedups_module);
 }

@@ -39,6 +39,7 @@ OVERFLOW_CODE = 1013  # "try again later": the client did not keep up
 OVERFLOW_REASON = "too slow: outgoing queue full"
 _READ_SIZE = 65536
 _IOV_MAX = 64  # frames handed to one sendmsg()
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 # Errors of a send or recv that would block: the socket is fine, try again later.
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -106,6 +107,7 @@ class WebSocket:
         self._popped = 0  # send() waits only for the frames queued before it
         self._in_writer = False
         self._nowait = _nowait_style(sock)
+        _no_delay(sock)
         # How _recv() waits: in recv() itself with SO_RCVTIMEO, or with poll.
         self._timed_recv = self._nowait == "dontwait" and sys.platform.startswith("linux")
         self._receive_timeout = 0  # the SO_RCVTIMEO set, in seconds; 0: none
@@ -199,8 +201,13 @@ class WebSocket:
         if self._corked:
             self._cork(False)  # whatever was sent meanwhile goes out now
         while True:
+            if deadline is None and self._ping_sent_at is None and self.ping_interval is not None:
+                # _time_to_wait() for the usual case: only the next ping is due.
+                wait = self._last_received + self.ping_interval - time.monotonic()
+            else:
+                wait = self._time_to_wait(deadline)
             try:
-                data = self._recv(self._time_to_wait(deadline))
+                data = self._recv(wait)
             except OSError as error:
                 self.logger.debug("%r: socket error while reading: %s", self, error)
                 self._connection_lost()
@@ -365,17 +372,20 @@ class WebSocket:
         Safe to call from any thread. Raises ``ConnectionClosed`` once the
         connection is closed.
         """
-        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+        if type(message) is not str and not isinstance(message, (bytes, bytearray, memoryview)):
             raise TypeError("send() takes str or a bytes-like object, not %s"
                             % type(message).__name__)
         with self._send_lock:
-            if self.closed or not self._connection.can_send:
+            if self.closed:
                 raise self._closed_error()
-            frame = self._connection.send_message(message, binary, do_compress)
+            try:
+                frame = self._connection.send_message(message, binary, do_compress)
+            except ProtocolError:
+                raise self._closed_error() from None  # a close frame went out already
             if self._nowait == "dontwait" and not self._queue:
                 # The usual case, short of _sendall(): the socket takes it all at once.
                 try:
-                    sent = self.sock.send(frame, socket.MSG_DONTWAIT)
+                    sent = self.sock.send(frame, _DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError as error:
@@ -920,6 +930,20 @@ def _nowait_style(sock):
             or sock.gettimeout() is not None:  # with a timeout, send() would wait first
         return "toggle"
     return "dontwait"
+
+
+def _no_delay(sock):
+    """TCP_NODELAY: a frame goes out when it is sent, not when the previous one is acknowledged.
+
+    With Nagle's algorithm a small frame that follows another waits for its
+    ACK, which a delayed-ACK peer holds back for up to 40 ms or more.
+    (While a pipelined batch is answered, TCP_CORK groups frames instead.)
+    """
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait_writable(sock, timeout):

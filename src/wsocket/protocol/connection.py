@@ -212,13 +212,33 @@ class Connection:
         """
         if self.failed or self.receive_failed or self.close_received is not None:
             return []
+        if parse_messages is not None and not self._buffer and self._frame is None \
+                and self._message_opcode is None and type(data) is bytes:
+            # The usual read, nothing pending from before: straight to the C
+            # fast path; if it takes all of ``data``, that is all.
+            messages, position, error = parse_messages(
+                data, 0, self._expect_masked,
+                -1 if self.max_message_size is None else self.max_message_size, Message,
+                None if self._codec is None else self._inflate_whole)
+            if error is None and position == len(data):
+                return messages
+            # Something else is in there too: the whole way, from where it stopped.
+            # (An error is raised again below: the C run had already consumed it.)
+            return self._receive_rest(data, position, messages, error)
+        return self._receive_rest(data, 0, [], None)
+
+    def _receive_rest(self, data, position, events, error):
+        """receive_data() for ``data[position:]``, after ``events`` (and maybe ``error``)."""
+        if position:
+            data = data[position:]
         if self._buffer or type(data) is not bytes:
             self._buffer += data
             buffer = self._buffer
         else:
             buffer = data  # nothing left over from before: parsed where it is, no copy
-        events = []
         try:
+            if error is not None:
+                raise error
             position = self._parse(buffer, events)
         except ProtocolError as error:
             self.receive_failed = True
