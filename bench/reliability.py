@@ -8,7 +8,8 @@ tests.apps:echo`` on 127.0.0.1) and measures, with raw-socket clients on one
 selector (the machinery of tests/test_reliability.py, in tests/loadkit.py):
 
 - connections held at once, each with a checked echo, and the server's
-  memory (RSS) per connection;
+  memory (RSS) per connection; the same with the event app, whose idle
+  connections hold no thread (``tests.apps:events_echo``);
 - connect/echo/close cycles, and the server's threads and memory after them;
 - how long a dead peer holds a thread: a killed client process, a TCP reset,
   a peer that stops reading and answering (ping_interval and ping_timeout
@@ -61,6 +62,23 @@ def main(argv=None):
                  % (held["kib_per_connection"], held["kib_per_connection"] / 1024)))
     rows.append(("closing handshakes completed", "%d, threads back to %d in %.1f s"
                  % (held["closed_cleanly"], held["threads_after"], held["settle_seconds"])))
+
+    progress("holding %d connections of the event app..." % args.connections)
+    held = loadkit.hold_connections(args.connections, app="tests.apps:events_echo",
+                                    idle_threads=2)
+    failures = len(held["lost"]) + len(held["wrong"])
+    rows.append(("event app (tests.apps:events_echo): connections held, each echoing",
+                 "%d of %d (%d lost or wrong), opened in %.1f s"
+                 % (held["held"], args.connections, failures, held["open_seconds"])))
+    rows.append(("event app: server threads while holding them",
+                 "%d (main, reactor, and the workers still lingering after the echoes)"
+                 % held["held_threads"]))
+    rows.append(("event app: server memory per connection (RSS)", "%.1f KiB"
+                 % held["kib_per_connection"]))
+    rows.append(("event app: closing handshakes completed", "%d in %.1f s, threads back to %d "
+                 "in %.1f s (idle workers end after 5 s)"
+                 % (held["closed_cleanly"], held["close_seconds"], held["threads_after"],
+                    held["settle_seconds"])))
 
     progress("%d connect/echo/close cycles..." % args.cycles)
     cycles = loadkit.connect_cycles(args.cycles)

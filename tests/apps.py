@@ -25,6 +25,12 @@ echo_unlimited = WSocketApp(echo, max_message_size=16 * 1024 * 1024 + 1024)
 echo_chat = WSocketApp(echo, protocols=["superchat", "chat"])
 
 
+# The event app echoing every message exactly (on wsocket's own server its idle
+# connections hold no thread).
+events_echo = WSocketApp()
+events_echo.onmessage = lambda message, client: client.send(message)
+
+
 # -- for the command line tests ---------------------------------------------------
 
 not_callable = 42

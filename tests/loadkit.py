@@ -693,14 +693,18 @@ class Slowloris:
 
 # -- scenarios, shared by the tests and ``python -m bench.reliability`` ----------------------
 
-def hold_connections(count, log_path=None):
-    """``count`` simultaneous echoing WebSockets on ``tests.apps:echo``; the figures as a dict."""
+def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1):
+    """``count`` simultaneous echoing WebSockets on ``app``; the figures as a dict.
+
+    ``idle_threads``: the server's threads with nothing to do (the event app
+    has its reactor's too).
+    """
     nofile = count + 1024
     raise_nofile(nofile)
     result = {"count": count}
-    with ServerProcess("tests.apps:echo", nofile=nofile, log_path=log_path) as server:
+    with ServerProcess(app, nofile=nofile, log_path=log_path) as server:
         BlockingClient(server.port).close()  # warm-up: imports and first allocations done
-        result["base_threads"] = server.settle_threads(1, 10)
+        result["base_threads"] = server.settle_threads(idle_threads, 10)
         time.sleep(0.2)
         result["base_rss_kib"] = server.status()[1]
         crowd = Crowd(server.port, count)

@@ -43,6 +43,22 @@ def test_2000_simultaneous_websockets_each_echo_and_close(tmp_path):
     assert 0 < result["kib_per_connection"] < 256
 
 
+def test_2000_idle_event_app_connections_hold_no_thread_each(tmp_path):
+    result = loadkit.hold_connections(2000, log_path=tmp_path / "server.log",
+                                      app="tests.apps:events_echo", idle_threads=2)
+    print("\n2,000 event app connections: %d threads, %.1f KiB of server memory each"
+          % (result["held_threads"], result["kib_per_connection"]))
+    assert result["lost"] == [] and result["wrong"] == []
+    assert result["held"] == 2000
+    assert result["base_threads"] == 2  # the main thread and the reactor's
+    # Lingering workers (at most 256) and a few more, not one per connection.
+    assert result["held_threads"] <= 2 + 256 + 64
+    assert result["closed_cleanly"] == 2000
+    assert result["close_lost"] == [] and result["close_wrong"] == []
+    assert result["threads_after"] == 2  # idle workers end
+    assert result["alive"]
+
+
 def test_10000_connect_disconnect_cycles_leak_nothing(tmp_path):
     result = loadkit.connect_cycles(10000, workers=8, warmup=1000,
                                     log_path=tmp_path / "server.log")
