@@ -194,6 +194,23 @@ def test_no_compression_option(wsocket_process):
         assert websocket.recv(timeout=TIMEOUT) == "plain"
 
 
+def test_compression_level_option(wsocket_process):
+    server = wsocket_process("tests.apps:echo", "--port", "0", "--compression-level", "1")
+    with connect(server.ws_url, open_timeout=TIMEOUT) as websocket:
+        assert websocket.response.headers["Sec-WebSocket-Extensions"].startswith(
+            "permessage-deflate")
+        websocket.send("fast " * 1000)
+        assert websocket.recv(timeout=TIMEOUT) == "fast " * 1000
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "argument --compression-level: must be from 1 (fastest) to 9 (smallest output)"),
+    ("fast", "argument --compression-level: expected a whole number, not 'fast'"),
+])
+def test_bad_compression_level(value, message):
+    assert_error(run_cli("tests.apps:echo", "--compression-level", value), message)
+
+
 def test_max_message_size_option(wsocket_process):
     from websockets.exceptions import ConnectionClosed
     server = wsocket_process("tests.apps:echo", "--port", "0", "--max-message-size", "1000")

@@ -224,6 +224,33 @@ def test_compressed_frames_on_the_wire(chat):
         assert inflater.decompress(payload + b"\x00\x00\xff\xff") == message
 
 
+@pytest.mark.parametrize("level", [1, 9])
+def test_compression_level_is_the_one_the_frames_are_made_with(serve_module, level):
+    server = serve_module(WSocketApp(apps.echo, compression_level=level))
+    sock, reader, response = upgrade("127.0.0.1", server.server_port, headers=[
+        ("Sec-WebSocket-Extensions", "permessage-deflate")])
+    # A message whose deflate output differs between levels 1 and 9.
+    message = b"".join(b"%d-%d;" % (number, number * 7919 % 1000) for number in range(3000))
+    with sock:
+        sock.sendall(client_frame(BINARY, message))
+        fin, rsv1, opcode, payload = reader.read_frame(allow_rsv1=True)
+    assert (fin, rsv1, opcode) == (True, True, BINARY)
+    # The server's first message, made as it says: a 4 KiB window, memLevel 5.
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -12, 5)
+    expected = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert payload == expected[:-4]
+    other = zlib.compressobj(10 - level if level != 9 else 1, zlib.DEFLATED, -12, 5)
+    assert payload != (other.compress(message) + other.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize("level", [0, 10, -1, 6.0, "6", True, None])
+def test_compression_level_must_be_1_to_9(level):
+    with pytest.raises(ValueError) as error:
+        WSocketApp(compression_level=level)
+    assert str(error.value) == ("compression_level must be a whole number from 1 (fastest) "
+                                "to 9 (smallest output), not %r" % (level,))
+
+
 # -- origins ---------------------------------------------------------------------------
 
 def test_allowed_origin_is_accepted(guarded):

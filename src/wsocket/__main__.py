@@ -88,10 +88,12 @@ _port = _number(int, "a port number", lambda value: 0 <= value <= 65535,
                 "port must be from 0 to 65535")
 _positive_int = _number(int, "a whole number", lambda value: value >= 1, "must be at least 1")
 _positive_seconds = _number(float, "seconds", lambda value: value > 0, "must be more than 0")
+_compression_level = _number(int, "a whole number", lambda value: 1 <= value <= 9,
+                             "must be from 1 (fastest) to 9 (smallest output)")
 
 
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout",
-                      "max_queue", "max_fragments")
+                      "max_queue", "max_fragments", "compression_level")
 _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
                    "max_request_head")
 
@@ -124,6 +126,9 @@ def build_parser():
                         help="seconds (default 10)")
     parser.add_argument("--no-compression", action="store_true",
                         help="decline permessage-deflate")
+    parser.add_argument("--compression-level", type=_compression_level, default=unset,
+                        help="zlib level for permessage-deflate, 1 (fastest) to 9 (smallest) "
+                             "(default 6)")
     parser.add_argument("--max-fragments", type=_positive_int, default=unset,
                         help="frames in one message; past it: close 1009 "
                              "(default one per 64 bytes of --max-message-size, at least 1024)")

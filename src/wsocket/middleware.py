@@ -10,6 +10,7 @@ returns, the connection is closed properly and the socket released.
 from .adapters import UnsupportedServer, request_http_version, take_over
 from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
 from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
 from .hub import Hub
 from .websocket import (
@@ -23,6 +24,7 @@ DEFAULT_OPTIONS = {
     "allowed_origins": None,  # None: any origin; else a list of exact Origin values
     "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
     "compression": True,
+    "compression_level": DEFAULT_COMPRESSION_LEVEL,  # zlib's, 1 (fastest) to 9 (smallest)
     "ping_interval": DEFAULT_PING_INTERVAL,
     "ping_timeout": DEFAULT_PING_TIMEOUT,
     "close_timeout": DEFAULT_CLOSE_TIMEOUT,
@@ -65,6 +67,8 @@ class WebSocketMiddleware:
         self.allowed_origins = settings["allowed_origins"]
         self.max_message_size = settings["max_message_size"]
         self.compression = settings["compression"]
+        check_compression_level(settings["compression_level"])
+        self.compression_level = settings["compression_level"]
         self.ping_interval = settings["ping_interval"]
         self.ping_timeout = settings["ping_timeout"]
         self.close_timeout = settings["close_timeout"]
@@ -118,7 +122,7 @@ class WebSocketMiddleware:
             max_message_size=self.max_message_size, ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
             initial_data=transport.initial_data, max_queue=self.max_queue,
-            max_fragments=self.max_fragments)
+            max_fragments=self.max_fragments, compression_level=self.compression_level)
         # A client that has its 101 is a client of the hub: it joins before
         # the 101 goes, with the send lock held, so that a broadcast made
         # meanwhile waits in its queue and follows the 101.

@@ -25,6 +25,7 @@ from .protocol.connection import (
     DEFAULT_MAX_MESSAGE_SIZE, SERVER, CloseReceived, Connection, Failure,
     Message, Ping, Pong,
 )
+from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL
 
 __all__ = ["WebSocket", "logger", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
            "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_QUEUE", "close_socket"]
@@ -59,7 +60,8 @@ class WebSocket:
                  max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
                  ping_interval=DEFAULT_PING_INTERVAL, ping_timeout=DEFAULT_PING_TIMEOUT,
                  close_timeout=DEFAULT_CLOSE_TIMEOUT, initial_data=b"",
-                 max_queue=DEFAULT_MAX_QUEUE, max_fragments=None):
+                 max_queue=DEFAULT_MAX_QUEUE, max_fragments=None,
+                 compression_level=DEFAULT_COMPRESSION_LEVEL):
         _check_timeout("ping_interval", ping_interval)
         if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 0):
             raise ValueError("max_queue must be None or a number of bytes >= 0, not %r"
@@ -85,7 +87,8 @@ class WebSocket:
         self.close_code = None
         self.close_reason = None
 
-        self._connection = Connection(side, deflate, max_message_size, max_fragments)
+        self._connection = Connection(side, deflate, max_message_size, max_fragments,
+                                      compression_level)
         self._events = collections.deque()
         self._send_lock = threading.Lock()
         self._read_lock = threading.Lock()

@@ -14,7 +14,7 @@ import codecs
 import struct
 
 from ..errors import FrameTooLargeException, InvalidUTF8, ProtocolError
-from .deflate import DeflateCodec
+from .deflate import DEFAULT_COMPRESSION_LEVEL, DeflateCodec, check_compression_level
 from .frames import (
     CONTROL_OPCODES, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION,
     OP_PING, OP_PONG, OP_TEXT, pack_short_header, apply_mask, parse_header, parse_messages,
@@ -163,7 +163,7 @@ class Connection:
     """
 
     def __init__(self, side=SERVER, deflate=None, max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
-                 max_fragments=None):
+                 max_fragments=None, compression_level=DEFAULT_COMPRESSION_LEVEL):
         if side not in (SERVER, CLIENT):
             raise ValueError("side must be %r or %r, not %r" % (SERVER, CLIENT, side))
         if max_message_size is not None and max_message_size < 0:
@@ -178,7 +178,9 @@ class Connection:
         self.max_fragments = max_fragments
         self._message_fragments = 0
         self.deflate = deflate
-        self._codec = DeflateCodec(deflate, side) if deflate is not None else None
+        check_compression_level(compression_level)
+        self._codec = (DeflateCodec(deflate, side, compression_level)
+                       if deflate is not None else None)
         self._mask_outgoing = side == CLIENT
         self._expect_masked = side == SERVER
         self.close_sent = None  # (code, reason) once we sent a close frame

@@ -22,6 +22,17 @@ _SYNC_TAIL = b"\x00\x00\xff\xff"
 # for a ratio that differs little on the messages WebSockets carry.
 DEFAULT_WINDOW_BITS = 12
 DEFAULT_MEM_LEVEL = 5
+# zlib's own default: what the field uses. 1 compresses about twice as fast
+# for 8% to 23% more bytes on JSON and text (README: Performance).
+DEFAULT_COMPRESSION_LEVEL = 6
+
+
+def check_compression_level(level):
+    """Raise ValueError unless ``level`` is a zlib level that compresses (1 to 9)."""
+    if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 9:
+        raise ValueError("compression_level must be a whole number from 1 (fastest) to 9 "
+                         "(smallest output), not %r" % (level,))
+
 _PARAM_NAMES = (
     "server_no_context_takeover", "client_no_context_takeover",
     "server_max_window_bits", "client_max_window_bits",
@@ -215,7 +226,8 @@ class DeflateCodec:
     rule what we send, the others what we receive.
     """
 
-    def __init__(self, params, side, compress_level=6, mem_level=DEFAULT_MEM_LEVEL,
+    def __init__(self, params, side, compress_level=DEFAULT_COMPRESSION_LEVEL,
+                 mem_level=DEFAULT_MEM_LEVEL,
                  window_bits=DEFAULT_WINDOW_BITS):
         ours, theirs = ("server", "client") if side == "server" else ("client", "server")
         self._send_reset = getattr(params, ours + "_no_context_takeover")
