@@ -195,15 +195,21 @@ def _echo_app(**options):
     return app, opened, closed
 
 
+def _parked_clients(stack, server, count):
+    """``count`` websockets clients (closed with ``stack``), once all are parked."""
+    clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
+                                           close_timeout=TIMEOUT))
+               for _ in range(count)]
+    wait_for(lambda: len(server.reactor) == count, what="%d connections parked" % count)
+    return clients
+
+
 def test_200_idle_connections_hold_no_thread_and_all_answer(serve):
     app, opened, closed = _echo_app()
     server = serve(app)
     before = len(_server_threads())
     with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
-                                               close_timeout=TIMEOUT))
-                   for _ in range(200)]
-        wait_for(lambda: len(server.reactor) == 200, what="200 connections parked")
+        clients = _parked_clients(stack, server, 200)
         # The threads that did the handshakes end; the workers end when idle.
         wait_for(lambda: len(_server_threads()) <= before + 4, timeout=15,
                  what="the server's threads to end (%d)" % len(_server_threads()))
@@ -277,10 +283,7 @@ def test_broadcast_reaches_parked_connections(serve):
     app, opened, closed = _echo_app()
     server = serve(app)
     with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
-                                               close_timeout=TIMEOUT))
-                   for _ in range(20)]
-        wait_for(lambda: len(server.reactor) == 20, what="20 connections parked")
+        clients = _parked_clients(stack, server, 20)
         assert isinstance(app.hub, Hub)
         assert app.hub.broadcast("to everyone") == 20
         for client in clients:
@@ -291,10 +294,7 @@ def test_stopping_the_server_closes_parked_connections_with_1001(serve):
     app, opened, closed = _echo_app()
     server = serve(app)
     with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
-                                               close_timeout=TIMEOUT))
-                   for _ in range(5)]
-        wait_for(lambda: len(server.reactor) == 5, what="5 connections parked")
+        clients = _parked_clients(stack, server, 5)
         stopper = threading.Thread(target=server.stop, args=(TIMEOUT,))
         stopper.start()
         for client in clients:

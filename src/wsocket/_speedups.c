@@ -211,11 +211,18 @@ parse_messages(PyObject *module, PyObject *args)
             if (value == NULL) {
                 /* The decompressor has moved on: this frame cannot be read
                    again, so its error is the caller's to raise. */
+#if PY_VERSION_HEX >= 0x030C0000
+                error = PyErr_GetRaisedException();
+#else
                 PyObject *type, *traceback;
                 PyErr_Fetch(&type, &error, &traceback);
                 PyErr_NormalizeException(&type, &error, &traceback);
+                if (error != NULL && traceback != NULL) {
+                    PyException_SetTraceback(error, traceback);
+                }
                 Py_XDECREF(type);
                 Py_XDECREF(traceback);
+#endif
                 if (error == NULL) {
                     error = Py_None;  /* given its reference below */
                 }

@@ -311,10 +311,9 @@ class _EventSession:
             self.handle_messages(None)  # this thread until the end
             return
         self.reactor, self.release = detach()
-        if self._handle_and_linger():
-            return
         client._closed_callback = self._wake
-        self._wait()
+        if not self._handle_and_linger():
+            self._wait()
 
     def resume(self):
         """The reactor's callback: handle what came, then wait again, or end."""

@@ -141,39 +141,39 @@ class Reactor:
     def watch(self, sock, callback, due=None):
         """Run ``callback()`` in a worker once ``sock`` is readable, ``due`` comes, or ``wake``."""
         fd = sock.fileno()
-        wake_loop = False
+        wake_loop = run_now = False
         with self._lock:
             if self._closing:
                 _shutdown(sock)  # stopping: the callback sees the connection end
             watch = self._watches.get(fd)
             if watch is None or watch.sock is not sock:
+                if watch is not None:
+                    # The descriptor's last socket was closed without unwatch().
+                    watch.armed = False
                 watch = self._watches[fd] = _Watch(sock, callback)
                 try:
                     self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
                 except FileExistsError:
-                    # The descriptor's last socket was closed without unwatch().
                     self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
             else:
                 watch.callback = callback
-                if watch.again:
-                    watch.again = False
-                    run_now = True
-                else:
-                    run_now = False
+                # Something happened while the callback ran: go round once more.
+                run_now, watch.again = watch.again, False
+                if not run_now:
                     self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
-                if run_now:
-                    # Something happened while the callback ran: go round once more.
-                    self.workers.submit(callback)
-                    return
-            watch.armed = True
-            watch.due = due
-            if due is not None and (watch.timer is None or due < watch.timer):
-                watch.timer = due
-                heapq.heappush(self._timers, (due, next(self._serial), watch))
-                if due < self._next_wake:
-                    self._next_wake = due
-                    wake_loop = True
-        if wake_loop:
+            if not run_now:
+                # Armed in the same breath as epoll, so no event falls in between.
+                watch.armed = True
+                watch.due = due
+                if due is not None and (watch.timer is None or due < watch.timer):
+                    watch.timer = due
+                    heapq.heappush(self._timers, (due, next(self._serial), watch))
+                    if due < self._next_wake:
+                        self._next_wake = due
+                        wake_loop = True
+        if run_now:
+            self.workers.submit(callback)
+        elif wake_loop:
             self._wake()
 
     def wake(self, sock):

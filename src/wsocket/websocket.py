@@ -250,7 +250,7 @@ class WebSocket:
             sock = self.sock
             try:
                 if wait is not None and wait <= 0:
-                    return sock.recv(_READ_SIZE, socket.MSG_DONTWAIT)
+                    return sock.recv(_READ_SIZE, _DONTWAIT)
                 if wait is None:
                     if self._receive_timeout:
                         self._set_receive_timeout(0)
