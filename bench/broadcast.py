@@ -1,15 +1,19 @@
 """``python -m bench.broadcast``: how long one broadcast takes to reach every client.
 
-    python -m bench.broadcast                         # N = 100, 1000, 5000; memory and redis
-    python -m bench.broadcast --clients 1000 --backends memory --rounds 50
+    python -m bench.broadcast                         # N = 100, 1000, 5000; every server
+    python -m bench.broadcast --clients 1000 --servers wsocket-events,websockets-asyncio
+    python -m bench.broadcast --servers wsocket-redis --rounds 50
 
-For each backend and N: N raw WebSocket clients connect (memory: to one
-``python -m wsocket "bench.broadcast:make_app()"`` process; redis: half to each of
-two such processes sharing a ``redis-server`` started here on a free port);
-then, round after round, client 0 sends a 64-byte binary message, the app
-broadcasts it to everyone (``app.hub.broadcast``), and the time from the
-send to the moment the last of the N clients has the whole frame is
-measured. The clients run in this one process on one epoll loop, so the
+For each server and N: N raw WebSocket clients connect; then, round after
+round, client 0 sends a 64-byte binary message, the server sends it to
+everyone, and the time from the send to the moment the last of the N clients
+has the whole frame is measured. The servers are bench/servers' launchers
+with ``--broadcast``, each broadcasting the way its users would: wsocket
+through its hub (``app.hub.broadcast``, event app and WSGI loop),
+websockets asyncio with ``broadcast()``, the threaded ones with a loop over
+the connections. ``wsocket-redis`` is wsocket's hub through Redis: half the
+clients on each of two ``python -m wsocket "bench.broadcast:make_app()"``
+processes sharing a ``redis-server`` started here on a free port. The clients run in this one process on one epoll loop, so the
 figure includes their own reading (a few microseconds per client).
 
 Prints a Markdown table (median, 10th and 90th percentile, min, max over
@@ -222,6 +226,9 @@ def one_round(clients, poller, sequence):
 
 def measure(ports, count, rounds, warmup):
     clients = open_clients(ports, count)
+    # A server may answer the handshake before its handler has added the
+    # connection to the set it broadcasts to (flask-sock does): let it catch up.
+    time.sleep(0.5 + count / 2000)
     poller = select.epoll()
     try:
         for sock in clients:
@@ -244,52 +251,83 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def start_launcher(processes, name):
+    """bench/servers' launcher ``name`` with --broadcast; returns its port."""
+    from bench.servers import SERVERS
+    command = [sys.executable, "-m", "bench.servers." + SERVERS[name][0], "--port", "0",
+               "--broadcast"]
+    proc = subprocess.Popen(command, cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
+    processes.started.append(proc)
+    line = _read_line(proc, START_TIMEOUT)
+    if not line.startswith("READY "):
+        raise RuntimeError("%s said %r instead of READY" % (name, line))
+    return int(line.split()[1])
+
+
 def main(argv=None):
+    from bench.servers import SERVERS, missing
+    choices = list(SERVERS) + ["wsocket-redis"]
     parser = argparse.ArgumentParser(prog="python -m bench.broadcast",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="100,1000,5000",
                         help="comma-separated client counts (default 100,1000,5000)")
-    parser.add_argument("--backends", default="memory,redis",
-                        help="comma-separated, from memory, redis (default both)")
+    parser.add_argument("--servers", default=",".join(choices),
+                        help="comma-separated, from %s (default all)" % ", ".join(choices))
     parser.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="rounds not measured (default 5)")
     args = parser.parse_args(argv)
     counts = [int(text) for text in args.clients.split(",")]
-    backends = args.backends.split(",")
+    servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+    unknown = [name for name in servers if name not in choices]
+    if unknown:
+        parser.error("unknown server(s) %s (known: %s)" % (", ".join(unknown), ", ".join(choices)))
     limit = raise_open_file_limit()
     if max(counts) + 100 > limit:
         parser.error("%d clients need more open files than the limit of %d"
                      % (max(counts), limit))
     rows = []
     load_at_start = os.getloadavg()[0]
-    for backend in backends:
-        for count in counts:
+    for count in counts:
+        for name in servers:
+            if name == "wsocket-redis" and not os.path.exists(REDIS_SERVER):
+                progress("skipped wsocket-redis: %s is not installed" % REDIS_SERVER)
+                continue
+            if name != "wsocket-redis" and missing(name):
+                progress("skipped %s: not installed (%s)" % (name, ", ".join(missing(name))))
+                continue
             processes = Processes()
             try:
-                if backend == "memory":
-                    ports = [processes.start_server()]
-                    where = "1 process"
-                elif backend == "redis":
-                    if not os.path.exists(REDIS_SERVER):
-                        progress("skipped redis: %s is not installed" % REDIS_SERVER)
-                        continue
+                if name == "wsocket-redis":
                     url = processes.start_redis()
                     ports = [processes.start_server(url), processes.start_server(url)]
-                    where = "2 processes"
                 else:
-                    parser.error("unknown backend %r" % backend)
-                progress("%s, %d clients..." % (backend, count))
-                times = measure(ports, count, args.rounds, args.warmup)
+                    ports = [start_launcher(processes, name)]
+                progress("%s, %d clients..." % (name, count))
+                result = measure(ports, count, args.rounds, args.warmup)
+            except (OSError, RuntimeError) as error:  # TimeoutError is an OSError
+                result = "failed: %s" % error
             finally:
                 processes.stop_all()
-            rows.append((backend, where, count, times))
-    print("| backend | servers | clients | median ms | p10 ms | p90 ms | min ms | max ms |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for backend, where, count, times in rows:
-        print("| %s | %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
-            backend, where, count, statistics.median(times) * 1000,
+            rows.append((name, len(ports) if name == "wsocket-redis" else 1, count, result))
+    print("| clients | server | processes | median ms | p10 ms | p90 ms | min ms | max ms "
+          "| peer ÷ wsocket-events (median) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    reference = {count: statistics.median(times) for name, _, count, times in rows
+                 if name == "wsocket-events" and not isinstance(times, str)}
+    for name, processes_count, count, times in rows:
+        if isinstance(times, str):
+            print("| %d | %s | %d | %s | | | | | |" % (count, name, processes_count,
+                                                     times[:100].replace("|", "/")))
+            continue
+        median = statistics.median(times)
+        versus = ("%.2f" % (median / reference[count])
+                  if count in reference and name != "wsocket-events" else "")
+        print("| %d | %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
+            count, name, processes_count, median * 1000,
             percentile(times, 0.1) * 1000, percentile(times, 0.9) * 1000,
-            min(times) * 1000, max(times) * 1000))
+            min(times) * 1000, max(times) * 1000, versus))
     print("\n%d rounds each after %d unmeasured; %d-byte binary message; Python %s; "
           "%d CPUs, load average %.1f at the start and %.1f at the end"
           % (args.rounds, args.warmup, PAYLOAD_SIZE, sys.version.split()[0],

@@ -36,26 +36,14 @@ class Scenario:
 
 
 def broadcast_unavailable():
-    """The hook for the hub (SPEC: "Broadcast and rooms").
+    """Broadcast is timed by ``python -m bench.broadcast``, not by the load generator.
 
-    Skipped until wsocket has a hub API. When it has one, this scenario
-    needs: a broadcast app in bench/servers/wsocket_echo.py (every message a
-    client sends goes to all connected clients through the hub), the same in
-    the peers (websockets.broadcast() for asyncio, a loop over a set for the
-    threaded ones), and a loadgen mode where one connection sends with a
-    timestamp in the payload and every connection counts deliveries and
-    their latency. Then return None here.
+    What counts there is the time from one client's send until the last of
+    N clients has the message, which loadgen does not measure; that command
+    runs the same servers (bench/servers with ``--broadcast``) for it.
     """
-    import wsocket
-    hub = getattr(wsocket, "Hub", None) or getattr(wsocket, "hub", None)
-    if hub is None:
-        return "not available yet: wsocket has no hub API (SPEC: broadcast and rooms)"
-    import os
-    alone = os.path.exists(os.path.join(os.path.dirname(__file__), "broadcast.py"))
-    return ("not available yet: wsocket has a Hub, but this comparison with the peers is "
-            "still to be written (see broadcast_unavailable() in bench/scenarios.py)"
-            + ("; python -m bench.broadcast measures wsocket's fan-out on its own"
-               if alone else ""))
+    return ("measured by python -m bench.broadcast (time for one message to reach every "
+            "client, against the same peers; see README)")
 
 
 SCENARIOS = [

@@ -4,6 +4,8 @@ Every launcher binds 127.0.0.1 (``--port 0``: a free port), prints
 ``READY <port>`` on stdout once it accepts connections, serves an echo
 WebSocket at ``/`` (every message sent back as it came: text as text, binary
 as binary) and exits at once on SIGTERM. They log nothing below WARNING.
+With ``--broadcast`` every message goes to every connected client instead
+(``python -m bench.broadcast``), each server the way its users would do it.
 
 ``SERVERS`` lists them in the order the table shows them; ``requires`` names
 the modules a launcher needs (the bench prints "not installed" without them).
@@ -53,7 +55,14 @@ def announce(port):
 
 
 def port_argument(argv=None):
+    return arguments(argv).port
+
+
+def arguments(argv=None):
+    """The launchers' command line: ``--port N`` and ``--broadcast``."""
     import argparse
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    return parser.parse_args(argv).port
+    parser.add_argument("--broadcast", action="store_true",
+                        help="send every message to every client instead of echoing it")
+    return parser.parse_args(argv)

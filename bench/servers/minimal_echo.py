@@ -10,8 +10,12 @@ import base64
 import hashlib
 import socket
 import socketserver
+import threading
 
-from bench.servers import announce, port_argument, prepare
+from bench.servers import announce, arguments, prepare
+
+CLIENTS = set()  # --broadcast: every data frame goes to all of these
+CLIENTS_LOCK = threading.Lock()
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BLOCK = 65536  # big payloads are unmasked a block at a time, with one key per frame
@@ -41,7 +45,32 @@ def header(first_byte, n):
 
 
 class EchoHandler(socketserver.BaseRequestHandler):
+    broadcast = False
+
     def handle(self):
+        if not self.broadcast:
+            return self.serve()
+        with CLIENTS_LOCK:
+            CLIENTS.add(self.request)
+        try:
+            return self.serve()
+        finally:
+            with CLIENTS_LOCK:
+                CLIENTS.discard(self.request)
+
+    def send_data(self, data):
+        """Data frames: back to the sender, or with --broadcast to everyone."""
+        if not self.broadcast:
+            self.request.sendall(data)
+            return
+        with CLIENTS_LOCK:
+            for client in CLIENTS:
+                try:
+                    client.sendall(data)
+                except OSError:
+                    pass
+
+    def serve(self):
         sock = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buffer = b""
@@ -103,7 +132,7 @@ class EchoHandler(socketserver.BaseRequestHandler):
             if pos:
                 del buffer[:pos]
             if out:
-                sock.sendall(b"".join(out))
+                self.send_data(b"".join(out))
 
 
 class Server(socketserver.ThreadingTCPServer):
@@ -114,7 +143,9 @@ class Server(socketserver.ThreadingTCPServer):
 
 def main():
     prepare()
-    server = Server(("127.0.0.1", port_argument()), EchoHandler)
+    options = arguments()
+    EchoHandler.broadcast = options.broadcast
+    server = Server(("127.0.0.1", options.port), EchoHandler)
     announce(server.server_address[1])
     server.serve_forever()
 

@@ -4,7 +4,7 @@ Default options (compression accepted when the client offers it, 1 MiB
 message limit, keepalive pings), exactly what a user gets.
 """
 
-from bench.servers import announce, port_argument, prepare
+from bench.servers import announce, arguments, prepare
 
 
 def echo(environ, start_response):
@@ -17,11 +17,23 @@ def echo(environ, start_response):
     return []
 
 
+def broadcast(environ, start_response):
+    """Every message to every client, through the app's hub."""
+    websocket = environ.get("wsgi.websocket")
+    if websocket is None:
+        return echo(environ, start_response)
+    hub = environ["wsocket.hub"]
+    for message in websocket:
+        hub.broadcast(message)
+    return []
+
+
 def main():
     prepare()
-    port = port_argument()
+    options = arguments()
     from wsocket import WSocketApp, make_server
-    server = make_server("127.0.0.1", port, WSocketApp(echo))
+    app = WSocketApp(broadcast if options.broadcast else echo)
+    server = make_server("127.0.0.1", options.port, app)
     announce(server.server_port)
     server.serve_forever()
 

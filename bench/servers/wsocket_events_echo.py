@@ -5,16 +5,19 @@ no thread: it waits in the server's epoll loop, and a worker thread takes
 it when a message arrives. Default options otherwise.
 """
 
-from bench.servers import announce, port_argument, prepare
+from bench.servers import announce, arguments, prepare
 
 
 def main():
     prepare()
-    port = port_argument()
+    options = arguments()
     from wsocket import WSocketApp, make_server
     app = WSocketApp()
-    app.onmessage = lambda message, client: client.send(message)
-    server = make_server("127.0.0.1", port, app)
+    if options.broadcast:
+        app.onmessage = lambda message, client: app.hub.broadcast(message)
+    else:
+        app.onmessage = lambda message, client: client.send(message)
+    server = make_server("127.0.0.1", options.port, app)
     announce(server.server_port)
     server.serve_forever()
 
