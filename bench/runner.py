@@ -128,43 +128,44 @@ def _tree(pid):
     return pids
 
 
-def rss_kb(pid):
-    """Resident memory of the process and its children, in KiB (VmRSS)."""
+def _over_tree(pid, measure):
+    """The sum of ``measure(pid)`` over the process and its children (gone ones count 0)."""
     total = 0
     for each in _tree(pid):
         try:
-            with open("/proc/%d/status" % each) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
+            total += measure(each)
+        except (OSError, IndexError, ValueError):
+            pass  # it ended meanwhile
     return total
+
+
+def _vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def rss_kb(pid):
+    """Resident memory of the process and its children, in KiB (VmRSS)."""
+    return _over_tree(pid, _vm_rss_kb)
 
 
 def open_files(pid):
     """File descriptors the process and its children have open."""
-    total = 0
-    for each in _tree(pid):
-        try:
-            total += len(os.listdir("/proc/%d/fd" % each))
-        except OSError:
-            pass
-    return total
+    return _over_tree(pid, lambda each: len(os.listdir("/proc/%d/fd" % each)))
 
 
 def cpu_seconds(pid):
     """User + system CPU time of the process (all threads) and its children."""
-    total = 0
-    for each in _tree(pid):
-        try:
-            with open("/proc/%d/stat" % each) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / CLOCK_TICKS
+    return _over_tree(pid, _cpu_ticks) / CLOCK_TICKS
 
 
 # -- the load generator ---------------------------------------------------------------

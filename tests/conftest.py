@@ -3,12 +3,14 @@
 import os
 import re
 import select
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.netutil import ROOT
 from tests.serverproc import stop_process
@@ -160,3 +162,21 @@ def serve_module():
     so modules that need many servers share them.
     """
     yield from _in_process_servers()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A CA and a certificate for 127.0.0.1 and localhost, written to files."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile, combined = folder / "cert.pem", folder / "key.pem", folder / "both.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(combined))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return {"certfile": str(certfile), "keyfile": str(keyfile), "combined": str(combined),
+            "context": client_context}

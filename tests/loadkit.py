@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.netutil import Reader
+from tests.netutil import Reader, close_frame, new_key
+from tests.netutil import client_frame as masked_frame  # a client frame: masked
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -198,10 +199,6 @@ class ServerProcess:
 
 # -- the wire, written out by hand ----------------------------------------------------------
 
-def new_key():
-    return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
 def accept_value(key):
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
 
@@ -211,30 +208,6 @@ def upgrade_request(port, key, path="/", headers=()):
              "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key, "Sec-WebSocket-Version: 13"]
     lines += ["%s: %s" % header for header in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def masked_frame(opcode, payload=b"", fin=True):
-    """A client frame (masked, as RFC 6455 5.3 requires)."""
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    key = os.urandom(4)
-    first = (0x80 if fin else 0) | opcode
-    length = len(payload)
-    if length <= 125:
-        head = struct.pack("!BB", first, 0x80 | length)
-    elif length <= 0xFFFF:
-        head = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, length)
-    if payload:
-        repeated = (key * (length // 4 + 1))[:length]
-        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-            length, "big")
-    return head + key + payload
-
-
-def close_frame(code=1000, reason=b""):
-    return masked_frame(CLOSE, struct.pack("!H", code) + reason)
 
 
 def parse_frame(buffer):

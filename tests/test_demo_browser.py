@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import trustme
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import STOP_TIMEOUT, read_banner
+from tests.serverproc import stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu",
@@ -121,21 +121,8 @@ def test_demo_reconnects_after_the_server_restarts(wsocket_process, context, tmp
     ])
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return str(certfile), str(keyfile)
-
-
 def test_demo_works_over_wss(wsocket_process, context, certificate, tmp_path):
-    certfile, keyfile = certificate
+    certfile, keyfile = certificate["certfile"], certificate["keyfile"]
     server = wsocket_process("--port", "0", "--certfile", certfile, "--keyfile", keyfile)
     assert server.url.startswith("https://127.0.0.1:")
     page = open_demo(context, server.url)
@@ -184,13 +171,7 @@ def bare_wsocket(tmp_path):
             proc.stdout.close()
             raise
     yield proc, banner
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_process(proc, STOP_TIMEOUT)
     proc.stdout.close()
 
 

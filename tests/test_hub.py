@@ -18,7 +18,6 @@ import threading
 import time
 
 import pytest
-import trustme
 from websockets.sync.client import connect
 
 from tests.hub_apps import make_app, raise_open_file_limit
@@ -481,21 +480,6 @@ def test_1000_clients_one_broadcast_reaches_all(wsocket_process):
             sock.close()
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return {"certfile": str(certfile), "keyfile": str(keyfile), "context": context}
-
-
 def slow_raw_client(host, port, context=None):
     """A client that joins "feed", then never reads again: its receive window stays full."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -522,15 +506,16 @@ def feed_message(index):
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 def test_a_client_that_stops_reading_holds_up_nobody_and_is_closed(
-        scheme, serve, clients, tls, wsocket_warnings):
+        scheme, serve, clients, certificate, wsocket_warnings):
     app = make_app(max_queue=1024 * 1024)
     ends = []
     app.onclose += lambda reason, client: ends.append((client, client.close_code, reason))
-    options = {"certfile": tls["certfile"], "keyfile": tls["keyfile"]} if scheme == "wss" else {}
+    options = ({"certfile": certificate["certfile"], "keyfile": certificate["keyfile"]}
+               if scheme == "wss" else {})
     server = serve(app, **options)
     host, port = server.server_address[:2]
     url = "%s://%s:%d/" % (scheme, host, port)
-    context = tls["context"] if scheme == "wss" else None
+    context = certificate["context"] if scheme == "wss" else None
     slow, slow_reader = slow_raw_client(host, port, context)
     new = clients(url, **({"ssl": context} if context else {}), max_size=None)
     fast = [new() for _ in range(3)]

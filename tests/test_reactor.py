@@ -18,7 +18,6 @@ from websockets.sync.client import connect
 from tests.netutil import (
     CLOSE, PING, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, wait_for, ws_url,
 )
-from tests.test_server_websocket import certificate  # noqa: F401 (a fixture)
 from wsocket import Hub, WSocketApp
 from wsocket.reactor import Reactor, Workers, available
 
@@ -324,7 +323,7 @@ def test_a_parked_connection_gives_its_place_back(serve):
     second.close()
 
 
-def test_tls_connections_park_too(serve, certificate):  # noqa: F811
+def test_tls_connections_park_too(serve, certificate):
     app, opened, closed = _echo_app()
     server = serve(app, certfile=certificate["certfile"], keyfile=certificate["keyfile"])
     url = ws_url(server).replace("ws://", "wss://")

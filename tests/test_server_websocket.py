@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -133,24 +132,6 @@ def test_200_simultaneous_websockets_while_http_is_served(echo_process):
 
 
 # -- TLS ------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """A CA and a certificate for 127.0.0.1 and localhost, written to files."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
-    folder = tmp_path_factory.mktemp("tls")
-    certfile, keyfile, combined = folder / "cert.pem", folder / "key.pem", folder / "both.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(combined))
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return {"certfile": str(certfile), "keyfile": str(keyfile), "combined": str(combined),
-            "context": client_context}
-
 
 def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
     server = wsocket_process("tests.apps:echo", "--port", "0",

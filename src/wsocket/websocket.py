@@ -204,13 +204,8 @@ class WebSocket:
         if self._corked:
             self._cork(False)  # whatever was sent meanwhile goes out now
         while True:
-            if deadline is None and self._ping_sent_at is None and self.ping_interval is not None:
-                # _time_to_wait() for the usual case: only the next ping is due.
-                wait = self._last_received + self.ping_interval - time.monotonic()
-            else:
-                wait = self._time_to_wait(deadline)
             try:
-                data = self._recv(wait)
+                data = self._recv(self._time_to_wait(deadline))
             except OSError as error:
                 self.logger.debug("%r: socket error while reading: %s", self, error)
                 self._connection_lost()
@@ -385,19 +380,7 @@ class WebSocket:
                 frame = self._connection.send_message(message, binary, do_compress)
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
-            if self._nowait == "dontwait" and not self._queue:
-                # The usual case, short of _sendall(): the socket takes it all at once.
-                try:
-                    sent = self.sock.send(frame, _DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as error:
-                    self._lost_while_sending(error)
-                    raise ConnectionClosed(1006, str(error)) from error
-                if sent < len(frame):
-                    self._sendall(memoryview(frame)[sent:])
-            else:
-                self._sendall(frame)
+            self._sendall(frame)
         if self._queue:
             self._wake_writer()  # frames queued while we held the lock
 
@@ -422,6 +405,15 @@ class WebSocket:
             if self._queue:
                 # What _deliver() queued goes first.
                 self._drain_queue(None, stall=self.ping_timeout)
+            elif self._nowait == "dontwait":
+                # The usual case: the socket takes the whole frame at once.
+                try:
+                    sent = self.sock.send(frame, _DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(frame):
+                    return
+                frame = memoryview(frame)[sent:]
             self._send_bounded(frame, self.ping_timeout)
         except OSError as error:
             self._lost_while_sending(error)

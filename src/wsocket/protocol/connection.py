@@ -218,10 +218,7 @@ class Connection:
                 and self._message_opcode is None and type(data) is bytes:
             # The usual read, nothing pending from before: straight to the C
             # fast path; if it takes all of ``data``, that is all.
-            messages, position, error = parse_messages(
-                data, 0, self._expect_masked,
-                -1 if self.max_message_size is None else self.max_message_size, Message,
-                None if self._codec is None else self._inflate_whole)
+            messages, position, error = self._parse_run(data, 0)
             if error is None and position == len(data):
                 return messages
             # Something else is in there too: the whole way, from where it stopped.
@@ -258,15 +255,12 @@ class Connection:
         """Parse what ``buffer`` holds into ``events``; returns how many bytes were used."""
         position = 0
         end = len(buffer)
-        limit = -1 if self.max_message_size is None else self.max_message_size
         while position < end:
             if parse_messages is not None and self._frame is None \
                     and self._message_opcode is None:
                 # The C fast path takes the run of small whole messages here
                 # and stops before anything else, which the code below judges.
-                messages, position, error = parse_messages(
-                    buffer, position, self._expect_masked, limit, Message,
-                    None if self._codec is None else self._inflate_whole)
+                messages, position, error = self._parse_run(buffer, position)
                 if messages:
                     events.extend(messages)
                 if error is not None:
@@ -314,6 +308,13 @@ class Connection:
             if header.length == 0:
                 self._end_data_frame(events)
         return position
+
+    def _parse_run(self, buffer, position):
+        """The C fast path (``frames.parse_messages``) from ``position``: (events, position, error)."""
+        return parse_messages(
+            buffer, position, self._expect_masked,
+            -1 if self.max_message_size is None else self.max_message_size, Message,
+            None if self._codec is None else self._inflate_whole)
 
     def _inflate_whole(self, payload, text):
         """The data of a compressed message that came whole, in one frame."""
