@@ -46,7 +46,22 @@ class Event:
     ``event += handler`` or ``event + handler`` adds (both change the event
     in place), ``event -= handler`` or ``event - handler`` removes,
     ``clear()`` empties it. On ``WSocketApp``, ``app.onmessage = handler``
-    replaces the event by one holding only that handler.
+    replaces the event by one holding only that handler. ``len(event)``,
+    ``handler in event`` and ``for handler in event`` work too.
+
+    Calling the event (``event(*args)``) calls each handler with ``args``
+    and returns None; an exception of a handler is logged with its
+    traceback and the next handler runs.
+
+    Args:
+        *handlers (Callable): The first handlers.
+
+    Attributes:
+        handlers (list[Callable]): The handlers, in the order they run.
+
+    Raises:
+        TypeError: A handler is not callable (also from ``+=`` and ``+``).
+        ValueError: ``-=`` or ``-`` of a handler the event does not hold.
     """
 
     def __init__(self, *handlers):
@@ -71,6 +86,7 @@ class Event:
     __sub__ = __isub__
 
     def clear(self):
+        """Remove every handler."""
         self.handlers.clear()
 
     def __len__(self):
@@ -134,13 +150,43 @@ class _EventSlot:
 class WSocketApp(WebSocketMiddleware, Framework):
     """Middleware around ``app``; without one, routes, events and the demo (module docstring).
 
-    ``debug=True`` shows tracebacks in the 500 pages of routes. The other
-    options are the middleware's (``DEFAULT_OPTIONS``).
+    ``WSocketApp(app)`` wraps a WSGI app: upgrade requests get
+    ``environ["wsgi.websocket"]``, others reach ``app`` untouched.
+    ``WSocketApp()`` is an app of its own: routes first, then events, and
+    the demo when nothing is attached. Either way it is a WSGI application.
+
+    Args:
+        app (Callable | None): The WSGI application to wrap; None for routes,
+            events or the demo.
+        protocols (list[str] | None): The subprotocols the app speaks, in its
+            order of preference.
+        debug (bool): Show tracebacks in the 500 pages of routes (development only).
+        **options (Any): The middleware's options: ``allowed_origins``,
+            ``max_message_size``, ``compression``, ``compression_level``,
+            ``ping_interval``, ``ping_timeout``, ``close_timeout``,
+            ``websocket_class``, ``max_fragments``, ``max_queue``, ``hub``
+            (``DEFAULT_OPTIONS`` in ``wsocket.middleware``).
+
+    Attributes:
+        hub (Hub): Broadcast and rooms; every WebSocket served here is a client
+            of it while its connection lives.
+        websocket_class (type[WebSocket]): The class of the WebSockets made here.
+        routes (dict): Each route string and its handler.
+
+    Raises:
+        TypeError: An unknown option, or ``allowed_origins`` given as a string.
+        ValueError: An option out of its range (``compression_level``,
+            ``ping_interval``, ...).
+        HubError: The ``hub`` backend cannot be used (unknown URL, missing
+            ``redis`` package, Redis unreachable).
     """
 
     onconnect = _EventSlot()
+    """Event: ``handler(client)`` once the handshake is done (a ``WebSocket``)."""
     onmessage = _EventSlot()
+    """Event: ``handler(message, client)`` for each message, ``str`` or ``bytes``."""
     onclose = _EventSlot()
+    """Event: ``handler(reason, client)`` exactly once per connection, whatever ended it."""
 
     def __init__(self, app=None, protocols=None, debug=False, **options):
         self.onconnect = Event()
@@ -159,6 +205,25 @@ class WSocketApp(WebSocketMiddleware, Framework):
     # -- what is attached ---------------------------------------------------------
 
     def route(self, path):
+        """Decorator: ``@app.route("/hello")``, or ``@app.route("/static/*")`` for a prefix.
+
+        The handler is a WSGI function, ``handler(environ, start_response)``,
+        for HTTP and WebSocket requests to that path. Registering the same
+        route again replaces its handler.
+
+        Args:
+            path (str): A path starting with ``/``, ending with ``*`` for a
+                prefix; ``"*"`` alone matches every path.
+
+        Returns:
+            Callable: The decorator, which registers the handler and returns it
+                unchanged.
+
+        Raises:
+            TypeError: ``path`` is not a ``str``, the handler is not callable,
+                or this ``WSocketApp`` wraps an app (route inside that app).
+            ValueError: ``path`` starts with neither ``/`` nor ``*``.
+        """
         if self.wrapped_app is not None:
             raise TypeError("this WSocketApp wraps %s: add the route to that app (it gets "
                             "environ['wsgi.websocket']), or use WSocketApp() without an app"
@@ -176,7 +241,7 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     @property
     def clients(self):
-        """The connections the events are running for now (a snapshot, a list)."""
+        """The connections the events are running for now (a snapshot, a list of ``WebSocket``)."""
         with self._clients_lock:
             return list(self._clients)
 

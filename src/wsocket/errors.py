@@ -17,11 +17,24 @@ __all__ = [
 
 
 class WebSocketError(OSError):
-    """Base class of every WebSocket error (an ``OSError``, like socket errors)."""
+    """Base class of every WebSocket error (an ``OSError``, like socket errors).
+
+    ``except WebSocketError`` catches every error below; ``except OSError``
+    catches them together with the socket's own errors.
+    """
 
 
 class ProtocolError(WebSocketError):
-    """The peer broke RFC 6455 or RFC 7692; the connection fails with ``code``."""
+    """The peer broke RFC 6455 or RFC 7692; the connection fails with ``code``.
+
+    ``WebSocket.receive()`` does not raise it: it closes the connection with
+    ``code`` and returns None. It is raised by the sans-I/O core
+    (``wsocket.protocol``) to the layer that talks to the socket.
+
+    Attributes:
+        code (int): The close code the failure maps to: 1002, or 1007 for
+            invalid UTF-8, 1009 for a message too big.
+    """
 
     code = 1002
 
@@ -35,7 +48,11 @@ class ProtocolError(WebSocketError):
 
 
 class FrameTooLargeException(ProtocolError):
-    """A message grew past the size limit (close code 1009)."""
+    """A message grew past ``max_message_size`` or ``max_fragments`` (close code 1009).
+
+    Attributes:
+        code (int): 1009.
+    """
 
     code = 1009
 
@@ -49,8 +66,14 @@ class InvalidUTF8(ProtocolError):
 class ConnectionClosed(WebSocketError):
     """The connection is closed; ``code`` and ``reason`` tell how it ended.
 
-    ``code`` is 1005 when the peer closed without a status code and 1006 when
-    the connection dropped without any close frame.
+    Raised by ``WebSocket.receive()`` when the peer closes, and by
+    ``receive()``, ``send()`` and ``ping()`` once the connection is closed.
+
+    Attributes:
+        code (int): The close code: the peer's when it closed first, 1005 when
+            it closed without a status code, 1006 when the connection dropped
+            without any close frame.
+        reason (str): The close reason, ``""`` when there was none.
     """
 
     def __init__(self, code=1006, reason=""):
@@ -68,9 +91,15 @@ class ConnectionClosed(WebSocketError):
 class HandshakeError(WebSocketError):
     """An opening handshake was refused.
 
-    On the server, ``status`` is the HTTP status to answer with (400, 403,
-    426) and ``headers`` the extra response headers. On the client, it is
-    the status the server answered with and its headers.
+    On the client, ``wsocket.connect()`` raises it when the server's 101
+    does not match what was offered (accept key, subprotocol, extension
+    parameters). On the server the middleware turns it into an HTTP answer.
+
+    Attributes:
+        status (int): On the server, the HTTP status to answer with (400, 403,
+            426); on the client, the status the server answered with.
+        headers (list[tuple[str, str]]): The extra response headers (server), or
+            the server's response headers (client).
     """
 
     def __init__(self, message, status=400, headers=()):
@@ -85,8 +114,10 @@ class HandshakeError(WebSocketError):
 class InvalidStatus(HandshakeError):
     """The server answered the upgrade with another status than 101 (client side).
 
-    ``status``, ``headers`` (a list of pairs) and ``body`` (at most 64 KiB)
-    tell what it said instead.
+    Attributes:
+        status (int): The status it answered with (401, 403, 404, ...).
+        headers (list[tuple[str, str]]): Its response headers.
+        body (bytes): Its response body, at most 64 KiB.
     """
 
     def __init__(self, message, status, headers=(), body=b""):
@@ -95,4 +126,8 @@ class InvalidStatus(HandshakeError):
 
 
 class ConnectError(WebSocketError):
-    """A client could not reach the server: refused, unreachable, timed out, TLS failed."""
+    """A client could not reach the server: refused, unreachable, timed out, TLS failed.
+
+    Raised by ``wsocket.connect()`` before any HTTP was exchanged; the
+    message says what failed and where.
+    """

@@ -51,6 +51,18 @@ class Response:
     are normalized as ``start_response`` normalizes them; headers the route
     gave through ``start_response`` are kept unless the ``Response`` sets the
     same name.
+
+    Args:
+        body (object): Anything a route may return (``str``, ``bytes``, a file, an
+            iterable, ...).
+        status (int | str): ``410``, ``"410"`` or ``"410 Gone"``.
+        headers (dict | list[tuple[str, str]] | None): The response headers.
+
+    Raises:
+        ValueError: The status is not a valid HTTP status, or a header value
+            holds a line break.
+        TypeError: The status is neither an ``int`` nor a ``str``, or the
+            headers are neither a dict nor pairs.
     """
 
     __slots__ = ("body", "status", "headers")
@@ -317,7 +329,15 @@ class Framework:
         return best
 
     def not_found(self, environ, start_response):
-        """Answers a request no route matched; override it (in a subclass, or per instance)."""
+        """Answers a request no route matched; override it (in a subclass, or per instance).
+
+        Args:
+            environ (dict): The request's WSGI environ.
+            start_response (Callable): The forgiving ``start_response`` of routes.
+
+        Returns:
+            str: A small HTML page saying nothing is at that path, sent with status 404.
+        """
         start_response(404, {"Content-Type": DEFAULT_CONTENT_TYPE})
         path = html.escape(request_path(environ))
         return _PAGE % {"title": "404 Not Found",

@@ -46,16 +46,35 @@ _RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between attempts, the l
 
 
 class HubError(Exception):
-    """A hub backend cannot be used: unknown URL, missing package, Redis unreachable at start."""
+    """A hub backend cannot be used: unknown URL, missing package, Redis unreachable at start.
+
+    Raised by ``Hub()`` (and so by ``WSocketApp(hub=...)``); the command
+    line prints its message and exits with status 2. A Redis lost later is
+    not an error: the hub logs it and reconnects.
+    """
 
 
 class Hub:
     """Broadcast and rooms (module docstring).
 
-    ``backend``: None (the ``WSOCKET_HUB`` environment variable, else
-    memory), ``"memory://"``, or a Redis URL. ``channel`` names the Redis
-    channel (``wsocket:<channel>``): apps that share a Redis but not their
-    clients use different channels.
+    Every ``WSocketApp`` has one, ``app.hub``; make one yourself to share it
+    between apps (``WSocketApp(hub=my_hub)``).
+
+    Args:
+        backend (str | None): None (the ``WSOCKET_HUB`` environment variable,
+            else memory), ``"memory://"``, or a Redis URL
+            (``redis://host:port/db``, ``rediss://``, ``unix://``).
+        channel (str): Names the Redis channel (``wsocket:<channel>``): apps
+            that share a Redis but not their clients use different channels.
+
+    Attributes:
+        url (str): The backend URL it was made with.
+        node (str): This process's name among the hub's processes (in tokens).
+
+    Raises:
+        TypeError: ``backend`` is not a string.
+        HubError: An unknown backend, the ``redis`` package missing, an
+            invalid Redis URL, or a Redis that cannot be reached.
     """
 
     def __init__(self, backend=None, channel="wsocket"):
@@ -87,7 +106,7 @@ class Hub:
 
     @property
     def backend(self):
-        """``"memory"`` or ``"redis"``."""
+        """The kind of backend: ``"memory"`` or ``"redis"``."""
         return "memory" if self._backend is None else "redis"
 
     # -- who is where -------------------------------------------------------------
@@ -96,6 +115,15 @@ class Hub:
         """Know ``client`` (in no room): broadcasts without a room reach it.
 
         ``WSocketApp`` adds each WebSocket it serves; a closed one is not added.
+
+        Args:
+            client (WebSocket): The connection.
+
+        Returns:
+            bool: True when the hub knows the client now, False when it is closed.
+
+        Raises:
+            TypeError: ``client`` is not a ``WebSocket``.
         """
         _check_client(client)
         self._check_fork()
@@ -108,7 +136,11 @@ class Hub:
             return True
 
     def discard(self, client):
-        """Forget ``client``: it leaves every room (done when its connection ends)."""
+        """Forget ``client``: it leaves every room (done when its connection ends).
+
+        Args:
+            client (WebSocket): The connection; one the hub does not know is ignored.
+        """
         with self._lock:
             for room in self._rooms.pop(client, ()):
                 self._leave_locked(client, room)
@@ -117,7 +149,17 @@ class Hub:
     def join(self, client, room):
         """Put ``client`` in ``room`` (a str or bytes name); joining twice is harmless.
 
-        Returns False, and does nothing, when the connection is closed already.
+        Args:
+            client (WebSocket): The connection.
+            room (str | bytes): The room's name.
+
+        Returns:
+            bool: True once the client is in the room; False, having done
+                nothing, when the connection is closed already.
+
+        Raises:
+            TypeError: ``client`` is not a ``WebSocket``, or ``room`` is neither
+                ``str`` nor bytes.
         """
         room = _check_room(room)
         if not self.add(client):
@@ -130,7 +172,17 @@ class Hub:
         return True
 
     def leave(self, client, room=None):
-        """Take ``client`` out of ``room``, or out of every room when None."""
+        """Take ``client`` out of ``room``, or out of every room when None.
+
+        Leaving a room one is not in does nothing.
+
+        Args:
+            client (WebSocket): The connection.
+            room (str | bytes | None): The room, or None for every room.
+
+        Raises:
+            TypeError: ``room`` is neither ``str``, bytes nor None.
+        """
         if room is not None:
             room = _check_room(room)
         with self._lock:
@@ -149,14 +201,31 @@ class Hub:
                 del self._members[room]
 
     def rooms(self, client):
-        """The rooms ``client`` is in (a new set; empty once it closed)."""
+        """The rooms ``client`` is in.
+
+        Args:
+            client (WebSocket): The connection.
+
+        Returns:
+            set[str | bytes]: A new set of room names; empty once the client closed.
+        """
         with self._lock:
             if client.closed:
                 return set()
             return set(self._rooms.get(client, ()))
 
     def clients(self, room=None):
-        """This process's open clients in ``room``, or all of them when None (a list)."""
+        """This process's open clients in ``room``, or all of them when None.
+
+        Args:
+            room (str | bytes | None): The room, or None for every client.
+
+        Returns:
+            list[WebSocket]: The open connections, in the order they joined.
+
+        Raises:
+            TypeError: ``room`` is neither ``str``, bytes nor None.
+        """
         with self._lock:
             if room is None:
                 clients = list(self._rooms)
@@ -165,7 +234,17 @@ class Hub:
         return [client for client in clients if not client.closed]
 
     def token(self, client):
-        """``"node:number"``: names ``client`` in ``exclude`` on any process of the hub."""
+        """``"node:number"``: names ``client`` in ``exclude`` on any process of the hub.
+
+        Args:
+            client (WebSocket): A client of this hub.
+
+        Returns:
+            str: The token.
+
+        Raises:
+            ValueError: ``client`` is not a client of this hub.
+        """
         with self._lock:
             number = self._numbers.get(client)
         if number is None:
@@ -177,10 +256,26 @@ class Hub:
     def broadcast(self, message, room=None, exclude=None, binary=None):
         """Send ``message`` to every client (of every process), or to those in ``room``.
 
-        ``str`` goes as text and bytes-like as binary, unless ``binary``
-        says otherwise. ``exclude``: a client, a token (``token()``), or a
-        list of them. Returns at once (no client is waited for) with the
-        number of this process's clients the message was handed to.
+        Returns at once: no client is waited for. A client that cannot take
+        the message now gets it from its outgoing queue; one whose queue
+        holds more than ``max_queue`` bytes is closed with 1013.
+
+        Args:
+            message (str | bytes | bytearray | memoryview): ``str`` goes as text
+                and bytes-like as binary, unless ``binary`` says otherwise.
+            room (str | bytes | None): Only the clients in this room; None: every client.
+            exclude (WebSocket | str | list | None): A client, a token
+                (``token()``), or a list of them, left out.
+            binary (bool | None): True sends a binary frame, False a text frame,
+                None chooses by the type of ``message``.
+
+        Returns:
+            int: The number of this process's clients the message was handed to.
+
+        Raises:
+            TypeError: ``message`` is neither ``str`` nor bytes-like, ``room``
+                neither ``str`` nor bytes, or ``exclude`` holds something else
+                than clients and tokens.
         """
         opcode, payload = _encode_message(message, binary)
         if room is not None:
@@ -262,7 +357,10 @@ class Hub:
                         self._backend.start()
 
     def close(self):
-        """Stop the backend's threads and connections (Redis); the hub is unusable afterwards."""
+        """Stop the backend's threads and connections (Redis); the hub is unusable afterwards.
+
+        Does nothing for the memory backend.
+        """
         if self._backend is not None:
             self._backend.close()
 

@@ -158,6 +158,10 @@ class FixedHandler(socketserver.BaseRequestHandler):
 
     "Fixed" against ``wsgiref``: HTTP/1.1 with keep-alive and chunked
     bodies, no reverse DNS lookups, an access log through ``wsocket.logger``.
+    ``socketserver`` makes one per connection, in that connection's thread;
+    a malformed request gets a plain-text 4xx and the connection is closed,
+    and no client input raises out of it. Subclass ``WebSocketHandler``
+    rather than this class, so that WebSockets keep working.
     """
 
     server_software = SERVER_SOFTWARE
@@ -352,7 +356,13 @@ class FixedServerHandler:
 
     Uses Content-Length when the app gives it or the body is one piece,
     chunked encoding otherwise (HTTP/1.1), and closing the connection as a
-    last resort (HTTP/1.0). Returns whether the connection may be reused.
+    last resort (HTTP/1.0). ``run(app)`` returns whether the connection may
+    be reused (False once a WebSocket took it over). An app that raises
+    gets a bare 500 and its traceback is logged.
+
+    Args:
+        handler (FixedHandler): The connection the request came on.
+        environ (dict): The request's WSGI environ.
     """
 
     def __init__(self, handler, environ):
@@ -373,6 +383,16 @@ class FixedServerHandler:
         self.http11 = environ["SERVER_PROTOCOL"] == "HTTP/1.1"
 
     def start_response(self, status, headers, exc_info=None):
+        """The strict WSGI ``start_response`` of PEP 3333 (routes get a forgiving one).
+
+        Returns:
+            Callable: The ``write(data)`` function of PEP 3333.
+
+        Raises:
+            ValueError: ``status`` is not a string like ``"200 OK"``.
+            TypeError: A header is not a ``(str, str)`` tuple.
+            AssertionError: Called twice without ``exc_info``.
+        """
         if exc_info:
             try:
                 if self.headers_sent:
@@ -527,7 +547,12 @@ class FixedServerHandler:
 
 
 class WebSocketHandler(FixedHandler):
-    """``FixedHandler`` that lets the middleware take the socket over."""
+    """``FixedHandler`` that lets the middleware take the socket over.
+
+    It puts ``environ["wsocket.takeover"]`` (its ``take_over``) and
+    ``environ["wsocket.server"]`` into every request's environ; the default
+    ``handler_class`` of ``make_server()``. Also named ``WSocketHandler``.
+    """
 
     detached = False  # the app goes on with the socket after the request returned
 
@@ -564,6 +589,7 @@ class WebSocketHandler(FixedHandler):
 
 
 WSocketHandler = WebSocketHandler
+"""The same class as ``WebSocketHandler`` (the original WSocket's name)."""
 
 
 # -- the servers ------------------------------------------------------------------
@@ -573,16 +599,35 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     ``stop()`` shuts it down gracefully: no new connections, open
     WebSockets get close code 1001, their threads get a bounded time to end.
+    It serves the app it is given as it is; ``WSocketServer`` wraps it for
+    WebSockets. ``make_server()`` builds either.
+
+    Args:
+        server_address (tuple): ``(host, port)``; a host with ``:`` is IPv6,
+            port 0 picks a free port.
+        RequestHandlerClass (type): The connection handler, ``WebSocketHandler``
+            by default.
+        bind_and_activate (bool): Bind and listen at once.
+        ssl_context (ssl.SSLContext | None): Serve TLS (``https://``, ``wss://``).
+        **limits (float): ``max_connections``, ``request_timeout``,
+            ``keep_alive_timeout``, ``max_request_head`` (see ``SERVER_OPTIONS``).
+
+    Raises:
+        TypeError: An unknown limit.
+        ValueError: A limit that is not a positive number.
+        OSError: The address cannot be bound (in use, not local).
     """
 
     daemon_threads = True
     # The event app's idle WebSockets wait in one epoll loop (``reactor``)
     # instead of each holding a thread; False keeps a thread per connection.
     parks_idle_websockets = reactor_available()
+    """True (on Linux): the event app's idle connections wait in one epoll loop, not a thread."""
     allow_reuse_address = True
     request_queue_size = 1024
     block_on_close = False
     shutdown_timeout = 5.0
+    """Seconds ``stop()`` waits at most, by default, for connections to end."""
 
     def __init__(self, server_address, RequestHandlerClass=WebSocketHandler,
                  bind_and_activate=True, ssl_context=None, **limits):
@@ -648,7 +693,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     @property
     def url(self):
-        """The address to reach the server at, e.g. ``http://127.0.0.1:8080/``."""
+        """The address to reach the server at, e.g. ``http://127.0.0.1:8080/`` (``https://`` with TLS)."""
         host = self.server_name
         if ":" in host:
             host = "[%s]" % host
@@ -741,7 +786,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     # -- running and stopping -----------------------------------------------------
 
     def start(self):
-        """Serve in a background thread (for tests and embedding); returns self."""
+        """Serve in a background thread (for tests and embedding).
+
+        Returns:
+            ThreadingWSGIServer: This server, serving.
+        """
         self._thread = threading.Thread(target=self.serve_forever, name="wsocket-server",
                                         daemon=True)
         self._thread.start()
@@ -752,6 +801,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
         Idle keep-alive connections are ended at once; a request in progress
         gets to finish its response (within ``timeout``), then its connection ends.
+        Connections still open after ``timeout`` are dropped.
+
+        Args:
+            timeout (float | None): Seconds to wait at most; None:
+                ``shutdown_timeout`` (5 s).
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
         if self._thread is not None:
@@ -797,11 +851,18 @@ class WSocketServer(ThreadingWSGIServer):
 
     ``websocket_options`` (max_message_size, ping_interval, ...) go to the
     middleware. An app that already is a ``WSocketApp`` is used as it is.
+    The default ``server_class`` of ``make_server()`` and ``run()``.
     """
 
     websocket_options = {}
 
     def set_app(self, application):
+        """Serve ``application``, wrapped in ``WSocketApp(application, **websocket_options)``.
+
+        Args:
+            application (Callable): A WSGI application, or a ``WSocketApp``
+                (used as it is).
+        """
         from .app import WSocketApp
         if not isinstance(application, WSocketApp):
             application = WSocketApp(application, **self.websocket_options)
@@ -823,7 +884,35 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
     """A ready server bound to ``host``:``port`` (0 picks a free port) serving ``app``.
 
     No ``app`` serves the demo. The options of ``SERVER_OPTIONS`` (limits)
-    go to the server, all others to ``WSocketApp``.
+    go to the server, all others to ``WSocketApp``. Nothing is served until
+    ``serve_forever()`` or ``start()``.
+
+    Args:
+        host (str): The address to bind: ``"127.0.0.1"``, ``"0.0.0.0"``,
+            ``"::1"``, ...
+        port (int): The port; 0 picks a free one (``server.url`` tells which).
+        app (Callable | None): A WSGI application, a ``WSocketApp``, or None for
+            the demo.
+        server_class (type | None): Default ``WSocketServer``.
+        handler_class (type | None): Default ``WebSocketHandler``.
+        certfile (str | None): A PEM certificate (and key, unless ``keyfile``):
+            serves ``https://`` and ``wss://``.
+        keyfile (str | None): The certificate's private key.
+        ssl_context (ssl.SSLContext | None): A ready TLS context instead of
+            ``certfile`` and ``keyfile``.
+        **options (Any): The server's limits (``max_connections``,
+            ``request_timeout``, ``keep_alive_timeout``, ``max_request_head``)
+            and the middleware's options (``max_message_size``, ...).
+
+    Returns:
+        ThreadingWSGIServer: The bound server (a ``WSocketServer`` by default).
+
+    Raises:
+        TypeError: An unknown option, or middleware options given with an
+            app that is already a ``WSocketApp``.
+        ValueError: An option out of its range, or ``keyfile`` without ``certfile``.
+        OSError: The address cannot be bound, or the certificate cannot be
+            read (``ssl.SSLError`` when it is not a valid one).
     """
     from .app import WSocketApp
     from .middleware import check_options
@@ -854,7 +943,25 @@ def run(app=None, host="127.0.0.1", port=8080, **options):
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
     Prints the address it serves on (useful with ``port=0``). Stopping closes
-    open WebSockets with 1001 and returns after a bounded wait.
+    open WebSockets with 1001 and returns after a bounded wait. Sets up
+    logging when nothing else did (level from ``WSOCKET_LOG_LEVEL``).
+
+    Args:
+        app (Callable | None): A WSGI application, a ``WSocketApp``, or None
+            for the demo.
+        host (str): The address to bind.
+        port (int): The port; 0 picks a free one.
+        **options (Any): As ``make_server()``: TLS (``certfile``, ``keyfile``,
+            ``ssl_context``), ``server_class``, ``handler_class``, the
+            server's limits and the middleware's options.
+
+    Returns:
+        ThreadingWSGIServer: The server, stopped.
+
+    Raises:
+        TypeError: An unknown option.
+        ValueError: An option out of its range.
+        OSError: The address cannot be bound, or the certificate cannot be read.
     """
     _configure_logging()
     server = make_server(host, port, app, **options)

@@ -31,6 +31,11 @@ __all__ = ["WebSocket", "logger", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT
            "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_QUEUE", "close_socket"]
 
 logger = logging.getLogger("wsocket")
+"""The ``wsocket`` logger: access lines, refused upgrades, errors in apps and handlers.
+
+Importing wsocket configures no logging; ``run()`` and the command line set
+up a handler when nothing else did (level from ``WSOCKET_LOG_LEVEL``).
+"""
 
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
@@ -51,6 +56,25 @@ class WebSocket:
     The server or middleware that made the handshake builds it; users get
     it ready to use. ``receive()`` returns whole messages, ``send()`` may be
     called from any thread, ``close()`` runs the closing handshake.
+    ``wsocket.connect()`` returns one too, on the client side.
+
+    Attributes:
+        path (str): The request path without the query: ``ws://h/hello/world?user=x``
+            gives ``/hello/world``.
+        origin (str | None): The ``Origin`` header, or None when the client sent none.
+        protocol (str | None): The negotiated subprotocol, or None.
+        version (int): The WebSocket version the client speaks: 13, 8 or 7.
+        do_compress (bool): True when permessage-deflate was negotiated.
+        environ (dict): The WSGI environ of the upgrade request (``{}`` on the client side).
+        closed (bool): True once the connection is closed or failed.
+        close_code (int | None): The close code it ended with (1006: dropped without a
+            close frame), None while open.
+        close_reason (str | None): The close reason it ended with, None while open.
+        logger (logging.Logger): The ``wsocket`` logger.
+        ping_interval (float | None): Seconds of silence before a keepalive ping.
+        ping_timeout (float | None): Seconds a ping may go unanswered before the peer is
+            taken for dead.
+        close_timeout (float): Seconds ``close()`` waits for the peer's close frame.
     """
 
     logger = logger
@@ -140,12 +164,24 @@ class WebSocket:
     def receive(self, timeout=None):
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
 
-        Raises ``ConnectionClosed`` (a ``WebSocketError``) when the peer
-        closed the connection, or when it was already closed. Returns None
-        when the connection fails (protocol error, invalid UTF-8, message
-        too big, socket error, dead peer); the next call then raises. Also
-        returns None when ``timeout`` seconds pass without a message, with
-        the connection still open (``closed`` tells the two apart).
+        Pings are answered, pongs and the peer's close frame handled, and
+        keepalive pings sent, inside this call.
+
+        Args:
+            timeout (float | None): Seconds to wait at most; None waits as long as
+                the connection lives.
+
+        Returns:
+            str | bytes | None: The message, ``str`` for text and ``bytes`` for
+                binary. None when the connection fails (protocol error: close
+                1002, invalid UTF-8: 1007, message too big: 1009, socket error
+                or dead peer: 1006), after which the next call raises; None too
+                when ``timeout`` seconds pass without a message, with the
+                connection still open (``closed`` tells the two apart).
+
+        Raises:
+            ConnectionClosed: The peer closed the connection (its code and
+                reason in ``.code`` and ``.reason``), or it was closed already.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._read_lock:
@@ -177,7 +213,12 @@ class WebSocket:
                     return self._report_failure()
 
     def __iter__(self):
-        """Iterate over messages; ends when the connection closes or fails."""
+        """Iterate over messages: ``for message in websocket:``.
+
+        Yields:
+            str | bytes: Each message, as ``receive()`` returns it. The loop
+                ends, without an exception, when the connection closes or fails.
+        """
         while True:
             try:
                 message = self.receive()
@@ -335,17 +376,38 @@ class WebSocket:
     # -- hooks a subclass may override ----------------------------------------
 
     def handle_ping(self, payload):
-        """Answer a ping with a pong carrying the same payload."""
+        """Hook: called inside ``receive()`` for each ping; answers with a pong.
+
+        Override it in a subclass to do more; call ``super().handle_ping(payload)``
+        to keep the pong, which the protocol requires.
+
+        Args:
+            payload (bytes): The ping's payload (at most 125 bytes).
+        """
         try:
             self._send_control(self._connection.send_pong, payload)
         except WebSocketError:
             pass  # closing already: no pong is due
 
     def handle_pong(self, payload):
-        """Called for every pong; keepalive needs nothing here."""
+        """Hook: called inside ``receive()`` for every pong; does nothing by default.
+
+        Pongs answering wsocket's keepalive pings carry ``b"keepalive"``.
+
+        Args:
+            payload (bytes): The pong's payload (at most 125 bytes).
+        """
 
     def handle_close(self, payload):
-        """Answer the peer's close frame (already validated) and mark the connection closed."""
+        """Hook: called inside ``receive()`` for the peer's close frame (already validated).
+
+        By default answers with a close frame carrying the peer's code, then
+        marks the connection closed; ``receive()`` raises ``ConnectionClosed``
+        right after.
+
+        Args:
+            payload (bytes): The close frame's payload: a 2-byte code and the reason.
+        """
         code, reason = self._connection.close_received
         with self._send_lock:
             if self._connection.close_sent is None:
@@ -365,10 +427,20 @@ class WebSocket:
     def send(self, message, binary=None, do_compress=True):
         """Send one message: ``str`` as text, bytes-like as binary.
 
-        ``binary`` forces the frame type; ``do_compress=False`` sends this
-        message uncompressed even when permessage-deflate was negotiated.
-        Safe to call from any thread. Raises ``ConnectionClosed`` once the
-        connection is closed.
+        Safe to call from any thread, also while another thread waits in
+        ``receive()``. Broadcasts queued for this client go out first.
+
+        Args:
+            message (str | bytes | bytearray | memoryview): The message.
+            binary (bool | None): True sends a binary frame, False a text frame
+                (bytes are then sent as they are: make them UTF-8), None chooses
+                by the type of ``message``.
+            do_compress (bool): False sends this message uncompressed even when
+                permessage-deflate was negotiated.
+
+        Raises:
+            ConnectionClosed: The connection is closed.
+            TypeError: ``message`` is neither ``str`` nor bytes-like.
         """
         if type(message) is not str and not isinstance(message, (bytes, bytearray, memoryview)):
             raise TypeError("send() takes str or a bytes-like object, not %s"
@@ -385,7 +457,15 @@ class WebSocket:
             self._wake_writer()  # frames queued while we held the lock
 
     def ping(self, payload=b""):
-        """Send a ping (at most 125 bytes of payload)."""
+        """Send a ping; the peer's pong goes to ``handle_pong(payload)``.
+
+        Args:
+            payload (bytes): At most 125 bytes.
+
+        Raises:
+            ConnectionClosed: The connection is closed or closing.
+            ValueError: ``payload`` is longer than 125 bytes.
+        """
         self._send_control(self._connection.send_ping, payload)
 
     def _send_control(self, build_frame, payload):
@@ -683,10 +763,19 @@ class WebSocket:
     def close(self, code=1000, message=""):
         """Start the closing handshake and wait for the peer's answer.
 
-        Sends a close frame with ``code`` and ``message`` (the reason, at
-        most 123 UTF-8 bytes), waits up to ``close_timeout`` for the peer's
-        close frame, then marks the connection closed. Closing twice is
-        harmless. The socket itself belongs to the server or middleware.
+        Sends a close frame with ``code`` and ``message``, waits up to
+        ``close_timeout`` for the peer's close frame, then marks the
+        connection closed. Closing twice is harmless. The socket itself
+        belongs to the server or middleware, which closes it.
+
+        Args:
+            code (int): A close code that may be sent: 1000 to 1003, 1007 to 1014,
+                or 3000 to 4999.
+            message (str): The reason, at most 123 UTF-8 bytes.
+
+        Raises:
+            ValueError: ``code`` may not be sent, or ``message`` is longer than
+                123 bytes in UTF-8.
         """
         if self._start_closing(code, message):
             self._await_close_reply(code, message)
@@ -802,9 +891,15 @@ class WebSocket:
     # -- with ... as ws ---------------------------------------------------------
 
     def __enter__(self):
+        """``with websocket:`` (or ``with wsocket.connect(url) as websocket:``).
+
+        Returns:
+            WebSocket: This WebSocket.
+        """
         return self
 
     def __exit__(self, *exc_info):
+        """Close the connection (code 1000) at the end of the ``with`` block."""
         self.close()
 
 

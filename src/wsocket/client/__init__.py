@@ -64,6 +64,31 @@ def connect(url, protocols=None, headers=None, origin=None, compression=True,
     ``ConnectError`` when the server cannot be reached within
     ``open_timeout`` seconds, ``InvalidStatus`` when it answers without a
     101, and ``HandshakeError`` when its 101 does not fit what was offered.
+
+    Args:
+        url (str): ``ws://host[:port]/path?query`` or ``wss://...``; a
+            ``user:password@`` in it becomes an ``Authorization: Basic`` header.
+        protocols (list[str] | None): Subprotocols to offer, in order.
+        headers (dict | list[tuple[str, str]] | None): Extra request headers.
+        origin (str | None): The ``Origin`` header to send.
+        compression (bool): Offer permessage-deflate.
+        max_message_size (int | None): Bytes per message received; None: no limit.
+        open_timeout (float): Seconds for connecting, TLS and the handshake.
+        ping_interval (float | None): As on the server.
+        ping_timeout (float | None): As on the server.
+        close_timeout (float): As on the server.
+        ssl_context (ssl.SSLContext | None): For ``wss://``: None verifies
+            against the system's trust store.
+        websocket_class (type[WebSocket]): The class of the returned WebSocket.
+
+    Returns:
+        WebSocket: The open connection (client side: ``with`` closes it).
+
+    Raises:
+        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL with a host.
+        ConnectError: The server cannot be reached within ``open_timeout``.
+        InvalidStatus: The server answered without a 101.
+        HandshakeError: The 101 does not fit what was offered.
     """
     target = _Target(url)
     extra = list(headers.items() if isinstance(headers, dict) else headers or ())
