@@ -12,10 +12,17 @@ import wsocket
 
 
 def main(url, messages):
-    with wsocket.connect(url, open_timeout=10) as websocket:
-        for message in messages:
-            websocket.send(message)
-            print(websocket.receive(timeout=10))
+    try:
+        with wsocket.connect(url, open_timeout=10) as websocket:
+            for message in messages:
+                websocket.send(message)
+                print(websocket.receive(timeout=10))
+    except wsocket.ConnectError as error:  # refused, unreachable, timed out, TLS failed
+        sys.exit("cannot connect: %s" % error)
+    except wsocket.InvalidStatus as error:  # an HTTP answer instead of the 101
+        sys.exit("the server answered %d instead of a WebSocket" % error.status)
+    except wsocket.ConnectionClosed as error:  # the server closed first
+        sys.exit("closed by the server: %s" % error)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""examples/rooms.py and client.py (shown on the documentation site), each run as written.
+
+Also checks that every example the site includes is run by a test.
+"""
+
+import re
+import subprocess
+import sys
+
+from websockets.sync.client import connect
+
+from tests.netutil import ROOT, TIMEOUT
+from tests.test_examples_core import example  # noqa: F401 (a fixture)
+
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+
+
+def test_rooms_example(example):  # noqa: F811
+    server = example("rooms.py")
+    options = dict(open_timeout=TIMEOUT, close_timeout=TIMEOUT)
+    with connect(server.ws_url + "red", **options) as ada, \
+            connect(server.ws_url + "red", **options) as bob, \
+            connect(server.ws_url + "blue", **options) as eve:
+        assert ada.recv(timeout=TIMEOUT) == "you are in red with 0 other(s)"
+        assert bob.recv(timeout=TIMEOUT) == "you are in red with 1 other(s)"
+        assert eve.recv(timeout=TIMEOUT) == "you are in blue with 0 other(s)"
+        ada.send("hello red")
+        assert bob.recv(timeout=TIMEOUT) == "hello red"  # the others in the room
+        eve.send(b"\x00blue")
+        bob.send("and back")
+        assert ada.recv(timeout=TIMEOUT) == "and back"  # not its own, nor blue's
+    with connect(server.ws_url, **options) as lobby:
+        assert lobby.recv(timeout=TIMEOUT) == "you are in lobby with 0 other(s)"
+
+
+def test_client_example_against_the_echo_example(example):  # noqa: F811
+    server = example("wsgi_echo.py")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "client.py"), server.ws_url + "ws",
+         "hello", "wörld"],
+        capture_output=True, text=True, encoding="utf-8", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\nwörld\n"
+    assert result.stderr == ""
+
+
+def test_client_example_says_what_failed(example):  # noqa: F811
+    server = example("wsgi_echo.py")
+    url = server.ws_url + "ws"
+    server.terminate()
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"), url, "x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("cannot connect: ") and "refused" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_client_example_on_a_page_without_websocket(example):  # noqa: F811
+    server = example("routes.py")  # routes, no events: no route, a 404 instead of the 101
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py"),
+                             server.ws_url + "nowhere", "x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == "the server answered 404 instead of a WebSocket\n"
+
+
+def test_every_example_on_the_site_is_run_by_a_test():
+    included = set()
+    for page in (ROOT / "docs").glob("*.md"):
+        included.update(SNIPPET.findall(page.read_text(encoding="utf-8")))
+    assert "examples/wsgi_echo.py" in included  # the pattern still finds them
+    tests = "".join(path.read_text(encoding="utf-8")
+                    for path in (ROOT / "tests").glob("test_examples*.py"))
+    for path in sorted(included):
+        assert (ROOT / path).is_file(), path
+        parts = path.split("/")
+        assert parts[0] == "examples", "%s: the site shows files of examples/ only" % path
+        # A test names a script (wsgi_echo.py) or its module (flask_echo:app), and a
+        # project by its folder (django_echo).
+        name = parts[1].rpartition(".py")[0] if len(parts) == 2 else parts[1]
+        assert re.search(r"\b%s\b" % re.escape(name), tests), "no test runs " + path
