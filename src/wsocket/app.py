@@ -148,7 +148,7 @@ class _EventSlot:
 
 
 class WSocketApp(WebSocketMiddleware, Framework):
-    """Middleware around ``app``; without one, routes, events and the demo (module docstring).
+    """Middleware around ``app``; without one, an app of routes, events and the demo.
 
     ``WSocketApp(app)`` wraps a WSGI app: upgrade requests get
     ``environ["wsgi.websocket"]``, others reach ``app`` untouched.

@@ -55,7 +55,7 @@ class HubError(Exception):
 
 
 class Hub:
-    """Broadcast and rooms (module docstring).
+    """Broadcast and rooms: one message to every client, or to a room's, of every process.
 
     Every ``WSocketApp`` has one, ``app.hub``; make one yourself to share it
     between apps (``WSocketApp(hub=my_hub)``).
