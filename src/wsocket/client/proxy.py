@@ -66,8 +66,8 @@ class Proxy:
         if not parts.hostname:
             raise ValueError("no host in proxy URL %s" % shown)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("a proxy URL is only scheme://[user:password@]host:port, not %s"
-                             % shown)
+            raise ValueError("proxy URL %s has a path, query or fragment: a proxy URL is "
+                             "scheme://[user:password@]host:port" % shown)
         try:
             port = parts.port
         except ValueError:
