@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import trustme
@@ -22,7 +23,7 @@ from websockets.sync.server import serve as websockets_serve
 
 from wsocket import ConnectError, connect
 from wsocket.client.proxy import Proxy, proxy_from_environment
-from tests.netutil import ROOT
+from tests.netutil import ROOT, wait_for
 from tests.serverproc import free_port, start_server
 
 pytestmark = pytest.mark.skipif(
@@ -513,3 +514,72 @@ def test_terminal_client_proxy_refuses(tinyproxy, origin):
                              "open a tunnel to 127.0.0.1:%d: 403 Access violation\n"
                              % (proxy.port, port))
 
+
+
+@pytest.fixture
+def ipv6_echo():
+    """A websockets echo server on [::1]."""
+    def handler(connection):
+        for message in connection:
+            connection.send(message)
+
+    listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    port = listener.getsockname()[1]
+    with websockets_serve(handler, sock=listener) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield port
+        finally:
+            server.shutdown()
+            thread.join(5)
+
+
+@pytest.mark.parametrize("kind", ["http", "socks5h"])
+def test_ipv6_origin_through_a_proxy(kind, ipv6_echo, tinyproxy, microsocks):
+    proxy = tinyproxy([ipv6_echo]) if kind == "http" else microsocks()
+    with connect("ws://[::1]:%d/" % ipv6_echo,
+                 proxy="%s://127.0.0.1:%d" % (kind, proxy.port)) as ws:
+        ws.send("six")
+        assert ws.receive(timeout=10) == "six"
+    if kind == "http":
+        assert connects_seen(proxy) == ["CONNECT [::1]:%d HTTP/1.1" % ipv6_echo]
+
+
+def test_reconnecting_through_a_proxy_while_the_origin_is_down(tinyproxy):
+    """The proxy's 500 (it cannot reach the origin) is worth another try; a 403 is not."""
+    port = free_port()
+    proxy = tinyproxy([port])
+    connections = connect("ws://127.0.0.1:%d/" % port, proxy=proxy.url, reconnect=True,
+                          backoff_initial=0.05, backoff_max=0.4, backoff_jitter=0)
+    origin = {}
+
+    def start_origin():
+        # Up once the client has failed twice through the proxy (or after 30 s anyway).
+        deadline = time.monotonic() + 30
+        while connections.attempts < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        listener = socket.create_server(("127.0.0.1", port))
+        origin["server"] = websockets_serve(lambda connection: connection.send("up"),
+                                            sock=listener)
+        origin["server"].serve_forever()
+
+    thread = threading.Thread(target=start_origin, daemon=True)
+    thread.start()
+    try:
+        with next(connections) as ws:
+            assert ws.receive(timeout=10) == "up"
+        assert len(connections.delays) >= 2
+        assert connections.attempts == len(connections.delays) + 1
+    finally:
+        wait_for(lambda: "server" in origin, timeout=60, what="the origin")
+        origin["server"].shutdown()
+        thread.join(10)
+
+    refusing = tinyproxy([443])
+    connections = connect("ws://127.0.0.1:%d/" % port, proxy=refusing.url, reconnect=True)
+    with pytest.raises(ConnectError) as raised:
+        next(connections)
+    assert str(raised.value) == ("HTTP proxy http://127.0.0.1:%d refused to open a tunnel to "
+                                 "127.0.0.1:%d: 403 Access violation" % (refusing.port, port))
+    assert (connections.attempts, connections.delays) == (1, [])
