@@ -122,8 +122,10 @@ def connect(url: str, protocols: Optional[Iterable[str]] = None, headers=None,
 class _Opener:
     """One opening: the settings of a ``connect()`` call, checked; ``open()`` runs it."""
 
-    def __init__(self, url, protocols, headers, origin, compression, open_timeout, ssl_context,
-                 proxy, max_redirects, websocket_options, websocket_class):
+    def __init__(self, url: str, protocols: Optional[Iterable[str]], headers,
+                 origin: Optional[str], compression: bool, open_timeout: float,
+                 ssl_context: Optional[ssl.SSLContext], proxy: Union[str, bool, None],
+                 max_redirects: int, websocket_options: dict, websocket_class: type):
         self.target = _Target(url)
         self.protocols = list(protocols) if protocols else None
         self.headers = _checked_headers(headers)
@@ -231,7 +233,8 @@ class _Opener:
             raise ConnectError("TLS handshake with %s failed: %s"
                                % (target.display, error)) from error
 
-    def _refusal(self, sock, head: ResponseHead, deadline: float, message: str) -> InvalidStatus:
+    def _refusal(self, sock: socket.socket, head: ResponseHead, deadline: float,
+                 message: str) -> InvalidStatus:
         body = _read_error_body(sock, head, deadline)
         return InvalidStatus(message, head.status, head.header_list, body)
 
@@ -250,6 +253,7 @@ def _direct_connection(target: _Target, deadline: float, open_timeout: float) ->
 
 
 def _checked_headers(headers) -> List[Tuple[str, str]]:
+    """The extra request headers as pairs; ValueError for what could split the request."""
     pairs = list(headers.items() if isinstance(headers, dict) else headers or ())
     checked = []
     for pair in pairs:
