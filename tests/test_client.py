@@ -420,3 +420,17 @@ def test_bad_headers(headers, message):
     with pytest.raises(ValueError) as raised:
         connect("ws://127.0.0.1:1/", headers=headers)
     assert str(raised.value) == message
+
+
+def test_terminal_client_does_not_print_the_password():
+    def handler(connection):
+        connection.send(connection.request.headers["Authorization"])
+
+    with websockets_server(handler) as port:
+        result = subprocess.run(
+            [sys.executable, "-m", "wsocket.client", "ws://alice:s3cret@127.0.0.1:%d/x" % port],
+            input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Basic YWxpY2U6czNjcmV0\n"
+    assert "connected to ws://127.0.0.1:%d/x\n" % port in result.stderr
+    assert "s3cret" not in result.stderr

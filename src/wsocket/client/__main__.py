@@ -11,6 +11,7 @@ import ssl
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 from ..errors import ConnectionClosed
 from . import connect
@@ -56,7 +57,8 @@ def main(argv=None):
                             ssl_context=context, proxy=proxy)
     except (ValueError, OSError) as error:
         parser.exit(1, "wsocket connect: error: %s\n" % error)
-    print("connected to %s%s" % (args.url, " (subprotocol %s)" % websocket.protocol
+    shown = urlsplit(args.url)._replace(netloc=urlsplit(args.url).netloc.rpartition("@")[2])
+    print("connected to %s%s" % (shown.geturl(), " (subprotocol %s)" % websocket.protocol
                                   if websocket.protocol else ""), file=sys.stderr, flush=True)
     printer = _Printer(websocket)
     printer.start()
