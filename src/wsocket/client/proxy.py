@@ -136,7 +136,7 @@ class Proxy:
     # -- HTTP CONNECT (RFC 9110 section 9.3.6) ---------------------------------------
 
     def _http_connect(self, sock: socket.socket, host: str, port: int, deadline: float) -> None:
-        authority = "%s:%d" % ("[%s]" % host if ":" in host else host, port)
+        authority = _authority(host, port)
         lines = ["CONNECT %s HTTP/1.1" % authority, "Host: %s" % authority]
         if self.username is not None:
             credentials = ("%s:%s" % (self.username, self.password)).encode()
