@@ -3,6 +3,7 @@
 import base64
 import contextlib
 import hashlib
+import json
 import socket
 import ssl
 import subprocess
@@ -367,3 +368,69 @@ def test_terminal_client_refused():
                             input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 1
     assert result.stderr.startswith("wsocket connect: error: cannot connect to")
+
+
+def test_terminal_client_headers_and_subprotocols():
+    def handler(connection):
+        headers = connection.request.headers
+        connection.send(json.dumps({
+            "chosen": connection.subprotocol, "offered": headers["Sec-WebSocket-Protocol"],
+            "one": headers.get_all("X-One"), "two": headers.get_all("X-Two")}))
+        for message in connection:
+            connection.send(message)
+
+    with websockets_server(handler, subprotocols=["second", "first"]) as port:
+        result = subprocess.run(
+            [sys.executable, "-m", "wsocket", "connect", "ws://127.0.0.1:%d/" % port,
+             "--header", "X-One: 1", "--header", "X-Two:two words ", "--header", "X-One: again",
+             "--subprotocol", "first", "--subprotocol", "second"],
+            input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"chosen": "second", "offered": "first, second",
+                                         "one": ["1", "again"], "two": ["two words"]}
+    assert "connected to ws://127.0.0.1:%d/ (subprotocol second)" % port in result.stderr
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--header", "no colon"], "wsocket connect: error: --header must look like 'Name: value'\n"),
+    (["--header", ": empty name"],
+     "wsocket connect: error: --header must look like 'Name: value'\n"),
+    (["--header", "Bad Name: x"], "wsocket connect: error: invalid header name 'Bad Name'\n"),
+    (["--header", "X-Split: a\rInjected: b"],
+     "wsocket connect: error: invalid character (CR, LF or another control) in the value of "
+     "header 'X-Split'\n"),
+    (["--proxy", "socks4://127.0.0.1:1080"],
+     "wsocket connect: error: unsupported proxy socks4://127.0.0.1:1080: the scheme must be "
+     "one of http://, socks5://, socks5h://\n"),
+])
+def test_terminal_client_bad_options(option, message):
+    result = subprocess.run([sys.executable, "-m", "wsocket.client", "ws://127.0.0.1:1/"] + option,
+                            input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert (result.returncode, result.stderr) == (2 if "--header must" in message else 1,
+                                                  message)
+
+
+@pytest.mark.parametrize("headers, message", [
+    ({"Bad Name": "x"}, "invalid header name 'Bad Name'"),
+    ([("X-A", "a\r\nInjected: b")],
+     "invalid character (CR, LF or another control) in the value of header 'X-A'"),
+    ([("X-A", "a", "b")], "headers must be a dict or (name, value) pairs, not ('X-A', 'a', 'b')"),
+])
+def test_bad_headers(headers, message):
+    with pytest.raises(ValueError) as raised:
+        connect("ws://127.0.0.1:1/", headers=headers)
+    assert str(raised.value) == message
+
+
+def test_terminal_client_does_not_print_the_password():
+    def handler(connection):
+        connection.send(connection.request.headers["Authorization"])
+
+    with websockets_server(handler) as port:
+        result = subprocess.run(
+            [sys.executable, "-m", "wsocket.client", "ws://alice:s3cret@127.0.0.1:%d/x" % port],
+            input="", capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Basic YWxpY2U6czNjcmV0\n"
+    assert "connected to ws://127.0.0.1:%d/x\n" % port in result.stderr
+    assert "s3cret" not in result.stderr

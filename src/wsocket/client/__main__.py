@@ -11,6 +11,7 @@ import ssl
 import sys
 import threading
 import time
+from urllib.parse import urlsplit
 
 from ..errors import ConnectionClosed
 from . import connect
@@ -20,10 +21,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="wsocket connect", description="Talk to a WebSocket server from the terminal.")
     parser.add_argument("url", help="ws:// or wss:// URL")
-    parser.add_argument("--protocol", action="append", dest="protocols",
-                        help="offer this subprotocol (repeatable)")
-    parser.add_argument("--header", action="append", default=[],
-                        help="extra request header 'Name: value' (repeatable)")
+    parser.add_argument("--subprotocol", "--protocol", action="append", dest="protocols",
+                        metavar="NAME", help="offer this subprotocol (repeatable, in order of "
+                        "preference)")
+    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="extra request header (repeatable)")
+    parser.add_argument("--proxy", metavar="URL",
+                        help="http://[user:password@]host:port, socks5://... or socks5h://... "
+                        "('none': connect directly; default: from the environment)")
     parser.add_argument("--origin", help="Origin header")
     parser.add_argument("--no-compression", action="store_true", help="do not offer deflate")
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -39,6 +44,7 @@ def main(argv=None):
         if not sep or not name.strip():
             parser.exit(2, "wsocket connect: error: --header must look like 'Name: value'\n")
         headers.append((name.strip(), value.strip()))
+    proxy = True if args.proxy is None else None if args.proxy.lower() == "none" else args.proxy
     context = None
     if args.insecure or args.cafile:
         context = ssl.create_default_context(cafile=args.cafile)
@@ -48,10 +54,11 @@ def main(argv=None):
     try:
         websocket = connect(args.url, args.protocols, headers, args.origin,
                             not args.no_compression, open_timeout=args.timeout,
-                            ssl_context=context)
+                            ssl_context=context, proxy=proxy)
     except (ValueError, OSError) as error:
         parser.exit(1, "wsocket connect: error: %s\n" % error)
-    print("connected to %s%s" % (args.url, " (subprotocol %s)" % websocket.protocol
+    shown = urlsplit(args.url)._replace(netloc=urlsplit(args.url).netloc.rpartition("@")[2])
+    print("connected to %s%s" % (shown.geturl(), " (subprotocol %s)" % websocket.protocol
                                   if websocket.protocol else ""), file=sys.stderr, flush=True)
     printer = _Printer(websocket)
     printer.start()
