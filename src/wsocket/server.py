@@ -585,7 +585,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     shutdown_timeout = 5.0
 
     def __init__(self, server_address, RequestHandlerClass=WebSocketHandler,
-                 bind_and_activate=True, ssl_context=None, **limits):
+                 bind_and_activate=True, ssl_context=None, reuse_port=False,
+                 listening_socket=None, **limits):
         unknown = set(limits) - set(SERVER_OPTIONS)
         if unknown:
             raise TypeError("unknown server option(s) %s; known: %s" % (
@@ -607,7 +608,18 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread = None
         self._stopping = False
         self._reactor = None
-        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
+        # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
+        # all of them accept on one socket the supervisor made.
+        self.reuse_port = reuse_port
+        if listening_socket is not None:
+            self.address_family = listening_socket.family
+            super().__init__(server_address, RequestHandlerClass, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listening_socket
+            self.server_address = listening_socket.getsockname()
+            self._named()
+        else:
+            super().__init__(server_address, RequestHandlerClass, bind_and_activate)
 
     @property
     def reactor(self):
@@ -620,7 +632,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def server_bind(self):
         if self.address_family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+        self._named()
+
+    def _named(self):
         host, port = self.server_address[:2]
         self.server_name = host  # no reverse DNS lookup, unlike http.server
         self.server_port = port
@@ -819,7 +836,8 @@ def _ssl_context(certfile, keyfile):
 
 
 def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handler_class=None,
-                certfile=None, keyfile=None, ssl_context=None, **options):
+                certfile=None, keyfile=None, ssl_context=None, reuse_port=False,
+                listening_socket=None, bind_and_activate=True, **options):
     """A ready server bound to ``host``:``port`` (0 picks a free port) serving ``app``.
 
     No ``app`` serves the demo. The options of ``SERVER_OPTIONS`` (limits)
@@ -845,18 +863,27 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
         check_options(websocket_options)  # reject unknown options now, not at the first request
         server_class = type(server_class.__name__, (server_class,),
                             {"websocket_options": websocket_options})
-    server = server_class((host, port), handler_class, ssl_context=ssl_context, **limits)
+    server = server_class((host, port), handler_class, ssl_context=ssl_context,
+                          bind_and_activate=bind_and_activate, reuse_port=reuse_port,
+                          listening_socket=listening_socket, **limits)
     server.set_app(app)
     return server
 
 
-def run(app=None, host="127.0.0.1", port=8080, **options):
+def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
     Prints the address it serves on (useful with ``port=0``). Stopping closes
     open WebSockets with 1001 and returns after a bounded wait.
+    ``workers=N`` runs N processes (0: one per core) under a supervisor:
+    see ``wsocket.workers``; it returns None then, when they have stopped.
     """
     _configure_logging()
+    if workers is not None:
+        from .workers import check_worker_count
+        count = check_worker_count(workers)
+        if count > 1:
+            return _run_workers(app, host, port, count, options)
     server = make_server(host, port, app, **options)
     print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
 
@@ -875,6 +902,36 @@ def run(app=None, host="127.0.0.1", port=8080, **options):
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return server
+
+
+def _run_workers(app, host, port, workers, options):
+    from .workers import Supervisor, reuse_port_available
+
+    def make_worker_server(shared_socket):
+        if shared_socket is not None:
+            return make_server(host, port, app, listening_socket=shared_socket, **options)
+        return make_server(host, supervisor.port, app, reuse_port=True, **options)
+
+    # Made once here, never bound: wrong options, app or certificate fail
+    # now, in one process, not in every worker.
+    checked = make_server(host, port, app, bind_and_activate=False, **options)
+    supervisor = Supervisor(make_worker_server, (host, port), workers)
+    supervisor.bind()
+    host_text = "[%s]" % host if ":" in host else host
+    scheme = "https" if checked.ssl_context is not None else "http"
+    checked.server_close()
+
+    def announce():
+        print("wsocket serving on %s://%s:%d/ (Ctrl-C to stop)"
+              % (scheme, host_text, supervisor.port), flush=True)
+        logger.info("%d worker processes, %s", workers,
+                    "one listening socket each (SO_REUSEPORT)" if reuse_port_available()
+                    else "sharing one listening socket")
+
+    status = supervisor.run(on_ready=announce)
+    if status:
+        raise SystemExit(status)
+    return None
 
 
 def _configure_logging():
