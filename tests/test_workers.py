@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 
 from tests.netutil import ROOT, wait_for
 from tests.serverproc import stop_process
+from tests.test_hub_redis import redis_server  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers need fork()")
 
@@ -217,3 +218,35 @@ def test_without_so_reuseport_the_workers_share_one_socket(tmp_path):
     text = stderr_path.read_text()
     assert "2 worker processes, sharing one listening socket" in text
     assert "Traceback" not in text
+
+
+def test_two_supervisors_share_broadcasts_through_redis(redis_server, wsocket_process):  # noqa: F811
+    """A Redis hub spans every worker of every supervisor (of every host)."""
+    first = wsocket_process(APP, "--port", "0", "--workers", "2", "--hub", redis_server.url)
+    second = wsocket_process(APP, "--port", "0", "--workers", "2", "--hub", redis_server.url)
+    clients, pids = open_clients(first, 12)
+    more, more_pids = open_clients(second, 12)
+    try:
+        assert len(set(pids)) == 2 and len(set(more_pids)) == 2
+        deadline = time.monotonic() + 30
+        while True:  # each worker subscribes to Redis when its first client arrives
+            more[0].send("say:ready?")
+            if all(client.recv(timeout=20) == "ready?" for client in more):
+                try:
+                    if clients[0].recv(timeout=0.5) == "ready?":
+                        break
+                except TimeoutError:
+                    pass
+            assert time.monotonic() < deadline, "broadcasts never crossed Redis"
+        for client in clients[1:]:  # drain the probes
+            while client.recv(timeout=20) != "ready?":
+                pass
+        time.sleep(0.5)
+        clients[3].send("say:to all four workers")
+        for client in clients + more:
+            message = client.recv(timeout=20)
+            while message == "ready?":
+                message = client.recv(timeout=20)
+            assert message == "to all four workers"
+    finally:
+        close_all(clients + more)

@@ -430,6 +430,9 @@ class _RedisBackend:
 
     def start(self):
         """Start (or, in a forked child, start again) both threads; waits for the subscription."""
+        # A new condition: after a fork, the old one still lists the parent's
+        # waiting publisher, and a notify() would go to that ghost.
+        self._condition = threading.Condition()
         with self._condition:
             self._generation += 1
             generation = self._generation
