@@ -885,7 +885,6 @@ def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
         if count > 1:
             return _run_workers(app, host, port, count, options)
     server = make_server(host, port, app, **options)
-    print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
@@ -894,6 +893,8 @@ def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        # Announced only once SIGTERM is ours: whoever read the banner may stop us.
+        print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
