@@ -88,6 +88,8 @@ _port = _number(int, "a port number", lambda value: 0 <= value <= 65535,
                 "port must be from 0 to 65535")
 _positive_int = _number(int, "a whole number", lambda value: value >= 1, "must be at least 1")
 _positive_seconds = _number(float, "seconds", lambda value: value > 0, "must be more than 0")
+_workers = _number(int, "a whole number", lambda value: value >= 0,
+                   "must be 0 (one per core) or more")
 _compression_level = _number(int, "a whole number", lambda value: 1 <= value <= 9,
                              "must be from 1 (fastest) to 9 (smallest output)")
 
@@ -135,6 +137,9 @@ def build_parser():
     parser.add_argument("--max-queue", type=_size, default=unset,
                         help="bytes a slow client may have waiting before it is closed "
                              "with 1013, or 'none' (default 4 MiB)")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="processes serving the same port, 0: one per core (default 1); "
+                             "broadcasts reach the clients of every worker")
     parser.add_argument("--hub", metavar="URL",
                         help="broadcast backend: memory:// (default) or redis://host:port/db "
                              "(sets WSOCKET_HUB for the app)")
@@ -180,7 +185,7 @@ def main(argv=None):
                 raise CommandLineError("no such file: %s" % path)
         limits = {name: getattr(args, name) for name in _SERVER_OPTIONS if hasattr(args, name)}
         run(app, args.host, args.port, certfile=args.certfile, keyfile=args.keyfile,
-            **options, **limits)
+            workers=args.workers, **options, **limits)
     except (CommandLineError, HubError) as error:
         parser.exit(2, "wsocket: error: %s\n" % error)
     except ssl.SSLError as error:  # an OSError, but not the port's fault

@@ -106,8 +106,24 @@ class Hub:
 
     @property
     def backend(self):
-        """The kind of backend: ``"memory"`` or ``"redis"``."""
-        return "memory" if self._backend is None else "redis"
+        """The kind of backend: ``"memory"``, ``"redis"``, or ``"workers"`` (spanning ``--workers``)."""
+        if self._backend is None:
+            return "memory"
+        return getattr(self._backend, "name", "redis")
+
+    def span_workers(self, relay_address):
+        """In a worker of ``run(workers=N)``: reach the other workers' clients too.
+
+        Only a memory hub changes (its broadcasts now go through the
+        supervisor's relay); a Redis hub already reaches every process.
+        Returns True when the hub now spans the workers.
+        """
+        from .workers import WorkersBackend
+        self._check_fork()
+        if self._backend is not None:
+            return False
+        self._backend = WorkersBackend(self, relay_address)
+        return True
 
     # -- who is where -------------------------------------------------------------
 
@@ -329,8 +345,8 @@ class Hub:
                 count += 1
         return count
 
-    def _receive(self, envelope):
-        """A broadcast from another process, as Redis brought it."""
+    def receive_envelope(self, envelope):
+        """A broadcast from another process, as its backend (Redis, the workers' relay) brought it."""
         try:
             node, opcode, payload, room, tokens = _unpack(envelope)
         except ValueError as error:
@@ -512,6 +528,9 @@ class _RedisBackend:
 
     def start(self):
         """Start (or, in a forked child, start again) both threads; waits for the subscription."""
+        # A new condition: after a fork, the old one still lists the parent's
+        # waiting publisher, and a notify() would go to that ghost.
+        self._condition = threading.Condition()
         with self._condition:
             self._generation += 1
             generation = self._generation
@@ -627,7 +646,7 @@ class _RedisBackend:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         try:
-                            self._hub._receive(message["data"])
+                            self._hub.receive_envelope(message["data"])
                         except Exception:
                             logger.exception("hub: error delivering a broadcast from Redis")
             except (self._redis.RedisError, OSError) as error:

@@ -630,7 +630,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
 
     def __init__(self, server_address, RequestHandlerClass=WebSocketHandler,
-                 bind_and_activate=True, ssl_context=None, **limits):
+                 bind_and_activate=True, ssl_context=None, reuse_port=False,
+                 listening_socket=None, **limits):
         unknown = set(limits) - set(SERVER_OPTIONS)
         if unknown:
             raise TypeError("unknown server option(s) %s; known: %s" % (
@@ -652,7 +653,18 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread = None
         self._stopping = False
         self._reactor = None
-        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
+        # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
+        # all of them accept on one socket the supervisor made.
+        self.reuse_port = reuse_port
+        if listening_socket is not None:
+            self.address_family = listening_socket.family
+            super().__init__(server_address, RequestHandlerClass, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listening_socket
+            self.server_address = listening_socket.getsockname()
+            self._named()
+        else:
+            super().__init__(server_address, RequestHandlerClass, bind_and_activate)
 
     @property
     def reactor(self):
@@ -665,7 +677,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def server_bind(self):
         if self.address_family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if self.reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+        self._named()
+
+    def _named(self):
         host, port = self.server_address[:2]
         self.server_name = host  # no reverse DNS lookup, unlike http.server
         self.server_port = port
@@ -880,7 +897,8 @@ def _ssl_context(certfile, keyfile):
 
 
 def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handler_class=None,
-                certfile=None, keyfile=None, ssl_context=None, **options):
+                certfile=None, keyfile=None, ssl_context=None, reuse_port=False,
+                listening_socket=None, bind_and_activate=True, **options):
     """A ready server bound to ``host``:``port`` (0 picks a free port) serving ``app``.
 
     No ``app`` serves the demo. The options of ``SERVER_OPTIONS`` (limits)
@@ -934,12 +952,14 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
         check_options(websocket_options)  # reject unknown options now, not at the first request
         server_class = type(server_class.__name__, (server_class,),
                             {"websocket_options": websocket_options})
-    server = server_class((host, port), handler_class, ssl_context=ssl_context, **limits)
+    server = server_class((host, port), handler_class, ssl_context=ssl_context,
+                          bind_and_activate=bind_and_activate, reuse_port=reuse_port,
+                          listening_socket=listening_socket, **limits)
     server.set_app(app)
     return server
 
 
-def run(app=None, host="127.0.0.1", port=8080, **options):
+def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
     Prints the address it serves on (useful with ``port=0``). Stopping closes
@@ -951,21 +971,27 @@ def run(app=None, host="127.0.0.1", port=8080, **options):
             for the demo.
         host (str): The address to bind.
         port (int): The port; 0 picks a free one.
+        workers (int | None): Processes serving the port under a supervisor
+            (0: one per core); None or 1: this process alone.
         **options (Any): As ``make_server()``: TLS (``certfile``, ``keyfile``,
             ``ssl_context``), ``server_class``, ``handler_class``, the
             server's limits and the middleware's options.
 
     Returns:
-        ThreadingWSGIServer: The server, stopped.
+        ThreadingWSGIServer | None: The server, stopped (None with workers).
 
     Raises:
         TypeError: An unknown option.
-        ValueError: An option out of its range.
+        ValueError: An option out of its range, or a bad ``workers`` count.
         OSError: The address cannot be bound, or the certificate cannot be read.
     """
     _configure_logging()
+    if workers is not None:
+        from .workers import check_worker_count
+        count = check_worker_count(workers)
+        if count > 1:
+            return _run_workers(app, host, port, count, options)
     server = make_server(host, port, app, **options)
-    print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
@@ -974,6 +1000,8 @@ def run(app=None, host="127.0.0.1", port=8080, **options):
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        # Announced only once SIGTERM is ours: whoever read the banner may stop us.
+        print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -982,6 +1010,36 @@ def run(app=None, host="127.0.0.1", port=8080, **options):
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return server
+
+
+def _run_workers(app, host, port, workers, options):
+    from .workers import Supervisor, reuse_port_available
+
+    def make_worker_server(shared_socket):
+        if shared_socket is not None:
+            return make_server(host, port, app, listening_socket=shared_socket, **options)
+        return make_server(host, supervisor.port, app, reuse_port=True, **options)
+
+    # Made once here, never bound: wrong options, app or certificate fail
+    # now, in one process, not in every worker.
+    checked = make_server(host, port, app, bind_and_activate=False, **options)
+    supervisor = Supervisor(make_worker_server, (host, port), workers)
+    supervisor.bind()
+    host_text = "[%s]" % host if ":" in host else host
+    scheme = "https" if checked.ssl_context is not None else "http"
+    checked.server_close()
+
+    def announce():
+        print("wsocket serving on %s://%s:%d/ (Ctrl-C to stop)"
+              % (scheme, host_text, supervisor.port), flush=True)
+        logger.info("%d worker processes, %s", workers,
+                    "one listening socket each (SO_REUSEPORT)" if reuse_port_available()
+                    else "sharing one listening socket")
+
+    status = supervisor.run(on_ready=announce)
+    if status:
+        raise SystemExit(status)
+    return None
 
 
 def _configure_logging():
