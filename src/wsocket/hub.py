@@ -96,8 +96,17 @@ class Hub:
         """Know ``client`` (in no room): broadcasts without a room reach it.
 
         ``WSocketApp`` adds each WebSocket it serves; a closed one is not added.
+        One that has not had its 101 yet (see ``WebSocket.accept``) is added
+        when it gets it: until then no broadcast reaches it.
         """
         _check_client(client)
+        if not client.accepted:
+            client._when_accepted(lambda: self.add(client))
+            return True
+        return self._admit(client)
+
+    def _admit(self, client):
+        """Add ``client``; the middleware calls it just before the 101 goes (send lock held)."""
         self._check_fork()
         with self._lock:
             if client.closed:
@@ -118,8 +127,13 @@ class Hub:
         """Put ``client`` in ``room`` (a str or bytes name); joining twice is harmless.
 
         Returns False, and does nothing, when the connection is closed already.
+        A client without its 101 yet joins when it gets it.
         """
         room = _check_room(room)
+        _check_client(client)
+        if not client.accepted:
+            client._when_accepted(lambda: self.join(client, room))
+            return True  # it joins with its 101
         if not self.add(client):
             return False
         with self._lock:
