@@ -79,6 +79,8 @@ class ServerAdapter:
             headers = list(headers) + [("Connection", "close")]
         return headers
 
+    acts_after_response = False  # whether after_response() does something
+
     def after_response(self):
         """That HTTP response is out (its body closed): a server may need a nudge to close."""
 
@@ -249,6 +251,8 @@ class EventletAdapter(ServerAdapter):
         # eventlet sends the app's Connection: close but keeps the connection:
         # see after_response().
         return super().close_after_response(headers)
+
+    acts_after_response = True
 
     def after_response(self):
         # The read side is shut: eventlet finds no next request, and closes.

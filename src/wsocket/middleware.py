@@ -284,6 +284,9 @@ class _Upgrade:
             _close_result(result)
             return _plain_response(self.server_start_response, 501, str(self.unsupported))
         self._send_status()
+        if isinstance(result, (list, tuple)) and (
+                self.adapter is None or not self.adapter.acts_after_response):
+            return result  # as it came (a server may give a one-piece body its length)
         return _AfterResponse(_Body(first, chunks, result), self.adapter)
 
     def _log_answer(self):
