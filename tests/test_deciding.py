@@ -5,7 +5,9 @@ process, a real socket pair, a real handshake, wsocket's own server code.
 The same behaviour on the other servers is in ``test_servers.py``.
 """
 
+import importlib
 import logging
+import sys
 import threading
 import time
 
@@ -412,3 +414,45 @@ def test_the_test_client_runs_a_django_app(monkeypatch):
         with pytest.raises(InvalidStatus) as refused:
             client.websocket("/")  # a view that answers with a page, not the WebSocket
         assert refused.value.status == 200 and refused.value.body.startswith(b"Django here")
+
+
+# -- README's authentication examples ----------------------------------------------------------
+
+def example(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_the_flask_session_example(monkeypatch):
+    pytest.importorskip("flask")
+    app = example("auth_flask", monkeypatch).app
+    origin = "http://127.0.0.1:5000"
+    with TestClient(app, host="127.0.0.1:5000") as client:
+        with pytest.raises(InvalidStatus) as refused:
+            client.websocket("/ws", origin=origin)
+        assert refused.value.status == 401
+        cookie = client.get("/login").header("Set-Cookie").split(";")[0]
+        with pytest.raises(InvalidStatus) as elsewhere:  # a cookie alone is not enough
+            client.websocket("/ws", origin="https://evil.example", headers={"Cookie": cookie})
+        assert elsewhere.value.status == 403
+        with client.websocket("/ws", origin=origin, headers={"Cookie": cookie}) as websocket:
+            websocket.send("hi")
+            assert websocket.receive() == "alice: hi"
+
+
+def test_the_token_example_in_the_query_or_a_subprotocol(monkeypatch):
+    app = example("auth_token", monkeypatch).app
+    with TestClient(app) as client:
+        with pytest.raises(InvalidStatus) as refused:
+            client.websocket("/ws?token=wrong")
+        assert refused.value.status == 401
+        assert ("WWW-Authenticate", "Bearer") in refused.value.headers
+        with client.websocket("/ws?token=abc123") as websocket:
+            assert websocket.protocol is None
+            assert websocket.receive() == "hello alice"
+        with client.websocket("/ws", protocols=["token.def456"]) as websocket:
+            assert websocket.protocol == "token.def456"
+            assert websocket.receive() == "hello bob"
+            websocket.send("hi")
+            assert websocket.receive() == "bob: hi"

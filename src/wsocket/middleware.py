@@ -17,7 +17,8 @@ from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
 from .protocol.handshake import (
-    check_extra_headers, headers_from_environ, is_upgrade_request, server_handshake,
+    check_extra_headers, choose_subprotocol, headers_from_environ, is_upgrade_request,
+    server_handshake,
 )
 from .hub import Hub
 from .websocket import (
@@ -132,8 +133,17 @@ class WebSocketMiddleware:
         environ["wsocket.hub"] = hub  # the innermost hub: the one this app knows
         upgrade = environ.get("wsocket.upgrade")
         if upgrade is not None and not websocket.accepted:
-            # Not accepted yet: it joins this hub with its 101, if it gets one,
-            # and leaves it with the outer middleware's at the end.
+            # Not accepted yet: this middleware's own checks still hold (the
+            # outer one, wsocket's server's say, knows nothing of them).
+            if self.allowed_origins is not None and websocket.origin not in self.allowed_origins:
+                logger.info("refused WebSocket upgrade of %s: 403", environ.get("PATH_INFO"))
+                return _plain_response(start_response, 403,
+                                       "origin not allowed: %s" % websocket.origin)
+            if self.protocols:
+                chosen = choose_subprotocol(upgrade.handshake.offered, self.protocols)
+                upgrade.handshake.subprotocol = websocket.protocol = chosen
+            # It joins this hub with its 101, if it gets one, and leaves it
+            # with the outer middleware's at the end.
             upgrade.hubs.append(hub)
             return self.app(environ, start_response)
         hub.add(websocket)
