@@ -7,14 +7,15 @@ request without an upgrade gets a short plain-text page. Deciding before the
 holds ``token=good``, then echoes; ``/accept`` accepts with the subprotocol
 ``chat`` (not the server's first choice) and a ``Set-Cookie``; ``/flask/...``
 is a Flask app, ``/flask/ws`` its WebSocket route and ``/flask/forgot`` one
-without ``websocket=True``.
+without ``websocket=True``; ``/events`` is an event app whose ``onrequest``
+refuses with 403 unless the query holds ``token=good``, then greets its user.
 """
 
 import logging
 import os
 import sys
 
-from wsocket import WSocketApp
+from wsocket import Response, WSocketApp
 
 CLOSE_CODE = 4001
 CLOSE_REASON = "bye from the server"
@@ -58,10 +59,27 @@ def flask_app():
 
 _flask = []
 
+EVENTS_REFUSAL = b"events need a token"
+events = WSocketApp()
+
+
+@events.onrequest
+def _check(client):
+    if "token=good" not in client.environ.get("QUERY_STRING", ""):
+        return Response(EVENTS_REFUSAL, 403, {"X-Refused-By": "onrequest"})
+    client.data["user"] = "alice"
+    return None
+
+
+events.onconnect += lambda client: client.send("hello " + client.data["user"])
+events.onmessage += lambda message, client: client.send(message)
+
 
 def matrix(environ, start_response):
     websocket = environ.get("wsgi.websocket")
     path = environ.get("PATH_INFO", "/")
+    if path == "/events":
+        return events(environ, start_response)
     if path.startswith("/flask/"):
         if not _flask:
             _flask.append(flask_app())

@@ -271,3 +271,18 @@ def test_an_upgrade_request_with_a_body_gets_400_and_the_connection_ends(quiet, 
         assert response.status == 400
         assert b"smuggled" not in response.body
         assert b"smuggled" not in reader.read_to_eof()
+
+
+def test_the_event_apps_onrequest_refuses_and_accepts(quiet):
+    with pytest.raises(InvalidStatus) as refused:
+        with open_websocket(quiet, "/events?token=bad"):
+            pass
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["X-Refused-By"] == "onrequest"
+    assert response.body == matrix_app.EVENTS_REFUSAL
+    with open_websocket(quiet, "/events?token=good") as (connection, sock):
+        assert connection.recv(timeout=TIMEOUT) == "hello alice"
+        connection.send("and on")
+        assert connection.recv(timeout=TIMEOUT) == "and on"
+        assert_clean_end(connection, sock)

@@ -15,6 +15,7 @@ from .server import (
     FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
     WSocketServer, make_server, run,
 )
+from .testing import TestClient, TestResponse
 from .websocket import WebSocket, logger
 
 __version__ = "0.1.0"
@@ -24,5 +25,5 @@ __all__ = [
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
     "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",
-    "FixedServerHandler", "WebSocketHandler", "WSocketHandler",
+    "FixedServerHandler", "WebSocketHandler", "WSocketHandler", "TestClient", "TestResponse",
 ]

@@ -20,7 +20,7 @@
 rooms they join; each WebSocket leaves every room when its connection ends.
 
 A WebSocket request to a path no route matches, on an app that has routes
-but no event handlers, is answered 404 before any handshake.
+but no event handlers, is answered 404 instead of a 101.
 """
 
 import json
@@ -33,7 +33,6 @@ from urllib.parse import parse_qs
 from .errors import ConnectionClosed, WebSocketError
 from .framework import Framework, Response, request_path
 from .middleware import WebSocketMiddleware
-from .protocol.handshake import is_upgrade_request
 from .websocket import logger
 
 __all__ = ["WSocketApp", "Event"]
@@ -211,13 +210,6 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     # -- requests -------------------------------------------------------------------
 
-    def __call__(self, environ, start_response):
-        if self.wrapped_app is None and is_upgrade_request(
-                {"upgrade": environ.get("HTTP_UPGRADE")}) and not self.routes_websocket(
-                    request_path(environ)):
-            return self.respond(self.not_found, environ, start_response)
-        return WebSocketMiddleware.__call__(self, environ, start_response)
-
     def routes_websocket(self, path):
         """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
         return self.find_route(path) is not None or not self.routes or self.has_handlers
@@ -227,6 +219,8 @@ class WSocketApp(WebSocketMiddleware, Framework):
         handler = self.find_route(path)
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
+            if handler is None and not self.routes_websocket(path):
+                return self.respond(self.not_found, environ, start_response)
             if handler is not None:
                 # A route answers as for HTTP: it may refuse with a status of
                 # its own before using the WebSocket; once it used it, the

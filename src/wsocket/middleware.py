@@ -234,6 +234,13 @@ class _Upgrade:
                     websocket.close(1011, "internal error")
                 except OSError:
                     pass
+        except BaseException:
+            # The greenlet or the process ends (GreenletExit, SystemExit): the
+            # connection is released all the same.
+            if self.accepted and not self.detached:
+                _close_result(result)
+                self._end()
+            raise
         if not self.accepted:
             return self._http_answer(first, chunks, result)
         _close_result(result)
@@ -244,7 +251,7 @@ class _Upgrade:
 
     @staticmethod
     def _first_chunk(chunks):
-        """Run the app's body to its first non-empty chunk, or to its end, or until it accepts."""
+        """Run the app's body to its first non-empty chunk (or its end); it may accept meanwhile."""
         for chunk in chunks:
             if chunk:
                 return chunk
