@@ -15,7 +15,6 @@ from .server import (
     FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
     WSocketServer, make_server, run,
 )
-from .testing import TestClient, TestResponse
 from .websocket import WebSocket, logger
 
 __version__ = "0.1.0"
@@ -25,5 +24,5 @@ __all__ = [
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
     "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",
-    "FixedServerHandler", "WebSocketHandler", "WSocketHandler", "TestClient", "TestResponse",
+    "FixedServerHandler", "WebSocketHandler", "WSocketHandler",
 ]

@@ -148,14 +148,26 @@ class WebSocket:
     def accept(self, protocol=None, headers=None):
         """Send the 101 now: the request becomes a WebSocket.
 
-        Needed only to choose: ``protocol``, any subprotocol the client
-        offered (overriding the server's order of preference), and
-        ``headers`` added to the 101 (a Set-Cookie, say; the handshake's own,
-        Upgrade, Connection and Sec-WebSocket-*, raise ValueError). Without
-        it, the first receive(), send(), ping(), close() or iteration
-        accepts. An app that answers the request with an HTTP response
-        instead (a 401, say) never calls it. RuntimeError when it is too
-        late: accepted already, closed, or the HTTP response has started.
+        Needed only to choose what the 101 says; without it, the first
+        receive(), send(), ping(), close() or iteration accepts. An app that
+        answers the request with an HTTP response instead (a 401, say)
+        never calls it.
+
+        Args:
+            protocol (str | None): Any subprotocol the client offered,
+                overriding the server's order of preference; None keeps
+                the server's choice.
+            headers (dict | list | None): Headers added to the 101, a
+                Set-Cookie say: a dict or (name, value) pairs.
+
+        Raises:
+            ValueError: A header the handshake owns (Upgrade, Connection,
+                Sec-WebSocket-*), one that is malformed, or a subprotocol
+                the client did not offer.
+            RuntimeError: Too late: accepted already, closed, or the app's
+                HTTP response has started.
+            UnsupportedServer: The server cannot hand its socket over (the
+                client then gets 501).
         """
         if self._opener is None:
             raise RuntimeError("%r: accept() called on a WebSocket that is %s already"
