@@ -2,14 +2,20 @@
 
 ``/`` echoes; ``/describe`` first sends what was negotiated, then echoes;
 ``/close`` sends one message, then closes with code 4001 and a reason; any
-request without an upgrade gets a short plain-text page.
+request without an upgrade gets a short plain-text page. Deciding before the
+101: ``/auth`` answers 401 (``WWW-Authenticate`` and a body) unless the query
+holds ``token=good``, then echoes; ``/accept`` accepts with the subprotocol
+``chat`` (not the server's first choice) and a ``Set-Cookie``; ``/flask/...``
+is a Flask app, ``/flask/ws`` its WebSocket route and ``/flask/forgot`` one
+without ``websocket=True``; ``/events`` is an event app whose ``onrequest``
+refuses with 403 unless the query holds ``token=good``, then greets its user.
 """
 
 import logging
 import os
 import sys
 
-from wsocket import WSocketApp
+from wsocket import Response, WSocketApp
 
 CLOSE_CODE = 4001
 CLOSE_REASON = "bye from the server"
@@ -28,9 +34,63 @@ def _configure_logging():
         logger.propagate = False
 
 
+AUTH_BODY = b"a token is needed: ?token=..."
+SESSION_COOKIE = "session=s3cr3t; HttpOnly; Path=/"
+
+
+def flask_app():
+    from flask import Flask, request
+
+    app = Flask(__name__)
+
+    @app.route("/flask/ws", websocket=True)
+    def flask_echo():
+        websocket = request.environ["wsgi.websocket"]
+        for message in websocket:
+            websocket.send(message)
+        return ""
+
+    @app.route("/flask/forgot")  # no websocket=True: werkzeug's router answers 400
+    def forgot():
+        return "a page"
+
+    return app
+
+
+_flask = []
+
+EVENTS_REFUSAL = b"events need a token"
+events = WSocketApp()
+
+
+@events.onrequest
+def _check(client):
+    if "token=good" not in client.environ.get("QUERY_STRING", ""):
+        return Response(EVENTS_REFUSAL, 403, {"X-Refused-By": "onrequest"})
+    client.data["user"] = "alice"
+    return None
+
+
+events.onconnect += lambda client: client.send("hello " + client.data["user"])
+events.onmessage += lambda message, client: client.send(message)
+
+
 def matrix(environ, start_response):
     websocket = environ.get("wsgi.websocket")
     path = environ.get("PATH_INFO", "/")
+    if path == "/events":
+        return events(environ, start_response)
+    if path.startswith("/flask/"):
+        if not _flask:
+            _flask.append(flask_app())
+        return _flask[0].wsgi_app(environ, start_response)
+    if path == "/auth" and "token=good" not in environ.get("QUERY_STRING", ""):
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="matrix"'),
+                                            ("Content-Type", "text/plain"),
+                                            ("Content-Length", str(len(AUTH_BODY)))])
+        return [AUTH_BODY]
+    if path == "/accept" and websocket is not None:
+        websocket.accept(protocol="chat", headers=[("Set-Cookie", SESSION_COOKIE)])
     if websocket is None:
         body = ("plain HTTP %s %s" % (environ["REQUEST_METHOD"], path)).encode()
         start_response("200 OK", [("Content-Type", "text/plain"),

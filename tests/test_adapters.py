@@ -10,7 +10,7 @@ import time
 
 import pytest
 from flask import Flask, request
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from werkzeug.serving import make_server
 
@@ -61,15 +61,42 @@ def flask_app():
 
 
 def test_a_route_that_refuses_the_websocket_is_named_in_a_warning(werkzeug_serve, caplog):
+    """The router's 400 reaches the client, and the log says why."""
     server = werkzeug_serve(flask_app())
     caplog.set_level(logging.WARNING, logger="wsocket")
-    with connect("ws://127.0.0.1:%d/forgot" % server.port, open_timeout=TIMEOUT) as connection:
-        with pytest.raises(ConnectionClosed):
-            connection.recv(timeout=TIMEOUT)
+    with pytest.raises(InvalidStatus) as refused:
+        connect("ws://127.0.0.1:%d/forgot" % server.port, open_timeout=TIMEOUT)
+    assert refused.value.response.status_code == 400
     warnings = [record.getMessage() for record in caplog.records if record.name == "wsocket"]
     assert len(warnings) == 1, warnings
     assert "/forgot" in warnings[0] and "400" in warnings[0]
     assert "websocket=True" in warnings[0]
+
+
+def test_a_flask_view_that_returns_nothing_is_named_in_the_warning(werkzeug_serve, caplog):
+    """Flask's 500 after the WebSocket is dropped, and the warning names the real cause."""
+    app = flask_app()
+
+    @app.route("/none", websocket=True)
+    def returns_none():
+        websocket = request.environ["wsgi.websocket"]
+        for message in websocket:
+            websocket.send(message)
+
+    server = werkzeug_serve(app)
+    caplog.set_level(logging.WARNING, logger="wsocket")
+    with connect("ws://127.0.0.1:%d/none" % server.port, open_timeout=TIMEOUT) as connection:
+        connection.send("hello")
+        assert connection.recv(timeout=TIMEOUT) == "hello"
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and not [
+            record for record in caplog.records if record.name == "wsocket"]:
+        time.sleep(0.05)
+    warnings = [record.getMessage() for record in caplog.records if record.name == "wsocket"]
+    assert len(warnings) == 1, warnings
+    assert "/none" in warnings[0] and "500" in warnings[0]
+    assert "returned no valid response" in warnings[0]
+    assert "websocket=True" not in warnings[0]
 
 
 def test_a_websocket_route_logs_nothing(werkzeug_serve, caplog):

@@ -444,8 +444,10 @@ def test_routes_and_wrapped_apps_reach_the_hub_too(serve, clients):
     first.close()
     wait_for(lambda: len(app.hub.clients("a")) == 1, what="the route's client to leave")
 
-    # A WSocketApp inside an app that an outer WSocketApp serves: the inner hub has it.
+    # A WSocketApp inside an app that an outer WSocketApp serves: the inner hub has it,
+    # from its 101 on.
     inner = WSocketApp(lambda environ, start_response: [
+        environ["wsgi.websocket"].accept(),
         environ["wsocket.hub"].broadcast("inner hub: %d" % len(inner.hub.clients())),
         environ["wsgi.websocket"].receive()][:0])
     outer = serve(WSocketApp(inner))

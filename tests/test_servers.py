@@ -14,7 +14,7 @@ import threading
 import urllib.request
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests import matrix_app
@@ -189,3 +189,100 @@ def test_bytes_sent_with_the_upgrade_request_are_not_lost(quiet):
         sock.sendall(close_frame(1000))
         assert reader.read_frame() == (True, 0x8, b"\x03\xe8")
         assert reader.read_to_eof() == b""  # the FIN, and nothing before it
+
+
+# -- deciding before the 101 ---------------------------------------------------------------
+
+def test_a_401_reaches_the_client_with_its_header_and_body(quiet):
+    with pytest.raises(InvalidStatus) as refused:
+        with open_websocket(quiet, "/auth?token=bad"):
+            pass
+    response = refused.value.response
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="matrix"'
+    assert response.body == matrix_app.AUTH_BODY
+
+
+def test_the_same_app_with_a_good_token_echoes(quiet):
+    with open_websocket(quiet, "/auth?token=good") as (connection, sock):
+        connection.send("let in")
+        assert connection.recv(timeout=TIMEOUT) == "let in"
+        assert_clean_end(connection, sock)
+
+
+def test_a_refused_upgrade_closes_the_connection(quiet):
+    """After the app's 401 (and the middleware's 400), the connection ends: no next request."""
+    for path, extra, status in (("/auth", (), 401),
+                                ("/", (("Sec-WebSocket-Key", "c2hvcnQ="),), 400)):
+        sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
+        with sock:
+            request = upgrade_request(path, host="127.0.0.1:%d" % quiet.port,
+                                      omit=("sec-websocket-key",) if extra else (),
+                                      headers=extra)
+            sock.sendall(request)
+            reader = Reader(sock)
+            response = reader.read_response()
+            assert response.status == status
+            assert "close" in (response.header("Connection") or "").lower()
+            assert reader.read_to_eof() == b""
+
+
+def test_accept_with_a_chosen_subprotocol_and_a_cookie(quiet):
+    offer = ["superchat", "chat"]  # the server prefers superchat; the app chooses chat
+    with open_websocket(quiet, "/accept", subprotocols=offer) as (connection, sock):
+        assert connection.subprotocol == "chat"
+        assert connection.response.headers["Set-Cookie"] == matrix_app.SESSION_COOKIE
+        connection.send("hello")
+        assert connection.recv(timeout=TIMEOUT) == "hello"
+        assert_clean_end(connection, sock)
+
+
+@pytest.mark.parametrize("path, status", [("/flask/forgot", 400), ("/flask/missing", 404)])
+def test_flask_refusals_reach_the_client(quiet, path, status):
+    with pytest.raises(InvalidStatus) as refused:
+        with open_websocket(quiet, path):
+            pass
+    assert refused.value.response.status_code == status
+
+
+def test_a_flask_websocket_route_echoes(quiet):
+    with open_websocket(quiet, "/flask/ws") as (connection, sock):
+        connection.send("through flask")
+        assert connection.recv(timeout=TIMEOUT) == "through flask"
+        assert_clean_end(connection, sock)
+
+
+@pytest.mark.parametrize("body", ["content-length", "chunked"])
+def test_an_upgrade_request_with_a_body_gets_400_and_the_connection_ends(quiet, body):
+    """Its bytes are never read as frames: a masked frame in the body reaches nobody."""
+    frame = client_frame(TEXT, "smuggled")
+    if body == "chunked":
+        headers = (("Transfer-Encoding", "chunked"),)
+        payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(frame), frame)
+    else:
+        headers = (("Content-Length", str(len(frame))),)
+        payload = frame
+    sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
+    with sock:
+        sock.sendall(upgrade_request("/", host="127.0.0.1:%d" % quiet.port, headers=headers)
+                     + payload)
+        reader = Reader(sock)
+        response = reader.read_response()
+        assert response.status == 400
+        assert b"smuggled" not in response.body
+        assert b"smuggled" not in reader.read_to_eof()
+
+
+def test_the_event_apps_onrequest_refuses_and_accepts(quiet):
+    with pytest.raises(InvalidStatus) as refused:
+        with open_websocket(quiet, "/events?token=bad"):
+            pass
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["X-Refused-By"] == "onrequest"
+    assert response.body == matrix_app.EVENTS_REFUSAL
+    with open_websocket(quiet, "/events?token=good") as (connection, sock):
+        assert connection.recv(timeout=TIMEOUT) == "hello alice"
+        connection.send("and on")
+        assert connection.recv(timeout=TIMEOUT) == "and on"
+        assert_clean_end(connection, sock)

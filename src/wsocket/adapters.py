@@ -3,10 +3,15 @@
 WSGI has no standard way to leave HTTP, so each server gets one small
 adapter class that knows where that server keeps the socket, the bytes it
 read past the request, and how to tell it that the request is over.
-``take_over(environ, start_response)`` picks the adapter from the environ
-and returns it ready: ``sock`` and ``initial_data`` for the WebSocket,
-``release()`` once the WebSocket ended, and ``response()``, what the WSGI
-callable then returns to the server.
+``find_adapter(environ, start_response)`` picks the adapter from the
+environ before the app runs; nothing is taken yet, since the app may answer
+the request with an HTTP response instead (a 401, say), which the server
+then sends as usual, and ``close_after_response(headers)`` makes the server
+end the connection after it. Only when the app accepts the WebSocket does
+the middleware call the adapter's ``take_over()``: then ``sock`` and
+``initial_data`` are the WebSocket's, ``release()`` is called once the
+WebSocket ended, and ``response()`` is what the WSGI callable then returns
+to the server. (``take_over(environ, start_response)`` does both steps.)
 
 The rule every adapter keeps: once the WebSocket has ended, not one more
 byte goes out on that connection. The WebSocket shuts the write side down
@@ -26,8 +31,8 @@ import sys
 
 from .websocket import close_socket, finish_connection
 
-__all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "request_http_version",
-           "ADAPTERS", "REFUSALS"]
+__all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "find_adapter",
+           "unsupported_server", "request_http_version", "ADAPTERS", "REFUSALS"]
 
 LINGER = 1.0  # seconds release() waits for the client's FIN
 
@@ -62,6 +67,22 @@ class ServerAdapter:
     def take_over(self):
         """Set ``sock`` (blocking, no timeout) and ``initial_data``; returns self."""
         raise NotImplementedError
+
+    def close_after_response(self, headers):
+        """The headers of an HTTP response to an upgrade request that was not accepted.
+
+        That connection must end after the response (a proxy may be
+        tunnelling already, and bytes the client sent on may be frames):
+        returns ``headers`` with what makes this server close it.
+        """
+        if not any(name.lower() == "connection" for name, _ in headers):
+            headers = list(headers) + [("Connection", "close")]
+        return headers
+
+    acts_after_response = False  # whether after_response() does something
+
+    def after_response(self):
+        """That HTTP response is out (its body closed): a server may need a nudge to close."""
 
     def release(self):
         """The WebSocket has ended: end the connection, leave closing it to the server."""
@@ -155,6 +176,9 @@ class WerkzeugAdapter(ServerAdapter):
         self.initial_data = buffered_bytes(self.environ.get("wsgi.input"), self.sock)
         return self
 
+    def close_after_response(self, headers):
+        return headers  # werkzeug closes every connection after its response, and says so
+
 
 class GunicornAdapter(ServerAdapter):
     """gunicorn's gthread and gevent workers: ``environ["gunicorn.socket"]``.
@@ -191,6 +215,15 @@ class GunicornAdapter(ServerAdapter):
                 buffered.truncate()
         return self
 
+    def close_after_response(self, headers):
+        # gunicorn drops an app's Connection header (hop-by-hop); its
+        # response object, behind start_response, can be told to close.
+        force_close = getattr(getattr(self.start_response, "__self__", None), "force_close",
+                              None)
+        if force_close is not None:
+            force_close()
+        return headers
+
 
 class EventletAdapter(ServerAdapter):
     """eventlet's ``eventlet.wsgi``: ``environ["eventlet.input"]``.
@@ -213,6 +246,20 @@ class EventletAdapter(ServerAdapter):
         if set_idle is not None:
             set_idle()
         return self
+
+    def close_after_response(self, headers):
+        # eventlet sends the app's Connection: close but keeps the connection:
+        # see after_response().
+        return super().close_after_response(headers)
+
+    acts_after_response = True
+
+    def after_response(self):
+        # The read side is shut: eventlet finds no next request, and closes.
+        try:
+            self.environ["eventlet.input"].get_socket().shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     def response(self):
         self.start_response("101 Switching Protocols", [])  # for the access log only
@@ -305,20 +352,37 @@ def request_http_version(environ):
     return environ.get("SERVER_PROTOCOL", "HTTP/1.1")
 
 
+def find_adapter(environ, start_response):
+    """The adapter for the server behind ``environ`` (nothing taken yet), or None.
+
+    None: the server cannot hand its socket over (``unsupported_server``
+    says why); it can still send an HTTP response to the upgrade request.
+    """
+    for adapter in ADAPTERS:
+        if adapter.detect(environ, start_response):
+            return adapter(environ, start_response)
+    return None
+
+
 def take_over(environ, start_response):
     """The adapter for the server behind ``environ``, the connection already taken.
 
     Raises ``UnsupportedServer`` (its message names the server and what to
     use instead) when the server cannot hand its socket over.
     """
-    for adapter in ADAPTERS:
-        if adapter.detect(environ, start_response):
-            return adapter(environ, start_response).take_over()
+    adapter = find_adapter(environ, start_response)
+    if adapter is None:
+        raise unsupported_server(environ, start_response)
+    return adapter.take_over()
+
+
+def unsupported_server(environ, start_response):
+    """The ``UnsupportedServer`` error for a server no adapter knows, naming what to use."""
     for refuses, server, instead in REFUSALS:
         if refuses(environ, start_response):
             break
     else:
         server = environ.get("SERVER_SOFTWARE") or "this WSGI server"
         instead = USE_INSTEAD
-    raise UnsupportedServer("WebSocket upgrade refused: %s cannot hand its socket over to a "
-                            "WebSocket. %s" % (server, instead))
+    return UnsupportedServer("WebSocket upgrade refused: %s cannot hand its socket over to a "
+                             "WebSocket. %s" % (server, instead))

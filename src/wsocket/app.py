@@ -6,10 +6,12 @@
 
   1. routes (``@app.route(...)``, see ``framework``), for HTTP and WebSocket
      requests alike: a route sees ``environ["wsgi.websocket"]`` on upgrades;
-  2. events, for WebSocket requests that no route matched: ``onconnect(client)``,
-     ``onmessage(message, client)`` for each message, ``onclose(reason, client)``
-     exactly once at the end; HTTP requests that no route matched get
-     ``not_found`` (404);
+  2. events, for WebSocket requests that no route matched: ``onrequest(client)``
+     first, before the 101, which may refuse the request with an HTTP response
+     or accept it (``client.accept(...)``); then, for an accepted one only,
+     ``onconnect(client)``, ``onmessage(message, client)`` for each message,
+     ``onclose(reason, client)`` exactly once at the end; HTTP requests that
+     no route matched get ``not_found`` (404);
   3. with nothing attached at all (no route, no handler), the demo: a page
      at ``/`` that talks to an echo ("you said: ...") WebSocket, or, in its
      chat mode (``/?chat``), to everyone else in the chat.
@@ -18,19 +20,19 @@
 rooms they join; each WebSocket leaves every room when its connection ends.
 
 A WebSocket request to a path no route matches, on an app that has routes
-but no event handlers, is answered 404 before any handshake.
+but no event handlers, is answered 404 instead of a 101.
 """
 
 import json
 import os
 import secrets
 import threading
+import traceback
 from urllib.parse import parse_qs
 
 from .errors import ConnectionClosed, WebSocketError
-from .framework import Framework, request_path
+from .framework import Framework, Response, request_path
 from .middleware import WebSocketMiddleware
-from .protocol.handshake import is_upgrade_request
 from .websocket import logger
 
 __all__ = ["WSocketApp", "Event"]
@@ -147,6 +149,30 @@ class _EventSlot:
         instance.__dict__[self.name] = value
 
 
+class _RequestHookSlot:
+    """``app.onrequest``: one function, set by assignment or as a decorator.
+
+    ``app.onrequest = check`` and ``@app.onrequest`` both make ``check`` the
+    hook (``None`` removes it); reading ``app.onrequest`` gives the decorator,
+    with the hook as its ``handler`` attribute.
+    """
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+
+        def onrequest(handler):
+            self.__set__(instance, handler)
+            return handler
+        onrequest.handler = instance.__dict__.get("_onrequest")
+        return onrequest
+
+    def __set__(self, instance, handler):
+        if handler is not None:
+            _check_callable(handler)
+        instance.__dict__["_onrequest"] = handler
+
+
 class WSocketApp(WebSocketMiddleware, Framework):
     """Middleware around ``app``; without one, an app of routes, events and the demo.
 
@@ -187,11 +213,13 @@ class WSocketApp(WebSocketMiddleware, Framework):
     """Event: ``handler(message, client)`` for each message, ``str`` or ``bytes``."""
     onclose = _EventSlot()
     """Event: ``handler(reason, client)`` exactly once per connection, whatever ended it."""
+    onrequest = _RequestHookSlot()
 
     def __init__(self, app=None, protocols=None, debug=False, **options):
         self.onconnect = Event()
         self.onmessage = Event()
         self.onclose = Event()
+        self.onrequest = None
         self.wrapped_app = app
         self._clients = set()
         self._clients_lock = threading.Lock()
@@ -247,13 +275,6 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     # -- requests -------------------------------------------------------------------
 
-    def __call__(self, environ, start_response):
-        if self.wrapped_app is None and is_upgrade_request(
-                {"upgrade": environ.get("HTTP_UPGRADE")}) and not self.routes_websocket(
-                    request_path(environ)):
-            return self.respond(self.not_found, environ, start_response)
-        return WebSocketMiddleware.__call__(self, environ, start_response)
-
     def routes_websocket(self, path):
         """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
         return self.find_route(path) is not None or not self.routes or self.has_handlers
@@ -263,11 +284,19 @@ class WSocketApp(WebSocketMiddleware, Framework):
         handler = self.find_route(path)
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
+            if handler is None and not self.routes_websocket(path):
+                return self.respond(self.not_found, environ, start_response)
             if handler is not None:
-                result = handler(environ, _ignore_response)
-                # The middleware runs an iterable through (a generator route
-                # does its work that way) and closes it; nothing else matters.
-                return result if hasattr(result, "__iter__") else []
+                # A route answers as for HTTP: it may refuse with a status of
+                # its own before using the WebSocket; once it used it, the
+                # middleware drops whatever it returns.
+                return self.respond(handler, environ, start_response)
+            hook = self.onrequest.handler
+            if hook is not None and not websocket.accepted:
+                refusal = self._ask(hook, websocket, environ)
+                if refusal is not None:
+                    return self.respond(lambda environ, start_response: refusal, environ,
+                                        start_response)
             self.handle_websocket(websocket)
             return []
         if handler is None:
@@ -278,6 +307,39 @@ class WSocketApp(WebSocketMiddleware, Framework):
         return self.respond(handler, environ, start_response)
 
     # -- the event app ----------------------------------------------------------------
+
+    def _ask(self, hook, client, environ):
+        """Run ``onrequest``; returns the ``Response`` that refuses, or None to accept.
+
+        The hook returns None or True (accept), False (403), a status (an
+        int or str such as 401), or a ``Response`` (status, headers, body).
+        An exception in it is a 500, with the traceback in the log.
+        """
+        try:
+            verdict = hook(client)
+        except Exception:
+            if client.accepted:
+                raise
+            text = traceback.format_exc()
+            logger.error("error in onrequest %s for %s\n%s", _name(hook), client.path, text)
+            return Response(self.error_page(environ, text), 500)
+        if verdict is None or verdict is True:
+            return None
+        if client.accepted:
+            # Too late for an HTTP answer: the 101 went out.
+            logger.warning("onrequest for %s refused the WebSocket after accepting it; it "
+                           "stays accepted", client.path)
+            return None
+        if verdict is False:
+            verdict = 403
+        if isinstance(verdict, Response):
+            return verdict
+        if isinstance(verdict, (int, str)) and not isinstance(verdict, bool):
+            response = Response(b"", verdict, {"Content-Type": "text/plain; charset=utf-8"})
+            response.body = response.status + "\n"
+            return response
+        raise TypeError("onrequest returns None or True (accept), False, a status or a "
+                        "Response (refuse), not %s" % type(verdict).__name__)
 
     def handle_websocket(self, client):
         """Run the events of one connection, one at a time, in message order.
@@ -358,6 +420,8 @@ class _EventSession:
 
     def run(self):
         app, client = self.app, self.client
+        if not client.accepted:
+            client.accept()  # onconnect, app.clients and the hub see accepted clients only
         with app._clients_lock:
             app._clients.add(client)
         app._clients_changed()
@@ -450,11 +514,6 @@ class _EventSession:
                 client._closed_callback = None
                 self.reactor.unwatch(client.sock)  # before the socket is closed
                 self.release()
-
-
-def _ignore_response(status=200, headers=None, exc_info=None):
-    """A WebSocket route's ``start_response``: the 101 went out already."""
-    return lambda data: None
 
 
 def _close_quietly(client, code, reason):

@@ -362,8 +362,11 @@ class Framework:
             result = handler(environ, reply.start_response)
             body, length = self._make_body(result, reply, environ)
         except Exception:
-            text = traceback.format_exc()
             _close(result.body if isinstance(result, Response) else result)
+            websocket = environ.get("wsgi.websocket")
+            if websocket is not None and websocket.accepted:
+                raise  # no page can go after the 101: the middleware closes with 1011
+            text = traceback.format_exc()
             logger.error("error in route handler %s for %s %s\n%s", _name(handler),
                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), text)
             reply = _Reply()

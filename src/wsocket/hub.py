@@ -131,6 +131,8 @@ class Hub:
         """Know ``client`` (in no room): broadcasts without a room reach it.
 
         ``WSocketApp`` adds each WebSocket it serves; a closed one is not added.
+        One that has not had its 101 yet (see ``WebSocket.accept``) is added
+        when it gets it: until then no broadcast reaches it.
 
         Args:
             client (WebSocket): The connection.
@@ -142,6 +144,13 @@ class Hub:
             TypeError: ``client`` is not a ``WebSocket``.
         """
         _check_client(client)
+        if not client.accepted:
+            client._when_accepted(lambda: self.add(client))
+            return True
+        return self._admit(client)
+
+    def _admit(self, client):
+        """Add ``client``; the middleware calls it just before the 101 goes (send lock held)."""
         self._check_fork()
         with self._lock:
             if client.closed:
@@ -165,6 +174,8 @@ class Hub:
     def join(self, client, room):
         """Put ``client`` in ``room`` (a str or bytes name); joining twice is harmless.
 
+        A client without its 101 yet joins when it gets it.
+
         Args:
             client (WebSocket): The connection.
             room (str | bytes): The room's name.
@@ -178,6 +189,10 @@ class Hub:
                 ``str`` nor bytes.
         """
         room = _check_room(room)
+        _check_client(client)
+        if not client.accepted:
+            client._when_accepted(lambda: self.join(client, room))
+            return True  # it joins with its 101
         if not self.add(client):
             return False
         with self._lock:

@@ -1,17 +1,25 @@
 """The WSGI middleware: upgrade requests become ``environ["wsgi.websocket"]``.
 
 Every request without ``Upgrade: websocket`` goes to the wrapped app as it
-came. An upgrade request is checked (400/403/426 when it is wrong), the
-socket is taken from the server (see ``adapters``), the 101 is written, and
-the wrapped app runs with the WebSocket in its environ. When the app
-returns, the connection is closed properly and the socket released.
+came. An upgrade request is checked (400/403/426 when it is wrong, and the
+connection closed after), then the app runs with a WebSocket in its environ
+that has not answered yet: the 101 goes out when the app first uses it
+(``receive``, ``send``, ``ping``, ``close``, iteration, or ``accept()``),
+and only then is the socket taken from the server (see ``adapters``). An app
+that answers with an HTTP response instead, without touching the WebSocket
+(a 401, a router's 404), has that response sent as it is, by the server,
+and the connection closed after it. Once the app returns from a WebSocket,
+the connection is closed properly and the socket released.
 """
 
-from .adapters import UnsupportedServer, request_http_version, take_over
+from .adapters import UnsupportedServer, find_adapter, request_http_version, unsupported_server
 from .errors import ConnectionClosed, HandshakeError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
-from .protocol.handshake import headers_from_environ, is_upgrade_request, server_handshake
+from .protocol.handshake import (
+    check_extra_headers, choose_subprotocol, headers_from_environ, is_upgrade_request,
+    server_handshake,
+)
 from .hub import Hub
 from .websocket import (
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
@@ -88,6 +96,7 @@ class WebSocketMiddleware:
             # wraps it once more): the app runs as it is, and the WebSocket
             # is a client of this middleware's hub too while it does.
             return self._inner(environ, start_response)
+        adapter = find_adapter(environ, start_response)
         try:
             handshake = server_handshake(
                 headers, environ.get("REQUEST_METHOD", "GET"),
@@ -99,92 +108,22 @@ class WebSocketMiddleware:
             logger.info("refused WebSocket upgrade of %s: %d", environ.get("PATH_INFO"),
                         error.status)
             logger.debug("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
-            return _plain_response(start_response, error.status, str(error), error.headers)
-        try:
-            transport = take_over(environ, start_response)
-        except UnsupportedServer as error:
-            logger.error("%s", error)
-            return _plain_response(start_response, 501, str(error))
-        return self._serve(environ, handshake, transport)
+            headers = list(error.headers)
+            if adapter is not None:
+                headers = adapter.close_after_response(headers)
+            return _AfterResponse(
+                _plain_response(start_response, error.status, str(error), headers), adapter)
+        return _Upgrade(self, environ, start_response, handshake, adapter).run()
 
-    def _serve(self, environ, handshake, transport):
-        """Run the app over the connection ``transport`` (an adapter) took over.
-
-        Returns what the server gets back once the WebSocket ended; by then
-        the connection is released and the server writes nothing more on it.
-        """
-        sock = transport.sock
-        response = ["HTTP/1.1 101 Switching Protocols"]
-        response.extend("%s: %s" % header for header in handshake.headers)
-        websocket = self.websocket_class(
-            sock, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
+    def make_websocket(self, environ, handshake, opener):
+        """The app's WebSocket for an upgrade request, before its 101 (``opener`` sends it)."""
+        return self.websocket_class(
+            None, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
             version=handshake.version, origin=handshake.origin,
             max_message_size=self.max_message_size, ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
-            initial_data=transport.initial_data, max_queue=self.max_queue,
-            max_fragments=self.max_fragments, compression_level=self.compression_level)
-        # A client that has its 101 is a client of the hub: it joins before
-        # the 101 goes, with the send lock held, so that a broadcast made
-        # meanwhile waits in its queue and follows the 101.
-        with websocket._send_lock:
-            self.hub.add(websocket)
-            try:
-                sock.sendall(("\r\n".join(response) + "\r\n\r\n").encode("latin-1"))
-            except OSError as error:
-                logger.debug("client left during the handshake: %s", error)
-                websocket._mark_closed(1006, "")
-                sent = False
-            else:
-                sent = True
-        if websocket._queue:
-            websocket._wake_writer()  # a broadcast came meanwhile
-        if not sent:
-            self.hub.discard(websocket)
-            transport.release()
-            return transport.response()
-        environ["wsgi.websocket"] = websocket
-        environ["wsocket.hub"] = self.hub
-        environ["wsgi.websocket_version"] = handshake.version
-        server = environ.get("wsocket.server")
-        if server is not None:
-            server.websocket_opened(websocket)
-
-        def end():
-            if not websocket.closed:
-                try:
-                    websocket.close(1000)
-                except OSError:
-                    pass
-            self.hub.discard(websocket)  # it leaves every room, whatever ended it
-            if server is not None:
-                server.websocket_closed(websocket)
-            transport.release()
-
-        detached = []
-        detach_from_server = environ.get("wsocket.detach")
-        if detach_from_server is not None:
-            def detach():
-                """The app goes on after it returns: returns ``(reactor, end)``.
-
-                The app waits for the socket with ``reactor`` and calls
-                ``end()`` once the WebSocket has ended (see ``app``).
-                """
-                reactor, give_back = detach_from_server()
-                detached.append(True)
-
-                def end_detached():
-                    try:
-                        end()
-                    finally:
-                        give_back()
-                return reactor, end_detached
-            environ["wsocket.detach"] = detach
-        try:
-            self._run_app(environ, websocket)
-        finally:
-            if not detached:
-                end()
-        return transport.response()
+            max_queue=self.max_queue, max_fragments=self.max_fragments,
+            compression_level=self.compression_level, opener=opener)
 
     def _inner(self, environ, start_response):
         websocket = environ["wsgi.websocket"]
@@ -192,6 +131,21 @@ class WebSocketMiddleware:
         if environ.get("wsocket.hub") is hub:
             return self.app(environ, start_response)
         environ["wsocket.hub"] = hub  # the innermost hub: the one this app knows
+        upgrade = environ.get("wsocket.upgrade")
+        if upgrade is not None and not websocket.accepted:
+            # Not accepted yet: this middleware's own checks still hold (the
+            # outer one, wsocket's server's say, knows nothing of them).
+            if self.allowed_origins is not None and websocket.origin not in self.allowed_origins:
+                logger.info("refused WebSocket upgrade of %s: 403", environ.get("PATH_INFO"))
+                return _plain_response(start_response, 403,
+                                       "origin not allowed: %s" % websocket.origin)
+            if self.protocols:
+                chosen = choose_subprotocol(upgrade.handshake.offered, self.protocols)
+                upgrade.handshake.subprotocol = websocket.protocol = chosen
+            # It joins this hub with its 101, if it gets one, and leaves it
+            # with the outer middleware's at the end.
+            upgrade.hubs.append(hub)
+            return self.app(environ, start_response)
         hub.add(websocket)
         try:
             result = self.app(environ, start_response)
@@ -200,48 +154,331 @@ class WebSocketMiddleware:
             raise
         return _ThenDiscard(result, hub, websocket)
 
-    def _run_app(self, environ, websocket):
+
+class _Upgrade:
+    """One upgrade request that passed the handshake checks, from the app's start to its end.
+
+    The app gets a WebSocket without a socket. If it accepts (uses it),
+    ``_open`` takes the connection from the server, sends the 101 and runs
+    the app's WebSocket to its end; the app's HTTP response, if it makes
+    one, is dropped. If it answers with an HTTP response first, that goes
+    to the server as it is, with the connection closed after it, and the
+    WebSocket can no longer be accepted.
+    """
+
+    def __init__(self, middleware, environ, start_response, handshake, adapter):
+        self.middleware = middleware
+        self.environ = environ
+        self.server_start_response = start_response
+        self.handshake = handshake
+        self.adapter = adapter
+        self.hubs = [middleware.hub]  # the WebSocket joins each with its 101
+        self.websocket = None
+        self.transport = None  # the adapter, once it took the connection over
+        self.server = None  # wsocket's server, told of the WebSocket once open
+        self.unsupported = None  # UnsupportedServer, when the app accepted on such a server
+        self.status = None  # the app's start_response
+        self.headers = None
+        self.response_started = False  # the HTTP answer is going out: too late to accept
+        self.server_write = None
+        self.detached = False
+
+    @property
+    def accepted(self):
+        return self.transport is not None
+
+    # -- the app's run ----------------------------------------------------------------
+
+    def run(self):
+        environ = self.environ
+        websocket = self.websocket = self.middleware.make_websocket(
+            environ, self.handshake, self._open)
+        environ["wsgi.websocket"] = websocket
+        environ["wsocket.hub"] = self.middleware.hub
+        environ["wsgi.websocket_version"] = self.handshake.version
+        environ["wsocket.upgrade"] = self
+        self._offer_detach()
         result = None
-        answer = []
-
-        def start_response(status, headers, exc_info=None):
-            answer[:] = [status]
-            return _discard
-
+        first = None
         try:
-            # The app owns the connection until it returns; whatever HTTP
-            # response it makes is discarded, since the 101 went out already.
-            result = self.app(environ, start_response)
-            for _ in result or ():
-                pass
+            result = self.middleware.app(environ, self.start_response)
+            chunks = iter(result) if result is not None else iter(())
+            if not self.accepted:
+                # The app may accept on its way to the first chunk (a generator).
+                first = self._first_chunk(chunks)
+                if not self.accepted and self.status is None and first is None:
+                    # No HTTP answer either: the app is done with the WebSocket
+                    # without a word, which ends as it always did, 101 then 1000.
+                    websocket.accept()
+                if not self.accepted:
+                    self._start_http_answer()  # False: another thread accepted just now
+            if self.accepted:
+                for _ in chunks:  # the rest of the app's work, when it is a generator
+                    pass
         except ConnectionClosed as closed:
+            if not self.accepted:
+                _close_result(result)
+                raise
             # The usual end of an app that sends after the peer left.
             logger.debug("WebSocket application for %s ended: %s", websocket.path, closed)
         except Exception:
+            if not self.accepted:
+                _close_result(result)
+                if self.unsupported is not None and not self.response_started:
+                    return _plain_response(self.server_start_response, 501,
+                                           str(self.unsupported))
+                raise  # the server's 500, as for any request
             logger.exception("error in WebSocket application for %s", websocket.path)
             if not websocket.closed:
                 try:
                     websocket.close(1011, "internal error")
                 except OSError:
                     pass
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
+        except BaseException:
+            # The greenlet or the process ends (GreenletExit, SystemExit): the
+            # connection is released all the same.
+            if self.accepted and not self.detached:
+                _close_result(result)
+                self._end()
+            raise
+        if not self.accepted:
+            return self._http_answer(first, chunks, result)
+        _close_result(result)
+        self._warn_about_dropped_response()
+        if not self.detached:
+            self._end()
+        return self.transport.response()
+
+    @staticmethod
+    def _first_chunk(chunks):
+        """Run the app's body to its first non-empty chunk (or its end); it may accept meanwhile."""
+        for chunk in chunks:
+            if chunk:
+                return chunk
+        return None
+
+    def start_response(self, status, headers, exc_info=None):
+        """The app's ``start_response``: kept until the app's answer is known."""
+        if exc_info is not None and self.response_started:
+            # Too late to change the answer: the server re-raises.
+            return self.server_start_response(status, headers, exc_info)
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data):
+        """The app's legacy ``write()``: starts the HTTP answer, unless the app accepted."""
+        if self.accepted:
+            return
+        if not self.response_started and not self._start_http_answer():
+            return  # accepted meanwhile, by another thread
+        self._send_status()
+        self.server_write(data)
+
+    # -- answering with HTTP ------------------------------------------------------------
+
+    def _start_http_answer(self):
+        """From now on the WebSocket cannot be accepted; False if it was meanwhile."""
+        with self.websocket._accept_lock:
+            if self.accepted:
+                return False
+            self.response_started = True
+            return True
+
+    def _send_status(self):
+        if self.server_write is not None:
+            return
+        if self.status is None:
+            raise AssertionError("the WSGI app wrote a body before start_response()")
+        self._log_answer()
+        headers = list(self.headers or ())
+        if self.adapter is not None:
+            headers = self.adapter.close_after_response(headers)
+        self.server_write = self.server_start_response(self.status, headers)
+
+    def _http_answer(self, first, chunks, result):
+        if self.unsupported is not None:
+            _close_result(result)
+            return _plain_response(self.server_start_response, 501, str(self.unsupported))
+        self._send_status()
+        if isinstance(result, (list, tuple)) and (
+                self.adapter is None or not self.adapter.acts_after_response):
+            return result  # as it came (a server may give a one-piece body its length)
+        return _AfterResponse(_Body(first, chunks, result), self.adapter)
+
+    def _log_answer(self):
+        status = str(self.status)
+        path = self.websocket.path
+        if status[:3] == "400" and _route_takes_no_websocket(self.middleware.app,
+                                                             self.environ):
+            logger.warning("the WebSocket request for %s was answered %s: its route does not "
+                           "take WebSockets (with Flask or werkzeug routing, give the route "
+                           "websocket=True)", path, status)
+        elif status[:1] == "5":
+            logger.warning("the WebSocket request for %s was answered %s by the app, which did "
+                           "not accept it", path, status)
+        else:
+            logger.info("the WebSocket request for %s was answered %s by the app, which did "
+                        "not accept it", path, status)
+
+    # -- accepting --------------------------------------------------------------------
+
+    def _open(self, websocket, protocol, headers):
+        """``websocket.accept()``: take the connection over and send the 101 (accept lock held)."""
+        if self.response_started:
+            raise RuntimeError("too late to accept the WebSocket for %s: the app answered the "
+                               "request with an HTTP response (%s)" % (websocket.path,
+                                                                       self.status))
+        handshake = self.handshake
+        if protocol is not None and protocol not in handshake.offered:
+            raise ValueError("subprotocol %r was not offered by the client (it offered: %s)"
+                             % (protocol, ", ".join(handshake.offered) or "none"))
+        extra = check_extra_headers(headers)
+        if self.adapter is None:
+            self.unsupported = unsupported_server(self.environ, self.server_start_response)
+            logger.error("%s", self.unsupported)
+            raise self.unsupported
+        try:
+            transport = self.adapter.take_over()
+        except UnsupportedServer as error:
+            self.unsupported = error
+            logger.error("%s", error)
+            raise
+        subprotocol = protocol if protocol is not None else handshake.subprotocol
+        websocket.protocol = subprotocol
+        websocket._attach(transport.sock, transport.initial_data)
+        self.transport = transport
+        response = handshake.response(subprotocol, extra)
+        # A client that has its 101 is a client of the hub: it joins before
+        # the 101 goes, with the send lock held, so that a broadcast made
+        # meanwhile waits in its queue and follows the 101.
+        with websocket._send_lock:
+            for hub in self.hubs:
+                hub._admit(websocket)
+            try:
+                transport.sock.sendall(response)
+            except OSError as error:
+                logger.debug("client left during the handshake: %s", error)
+                websocket._mark_closed(1006, "")
+        if websocket._queue:
+            websocket._wake_writer()  # a broadcast came meanwhile
+        server = self.environ.get("wsocket.server")
+        if server is not None and not websocket.closed:
+            self.server = server
+            server.websocket_opened(websocket)
+
+    def _offer_detach(self):
+        detach_from_server = self.environ.get("wsocket.detach")
+        if detach_from_server is None:
+            return
+
+        def detach():
+            """The app goes on after it returns: returns ``(reactor, end)``.
+
+            The app waits for the socket with ``reactor`` and calls
+            ``end()`` once the WebSocket has ended (see ``app``).
+            """
+            reactor, give_back = detach_from_server()
+            self.detached = True
+
+            def end_detached():
                 try:
-                    close()
-                except Exception:
-                    logger.exception("error closing the WebSocket app's response")
-        status = str(answer[0]) if answer else ""
+                    self._end()
+                finally:
+                    give_back()
+            return reactor, end_detached
+        self.environ["wsocket.detach"] = detach
+
+    def _end(self):
+        websocket = self.websocket
+        if not websocket.closed:
+            try:
+                websocket.close(1000)
+            except OSError:
+                pass
+        for hub in self.hubs:
+            hub.discard(websocket)  # it leaves every room, whatever ended it
+        if self.server is not None:
+            self.server.websocket_closed(websocket)
+        self.transport.release()
+
+    def _warn_about_dropped_response(self):
+        status = str(self.status or "")
         if status[:1] in ("4", "5"):
-            # The app (its router, mostly) refused the request without using
-            # the WebSocket: say so, or the client just sees it closed.
-            logger.warning("the app answered the WebSocket request for %s with %s instead of "
-                           "using environ['wsgi.websocket'] (with Flask or werkzeug routing, "
-                           "give the route websocket=True)", websocket.path, status)
+            # Its 101 went out, so this answer could not: most often a framework's
+            # error page for a view that failed, or returned nothing, at the end.
+            logger.warning("the app answered %s for the WebSocket of %s after accepting it; "
+                           "that response was not sent. A framework's error page here means "
+                           "the view raised or returned no valid response (a Flask view "
+                           "must return one, \"\" will do); see the app's own log",
+                           status, self.websocket.path)
 
 
-def _discard(data):
-    pass
+def _route_takes_no_websocket(app, environ):
+    """Whether ``app`` routes with werkzeug (Flask does) and its route lacks websocket=True.
+
+    ``app`` is the wrapped WSGI callable: a Flask app, or its ``wsgi_app``
+    method; its ``url_map`` tells, matched again for this request.
+    """
+    owner = getattr(app, "__self__", app)
+    url_map = getattr(owner, "url_map", None)
+    bind = getattr(url_map, "bind_to_environ", None)
+    if bind is None:
+        return False
+    try:
+        bind(environ).match()
+    except Exception as error:
+        return type(error).__name__ == "WebsocketMismatch"
+    return False
+
+
+def _close_result(result):
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            logger.exception("error closing the WebSocket app's response")
+
+
+class _Body:
+    """The app's body: its first chunk (taken already), then the rest."""
+
+    def __init__(self, first, chunks, result):
+        self._first = first
+        self._chunks = chunks
+        self._result = result
+
+    def __iter__(self):
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._chunks
+
+    def close(self):
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()
+
+
+class _AfterResponse:
+    """An HTTP answer to an upgrade request; once it is out, the adapter ends the connection."""
+
+    def __init__(self, body, adapter):
+        self._body = body
+        self._adapter = adapter
+
+    def __iter__(self):
+        return iter(self._body)
+
+    def close(self):
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self._adapter is not None:
+                self._adapter.after_response()
 
 
 class _ThenDiscard:

@@ -85,14 +85,14 @@ class WebSocket:
                  ping_interval=DEFAULT_PING_INTERVAL, ping_timeout=DEFAULT_PING_TIMEOUT,
                  close_timeout=DEFAULT_CLOSE_TIMEOUT, initial_data=b"",
                  max_queue=DEFAULT_MAX_QUEUE, max_fragments=None,
-                 compression_level=DEFAULT_COMPRESSION_LEVEL):
+                 compression_level=DEFAULT_COMPRESSION_LEVEL, opener=None):
         _check_timeout("ping_interval", ping_interval)
         if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 0):
             raise ValueError("max_queue must be None or a number of bytes >= 0, not %r"
                              % (max_queue,))
         _check_timeout("ping_timeout", ping_timeout)
         _check_timeout("close_timeout", close_timeout)
-        self.sock = sock
+        self.sock = sock  # None until accepted (see accept())
         self.environ = environ if environ is not None else {}
         self.protocol = subprotocol
         self.version = version
@@ -133,19 +133,90 @@ class WebSocket:
         self._pushed = 0  # frames ever queued, and ever sent from the queue:
         self._popped = 0  # send() waits only for the frames queued before it
         self._in_writer = False
-        self._nowait = _nowait_style(sock)
-        _no_delay(sock)
-        # How _recv() waits: in recv() itself with SO_RCVTIMEO, or with poll.
-        self._timed_recv = self._nowait == "dontwait" and sys.platform.startswith("linux")
         self._receive_timeout = 0  # the SO_RCVTIMEO set, in seconds; 0: none
-        self._can_cork = self._timed_recv and hasattr(socket, "TCP_CORK") \
-            and sock.family in (socket.AF_INET, socket.AF_INET6)
         self._corked = False
         # Called (from any thread) each time the connection is marked closed:
         # the event app uses it to hear of a close while no thread reads.
         self._closed_callback = None
+        # Whatever the app wants to keep with this connection (the event
+        # app's onrequest hook puts the user here, say, for the handlers).
+        self.data = {}
+        # Before its 101 (see accept()), a server-side WebSocket has no socket
+        # yet: ``opener(websocket, protocol, headers)`` takes it from the
+        # server, sends the 101 and calls _attach(). None once open.
+        self._opener = opener
+        self._accept_lock = threading.Lock() if opener is not None else None
+        self._on_accept = []  # called once accepted
+        if opener is None:
+            if sock is None:
+                raise TypeError("WebSocket() needs a socket")
+            self._attach(sock, initial_data)
+
+    def _attach(self, sock, initial_data=b""):
+        """Start using ``sock``, the connection after the handshake, and the bytes read past it."""
+        self.sock = sock
+        self._nowait = _nowait_style(sock)
+        _no_delay(sock)
+        # How _recv() waits: in recv() itself with SO_RCVTIMEO, or with poll.
+        self._timed_recv = self._nowait == "dontwait" and sys.platform.startswith("linux")
+        self._can_cork = self._timed_recv and hasattr(socket, "TCP_CORK") \
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
         if initial_data:
             self._events.extend(self._connection.receive_data(initial_data))
+
+    @property
+    def accepted(self):
+        """Whether the 101 went out (always true for a WebSocket made with a socket)."""
+        return self._opener is None
+
+    def accept(self, protocol=None, headers=None):
+        """Send the 101 now: the request becomes a WebSocket.
+
+        Needed only to choose what the 101 says; without it, the first
+        receive(), send(), ping(), close() or iteration accepts. An app that
+        answers the request with an HTTP response instead (a 401, say)
+        never calls it.
+
+        Args:
+            protocol (str | None): Any subprotocol the client offered,
+                overriding the server's order of preference; None keeps
+                the server's choice.
+            headers (dict | list | None): Headers added to the 101, a
+                Set-Cookie say: a dict or (name, value) pairs.
+
+        Raises:
+            ValueError: A header the handshake owns (Upgrade, Connection,
+                Sec-WebSocket-*), one that is malformed, or a subprotocol
+                the client did not offer.
+            RuntimeError: Too late: accepted already, closed, or the app's
+                HTTP response has started.
+            UnsupportedServer: The server cannot hand its socket over (the
+                client then gets 501).
+        """
+        if self._opener is None:
+            raise RuntimeError("%r: accept() called on a WebSocket that is %s already"
+                               % (self, "closed" if self.closed else "open"))
+        with self._accept_lock:
+            if self._opener is None:
+                raise RuntimeError("%r: accept() called twice" % (self,))
+            self._open(protocol, headers)
+
+    def _open(self, protocol, headers):
+        # The accept lock is held.
+        self._opener(self, protocol, headers)  # raises when it cannot
+        self._opener = None
+        callbacks, self._on_accept = self._on_accept, []
+        for callback in callbacks:
+            callback()
+
+    def _when_accepted(self, callback):
+        """Call ``callback()`` once the 101 went out: now if it did (a hub joins that way)."""
+        if self._opener is not None:
+            with self._accept_lock:
+                if self._opener is not None:
+                    self._on_accept.append(callback)
+                    return
+        callback()
 
     @property
     def side(self):
@@ -183,6 +254,8 @@ class WebSocket:
             ConnectionClosed: The peer closed the connection (its code and
                 reason in ``.code`` and ``.reason``), or it was closed already.
         """
+        if self._opener is not None:
+            self._accept_on_first_use()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._read_lock:
             while True:
@@ -445,6 +518,8 @@ class WebSocket:
         if type(message) is not str and not isinstance(message, (bytes, bytearray, memoryview)):
             raise TypeError("send() takes str or a bytes-like object, not %s"
                             % type(message).__name__)
+        if self._opener is not None:
+            self._accept_on_first_use()
         with self._send_lock:
             if self.closed:
                 raise self._closed_error()
@@ -466,6 +541,8 @@ class WebSocket:
             ConnectionClosed: The connection is closed or closing.
             ValueError: ``payload`` is longer than 125 bytes.
         """
+        if self._opener is not None:
+            self._accept_on_first_use()
         self._send_control(self._connection.send_ping, payload)
 
     def _send_control(self, build_frame, payload):
@@ -777,8 +854,16 @@ class WebSocket:
             ValueError: ``code`` may not be sent, or ``message`` is longer than
                 123 bytes in UTF-8.
         """
+        if self._opener is not None:
+            self._accept_on_first_use()
         if self._start_closing(code, message):
             self._await_close_reply(code, message)
+
+    def _accept_on_first_use(self):
+        with self._accept_lock:
+            if self._opener is None:
+                return  # another thread accepted meanwhile
+            self._open(None, None)
 
     def _start_closing(self, code, message, timeout=None):
         """Send our close frame without waiting for the answer.

@@ -7,8 +7,9 @@ import pytest
 from wsocket.errors import HandshakeError
 from wsocket.protocol.deflate import DeflateParams
 from wsocket.protocol.handshake import (
-    GUID, SUPPORTED_VERSIONS, accept_key, check_response, choose_subprotocol, client_request,
-    headers_from_environ, is_upgrade_request, make_key, server_handshake, split_header,
+    GUID, SUPPORTED_VERSIONS, accept_key, check_extra_headers, check_response,
+    choose_subprotocol, client_request, headers_from_environ, is_upgrade_request, make_key,
+    server_handshake, split_header,
 )
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3
@@ -338,3 +339,65 @@ def test_check_response_errors(status, changes, kwargs, message):
     assert str(raised.value) == message
     assert raised.value.status == status
     assert raised.value.headers == list(headers.items())
+
+
+# -- a body, and what accept() may add to the 101 -------------------------------------------
+
+@pytest.mark.parametrize("changes, what", [
+    ({"content_length": "10"}, "Content-Length"),
+    ({"content_length": "x"}, "Content-Length"),
+    ({"transfer_encoding": "chunked"}, "Transfer-Encoding"),
+    ({"transfer_encoding": ""}, "Transfer-Encoding"),
+])
+def test_an_upgrade_request_with_a_body_is_refused(changes, what):
+    error = _refused(_request(**changes))
+    assert (error.status, str(error)) == (
+        400, "a WebSocket upgrade request has no body (it has %s)" % what)
+
+
+@pytest.mark.parametrize("length", ["0", "00", ""])
+def test_a_zero_content_length_is_no_body(length):
+    assert server_handshake(_request(content_length=length)).version == 13
+
+
+def test_the_environs_content_length_is_a_header():
+    environ = {"CONTENT_LENGTH": "5", "HTTP_UPGRADE": "websocket"}
+    assert headers_from_environ(environ) == {"content-length": "5", "upgrade": "websocket"}
+
+
+def test_the_101_with_a_chosen_subprotocol_and_extra_headers():
+    handshake = server_handshake(_request(sec_websocket_protocol="chat, superchat"),
+                                 protocols=["superchat", "chat"])
+    assert handshake.subprotocol == "superchat" and handshake.offered == ("chat", "superchat")
+    extra = check_extra_headers({"Set-Cookie": "a=1; HttpOnly"})
+    assert handshake.response("chat", extra) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + RFC_ACCEPT.encode() + b"\r\n"
+        b"Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1; HttpOnly\r\n\r\n")
+
+
+@pytest.mark.parametrize("headers, error, message", [
+    ([("Upgrade", "x")], ValueError, "the handshake sets Upgrade itself"),
+    ([("CONNECTION", "x")], ValueError, "the handshake sets CONNECTION itself"),
+    ([("Sec-WebSocket-Protocol", "x")], ValueError, "the handshake sets Sec-WebSocket-Protocol"),
+    ([("sec-websocket-anything", "x")], ValueError, "the handshake sets sec-websocket-anything"),
+    ([("X-A", "a\r\nSet-Cookie: b=1")], ValueError, "header X-A: the value holds a control"),
+    ([("X-A", "a\nb")], ValueError, "header X-A: the value holds a control"),
+    ([("X-A", "a\0")], ValueError, "header X-A: the value holds a control"),
+    ([("X A", "1")], ValueError, "invalid header name 'X A'"),
+    ([("X:A", "1")], ValueError, "invalid header name 'X:A'"),
+    ([("", "1")], ValueError, "invalid header name ''"),
+    ([("X-A", 1)], TypeError, "a header name and value are str"),
+    ("Set-Cookie: a", TypeError, "headers are a list of (name, value) pairs or a dict"),
+    ([("X-A",)], TypeError, "a header is a (name, value) pair"),
+])
+def test_extra_headers_that_the_101_cannot_take(headers, error, message):
+    with pytest.raises(error) as raised:
+        check_extra_headers(headers)
+    assert str(raised.value).startswith(message)
+
+
+def test_extra_headers_keep_tabs_and_order():
+    assert check_extra_headers([("X-A", "a\tb"), ("Set-Cookie", "1")]) == [
+        ("X-A", "a\tb"), ("Set-Cookie", "1")]
+    assert check_extra_headers(None) == []

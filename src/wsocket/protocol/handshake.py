@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 
 from ..errors import HandshakeError
 from .deflate import accept_client_response, client_offer, negotiate_server
@@ -18,7 +19,7 @@ __all__ = [
     "GUID", "SUPPORTED_VERSIONS", "accept_key", "headers_from_environ",
     "is_upgrade_request", "ServerHandshake", "server_handshake",
     "choose_subprotocol", "split_header", "make_key", "client_request",
-    "check_response",
+    "check_response", "check_extra_headers", "HANDSHAKE_HEADERS",
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
@@ -45,6 +46,8 @@ def headers_from_environ(environ):
             headers[key[5:].replace("_", "-").lower()] = value
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
+    if environ.get("CONTENT_LENGTH"):
+        headers["content-length"] = environ["CONTENT_LENGTH"]
     return headers
 
 
@@ -77,27 +80,84 @@ def choose_subprotocol(offered, supported):
     return None
 
 
+# Names the 101 response gets from the handshake itself, never from the app.
+HANDSHAKE_HEADERS = frozenset(("upgrade", "connection"))
+_HANDSHAKE_PREFIX = "sec-websocket-"
+# RFC 9110 5.6.2: a header name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_extra_headers(headers):
+    """``headers`` (pairs or a dict) an app adds to the 101, as a list of ``(str, str)``.
+
+    Raises ValueError for a name the handshake owns (Upgrade, Connection,
+    Sec-WebSocket-*), a name that is not a token, or a value holding a
+    control character (CR and LF would split the response).
+    """
+    if headers is None:
+        return []
+    items = headers.items() if hasattr(headers, "items") else headers
+    if isinstance(items, (str, bytes)):
+        raise TypeError("headers are a list of (name, value) pairs or a dict, not %s"
+                        % type(headers).__name__)
+    checked = []
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise TypeError("a header is a (name, value) pair, not %r" % (item,)) from None
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("a header name and value are str, not %r" % (item,))
+        if not _TOKEN.match(name):
+            raise ValueError("invalid header name %r" % name)
+        lower = name.lower()
+        if lower in HANDSHAKE_HEADERS or lower.startswith(_HANDSHAKE_PREFIX):
+            raise ValueError("the handshake sets %s itself; choose a subprotocol with "
+                             "accept(protocol=...)" % name)
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise ValueError("header %s: the value holds a control character" % name)
+        checked.append((name, value))
+    return checked
+
+
 class ServerHandshake:
     """An accepted handshake: what the 101 response carries and what was agreed."""
 
-    __slots__ = ("key", "version", "subprotocol", "deflate", "origin", "headers")
+    __slots__ = ("key", "version", "subprotocol", "deflate", "origin", "offered")
 
-    def __init__(self, key, version, subprotocol, deflate, origin):
+    def __init__(self, key, version, subprotocol, deflate, origin, offered=()):
         self.key = key
         self.version = version
-        self.subprotocol = subprotocol
+        self.subprotocol = subprotocol  # the server's choice; accept(protocol=) may change it
         self.deflate = deflate  # DeflateParams, or None
         self.origin = origin
+        self.offered = tuple(offered)  # the subprotocols the client offered, in its order
+
+    @property
+    def headers(self):
+        """The 101 response headers."""
+        return self.response_headers(self.subprotocol)
+
+    def response_headers(self, subprotocol, extra=()):
+        """The 101's headers with ``subprotocol`` chosen and ``extra`` (checked) added."""
         headers = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", accept_key(key)),
+            ("Sec-WebSocket-Accept", accept_key(self.key)),
         ]
         if subprotocol is not None:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        if deflate is not None:
-            headers.append(("Sec-WebSocket-Extensions", deflate.header_value()))
-        self.headers = headers  # the 101 response headers
+        if self.deflate is not None:
+            headers.append(("Sec-WebSocket-Extensions", self.deflate.header_value()))
+        headers.extend(extra)
+        return headers
+
+    def response(self, subprotocol, extra=()):
+        """The bytes of the 101 response."""
+        lines = ["HTTP/1.1 101 Switching Protocols"]
+        lines.extend("%s: %s" % header for header in self.response_headers(subprotocol, extra))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=None,
@@ -116,6 +176,10 @@ def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=N
         raise HandshakeError("missing header: Upgrade: websocket", 400)
     if not _has_token(headers.get("connection"), "upgrade"):
         raise HandshakeError("missing header: Connection: Upgrade", 400)
+    if has_body(headers):
+        # Its bytes would be read as WebSocket frames after the 101.
+        raise HandshakeError("a WebSocket upgrade request has no body (it has %s)" % (
+            "Transfer-Encoding" if "transfer-encoding" in headers else "Content-Length"), 400)
 
     version_header = headers.get("sec-websocket-version")
     if version_header is None:
@@ -142,11 +206,20 @@ def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=N
     if allowed_origins is not None and origin not in allowed_origins:
         raise HandshakeError("origin not allowed: %s" % origin, 403)
 
-    subprotocol = choose_subprotocol(headers.get("sec-websocket-protocol"), protocols)
+    offered = split_header(headers.get("sec-websocket-protocol"))
+    subprotocol = choose_subprotocol(offered, protocols)
     deflate = None
     if compression and headers.get("sec-websocket-extensions"):
         deflate = negotiate_server(headers["sec-websocket-extensions"])
-    return ServerHandshake(key, int(version), subprotocol, deflate, origin)
+    return ServerHandshake(key, int(version), subprotocol, deflate, origin, offered)
+
+
+def has_body(headers):
+    """Whether a request announces a body: any Transfer-Encoding, or a Content-Length but 0."""
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length", "").strip()
+    return bool(length) and length.strip("0") != ""
 
 
 # -- client side ------------------------------------------------------------------
