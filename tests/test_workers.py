@@ -134,7 +134,8 @@ def test_workers_zero_means_one_per_core(wsocket_process):
     expected = len(os.sched_getaffinity(0))
     wait_for(lambda: len(children(server.proc.pid)) == expected, timeout=30,
              what="%d workers" % expected)
-    assert "%d worker processes" % expected in server.stderr()
+    wait_for(lambda: "%d worker processes" % expected in server.stderr(), timeout=10,
+             what="the supervisor's log line")
 
 
 def test_run_with_workers_from_python(tmp_path):
