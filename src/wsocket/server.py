@@ -111,6 +111,11 @@ class RequestBody:
         self.failed = False  # an HTTPError was raised: the connection's framing is lost
 
     @property
+    def awaits_continue(self):
+        """The client asked for ``100 Continue`` and has not had it."""
+        return self._expect_continue
+
+    @property
     def complete(self):
         """The whole body was read off the connection (what the app left is buffered)."""
         return self._done
@@ -403,6 +408,7 @@ class FixedServerHandler:
         self.length = None  # Content-Length the app promised
         self.bytes_sent = 0
         self.keep_alive = handler.keep_alive
+        self.body = environ["wsgi.input"]  # ours, even if an app puts another in environ
         handler.response_started = False
         self.http11 = environ["SERVER_PROTOCOL"] == "HTTP/1.1"
 
@@ -488,11 +494,9 @@ class FixedServerHandler:
                     logger.error("error closing the WSGI response of %s %s\n%s", self.method,
                                  self.environ.get("PATH_INFO"), traceback.format_exc())
         self._log(int(self.status[:3]))
-        body = self.environ["wsgi.input"]
+        body = self.body
         if body.failed or not self.keep_alive:
             return False
-        if body._expect_continue:
-            return False  # the client may still be waiting to send a body nobody read
         # The next request starts where this body ends; skip what the app left.
         try:
             return body.drain(self.handler.max_request_head)
@@ -531,6 +535,9 @@ class FixedServerHandler:
                 self.length = int(value)
             elif lower == "connection" and "close" in value.lower():
                 self.keep_alive = False
+        body = self.body
+        if body.awaits_continue and not body.complete:
+            self.keep_alive = False  # the client may wait for a 100 Continue, or send the body
         if "content-length" not in names and code >= 200 and code not in (204, 304):
             if self.method == "HEAD":
                 pass  # no body: the length is unknown, and that is allowed
