@@ -35,7 +35,10 @@ OWS = rb"[ \t]*"  # also BWS
 VCHAR = rb"[\x21-\x7e]"
 FIELD_VCHAR = rb"[\x21-\x7e\x80-\xff]"  # VCHAR / obs-text
 FIELD_CONTENT = FIELD_VCHAR + rb"(?:[ \t\x21-\x7e\x80-\xff]*" + FIELD_VCHAR + rb")?"
-FIELD_VALUE = rb"(?:" + FIELD_CONTENT + rb")?"
+# *field-content is the strings of SP, HTAB and field-vchar that start and end
+# with a field-vchar: written as runs of field-vchar between runs of whitespace,
+# the same language, which the regex engine matches without backtracking.
+FIELD_VALUE = rb"(?:" + FIELD_VCHAR + rb"+(?:[ \t]+" + FIELD_VCHAR + rb"+)*)?"
 FIELD_LINE = rb"(?P<name>" + TOKEN + rb"):" + OWS + rb"(?P<value>" + FIELD_VALUE + rb")" + OWS
 METHOD = TOKEN
 REQUEST_TARGET = VCHAR + rb"+"  # its form (origin, absolute, ...) is checked apart
@@ -62,20 +65,34 @@ CONTENT_LENGTH = rb"[0-9]{1,%d}" % MAX_CONTENT_LENGTH_DIGITS
 HOST = rb"[A-Za-z0-9\-._~!$&'()*+,;=%\[\]:]*"
 ABSOLUTE_FORM = rb"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<authority>[^/?#@]*)(?P<rest>[/?].*)?"
 
-_field_line = re.compile(FIELD_LINE)
-_request_line = re.compile(REQUEST_LINE)
+
+
+def _text(pattern: bytes) -> str:
+    """A pattern of the grammar for the head decoded as Latin-1 (a byte is a character)."""
+    return pattern.decode("latin-1")
+
+
+# Heads are parsed as Latin-1 text (what WSGI hands on), chunk lines as bytes.
+_field_line_text = re.compile(_text(FIELD_LINE))
+_token_text = re.compile(_text(TOKEN))
+# What a field line may hold (CR and LF are checked as line ends apart):
+# deleting these bytes from a valid block leaves nothing.
+_TCHAR_BYTES = b"!#$%&'*+-.^_`|~" + bytes(range(0x30, 0x3a)) + bytes(range(0x41, 0x5b)) \
+    + bytes(range(0x61, 0x7b))
+_FIELD_BYTES = b"\r\n\t " + bytes(range(0x21, 0x7f)) + bytes(range(0x80, 0x100))
+_field_line = re.compile(FIELD_LINE)  # trailers
+_request_line = re.compile(_text(REQUEST_LINE))
 _chunk_line = re.compile(CHUNK_LINE)
-_transfer_coding = re.compile(TRANSFER_CODING)
-_content_length = re.compile(CONTENT_LENGTH)
+_transfer_coding = re.compile(_text(TRANSFER_CODING))
+_content_length = re.compile(_text(CONTENT_LENGTH))
 _token = re.compile(TOKEN)
-_host = re.compile(HOST)
-_absolute_form = re.compile(ABSOLUTE_FORM, re.DOTALL)
+_host = re.compile(_text(HOST))
+_absolute_form = re.compile(_text(ABSOLUTE_FORM), re.DOTALL)
 _bare_lf = re.compile(rb"(?<!\r)\n")
 # Response side, on str as WSGI gives them: a reason phrase and a field value
 # hold no control character but HTAB (RFC 9112 4, RFC 9110 5.5).
 _status = re.compile(r"[1-9][0-9][0-9] [\t \x21-\x7e\x80-\xff]*")
 _token_str = re.compile(TOKEN.decode("ascii"))
-_content_length_str = re.compile(CONTENT_LENGTH.decode("ascii"))
 _field_value_str = re.compile(OWS.decode("ascii") + FIELD_VALUE.decode("latin-1")
                               + OWS.decode("ascii"))
 
@@ -155,42 +172,45 @@ def find_head_end(buffer: bytes, limit: int) -> int:
 
 def parse_head(head: bytes) -> RequestHead:
     """Parse a request head (without its final CRLFCRLF) or raise ``HTTPError``."""
-    lines = head.split(b"\r\n")
-    line = lines[0]
-    match = _request_line.fullmatch(line)
+    text = head.decode("latin-1")
+    line_end = text.find("\r\n")
+    request_line = text if line_end < 0 else text[:line_end]
+    match = _request_line.fullmatch(request_line)
     if match is None:
-        if b"\n" in line or b"\r" in line:
+        if "\n" in request_line or "\r" in request_line:
             raise BadRequest("bare CR or LF in the request line")
         raise BadRequest("malformed request line")
     major, minor = match.group("major"), match.group("minor")
-    if major != b"1" or minor not in (b"0", b"1"):
-        raise VersionNotSupported("unsupported HTTP version HTTP/%s.%s"
-                                  % (major.decode(), minor.decode()))
-    http11 = minor == b"1"
-    method = match.group("method").decode("ascii")
-    target = match.group("target").decode("ascii")
+    if major != "1" or minor not in ("0", "1"):
+        raise VersionNotSupported("unsupported HTTP version HTTP/%s.%s" % (major, minor))
+    http11 = minor == "1"
+    method, target = match.group("method", "target")
 
+    # The field lines. Checked as FIELD_LINE says, in fewer steps: no character
+    # outside the field-line alphabet in the whole block, CR and LF only as
+    # CRLF, then per line a token, a colon, and the value without its OWS.
     headers = []
-    hosts, lengths, codings = [], [], []
-    connection, expect = [], []
-    for line in lines[1:]:
-        field = _field_line.fullmatch(line)
-        if field is None:
-            raise BadRequest(_field_line_error(line))
-        name = field.group("name").decode("ascii")
-        value = field.group("value").decode("latin-1")
-        lower = name.lower()  # ASCII only: a token is ASCII
-        if lower == "host":
-            hosts.append(value)
-        elif lower == "content-length":
-            lengths.append(value)
-        elif lower == "transfer-encoding":
-            codings.append(value)
-        elif lower == "connection":
-            connection.append(value)
-        elif lower == "expect":
-            expect.append(value)
-        headers.append((name, value))
+    hosts, lengths, codings, connection, expect = [], [], [], [], []
+    if line_end >= 0:
+        block = text[line_end + 2:]
+        crlf = block.count("\r\n")
+        if head[line_end + 2:].translate(None, _FIELD_BYTES) or block.count("\r") != crlf \
+                or block.count("\n") != crlf:
+            raise BadRequest(_field_line_error(_first_bad_line(block)))
+        special = {"host": hosts, "content-length": lengths, "transfer-encoding": codings,
+                   "connection": connection, "expect": expect}
+        for line in block.split("\r\n"):
+            name, colon, value = line.partition(":")
+            if not name or not colon:
+                raise BadRequest(_field_line_error(line.encode("latin-1")))
+            value = value.strip(" \t")
+            headers.append((name, value))
+            values = special.get(name.lower())  # ASCII once checked: a name is a token
+            if values is not None:
+                values.append(value)
+        names = "".join([name for name, _ in headers]).encode("latin-1")
+        if names.translate(None, _TCHAR_BYTES):  # a name holds a byte not a tchar
+            raise BadRequest(_field_line_error(_first_bad_line(block)))
 
     path, query, authority = _target_parts(method, target)
     chunked = False
@@ -208,19 +228,29 @@ def parse_head(head: bytes) -> RequestHead:
         raise BadRequest("more than one Host header")
     if http11 and not hosts:
         raise BadRequest("no Host header (HTTP/1.1 requires one)")
-    if hosts and _host.fullmatch(hosts[0].encode("latin-1")) is None:
+    if hosts and _host.fullmatch(hosts[0]) is None:
         raise BadRequest("invalid Host header")
     host = authority if authority is not None else (hosts[0] if hosts else None)
 
-    connection_options = {item.strip().lower() for value in connection
-                          for item in value.split(",")}
-    if http11:
-        keep_alive = "close" not in connection_options
+    if connection:
+        options = {item.strip(" \t").lower() for value in connection
+                   for item in value.split(",")}
     else:
-        keep_alive = "keep-alive" in connection_options and "close" not in connection_options
-    expect_continue = any(value.lower() == "100-continue" for value in expect) and http11
-    return RequestHead(method, target, "HTTP/1.%s" % minor.decode(), path, query, headers, host,
-                       content_length, chunked, keep_alive, expect_continue)
+        options = ()
+    if http11:
+        keep_alive = "close" not in options
+    else:
+        keep_alive = "keep-alive" in options and "close" not in options
+    expect_continue = http11 and any(value.lower() == "100-continue" for value in expect)
+    return RequestHead(method, target, "HTTP/1.1" if http11 else "HTTP/1.0", path, query,
+                       headers, host, content_length, chunked, keep_alive, expect_continue)
+
+
+def _first_bad_line(block: str) -> bytes:
+    for line in block.split("\r\n"):
+        if _field_line_text.fullmatch(line) is None:
+            return line.encode("latin-1")
+    return block.encode("latin-1")
 
 
 def _field_line_error(line: bytes) -> str:
@@ -246,15 +276,15 @@ def _target_parts(method: str, target: str) -> Tuple[str, str, Optional[str]]:
             raise BadRequest("request target * is for OPTIONS only")
         return "*", "", None
     else:
-        absolute = _absolute_form.fullmatch(target.encode("ascii"))
+        absolute = _absolute_form.fullmatch(target)
         if absolute is not None:  # absolute-form: its authority is the host
-            authority = absolute.group("authority").decode("ascii")
-            if not authority or _host.fullmatch(authority.encode("ascii")) is None:
+            authority = absolute.group("authority")
+            if not authority or _host.fullmatch(authority) is None:
                 raise BadRequest("invalid authority in the request target")
-            rest = (absolute.group("rest") or b"").decode("ascii")
+            rest = absolute.group("rest") or ""
             target = rest if rest.startswith("/") else "/" + rest
         elif method == "CONNECT":  # authority-form
-            if _host.fullmatch(target.encode("ascii")) is None:
+            if _host.fullmatch(target) is None:
                 raise BadRequest("invalid request target for CONNECT")
             return "", "", target
         else:
@@ -273,10 +303,10 @@ def _check_transfer_codings(fields: List[str]) -> bool:
                 # RFC 9110 5.6.1 lets a recipient skip empty list elements; refused
                 # here (as h11 does), since a proxy may read "chunked" where we would not.
                 raise BadRequest("empty Transfer-Encoding or empty element in it")
-            match = _transfer_coding.fullmatch(element.encode("latin-1"))
+            match = _transfer_coding.fullmatch(element)
             if match is None:
                 raise BadRequest("malformed Transfer-Encoding")
-            codings.append((match.group("coding").decode("ascii").lower(),
+            codings.append((match.group("coding").lower(),
                             match.group("parameters")))
     names = [name for name, _ in codings]
     if names[-1] != "chunked":
@@ -298,7 +328,7 @@ def _content_length_of(fields: List[str]) -> int:
     for field in fields:
         for element in field.split(","):
             element = element.strip(" \t")
-            if _content_length.fullmatch(element.encode("latin-1")) is None:
+            if _content_length.fullmatch(element) is None:
                 raise BadRequest("invalid Content-Length %r" % field)
             values.add(int(element))
     if len(values) != 1:
@@ -408,6 +438,6 @@ def check_response_header(name: str, value: str) -> None:
     if _field_value_str.fullmatch(value) is None:
         raise InvalidResponse("invalid value of response header %s: %r (a control character, "
                          "or not latin-1)" % (name, value))
-    if name.lower() == "content-length" and _content_length_str.fullmatch(value.strip(" \t")) \
+    if name.lower() == "content-length" and _content_length.fullmatch(value.strip(" \t")) \
             is None:
         raise InvalidResponse("invalid response header Content-Length: %r" % (value,))
