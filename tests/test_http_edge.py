@@ -251,3 +251,41 @@ def test_wsocket_refuses_all_gunicorn_refuses_and_more(wsocket_server, gunicorn_
           "accepts: %s. Refused by wsocket's policy: %d, of which gunicorn refuses %d (%s)"
           % (len(required), len(refused["wsocket"]), len(refused["gunicorn"]),
              "; ".join(accepted), len(policy), len(policy_refused), "; ".join(policy_refused)))
+
+
+# -- the new options ------------------------------------------------------------------
+
+def test_body_options_reach_the_server():
+    from tests import apps
+    from wsocket import make_server
+    server = make_server("127.0.0.1", 0, apps.http, max_body_size=None, body_timeout=2.5)
+    try:
+        assert server.max_body_size is None and server.body_timeout == 2.5
+    finally:
+        server.server_close()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("body_timeout", 0, "body_timeout must be a positive number, not 0"),
+    ("max_body_size", -1, "max_body_size must be a positive number, not -1"),
+])
+def test_bad_body_option_values_are_refused(option, value, message):
+    from tests import apps
+    from wsocket import make_server
+    with pytest.raises(ValueError) as raised:
+        make_server("127.0.0.1", 0, apps.http, **{option: value})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--max-body-size", "0", "argument --max-body-size: must be at least 1"),
+    ("--body-timeout", "soon", "argument --body-timeout: expected seconds, not 'soon'"),
+])
+def test_bad_body_flags_are_refused(flag, value, message):
+    import subprocess
+    import sys
+    from tests.netutil import ROOT
+    result = subprocess.run([sys.executable, "-m", "wsocket", "tests.apps:echo", flag, value],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == "wsocket: error: %s (see wsocket --help)\n" % message

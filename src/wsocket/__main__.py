@@ -82,6 +82,8 @@ def _number(convert, expected, valid, invalid, allow_none=False):
 
 _size = _number(int, "a number of bytes or 'none'", lambda value: value >= 0,
                 "must not be negative", allow_none=True)
+_positive_size = _number(int, "a number of bytes or 'none'", lambda value: value >= 1,
+                        "must be at least 1", allow_none=True)
 _seconds = _number(float, "seconds or 'none'", lambda value: value >= 0,
                    "must not be negative", allow_none=True)
 _port = _number(int, "a port number", lambda value: 0 <= value <= 65535,
@@ -150,7 +152,7 @@ def build_parser():
     parser.add_argument("--body-timeout", type=_positive_seconds, default=unset,
                         help="seconds to wait for more of a request body; past it a 408 "
                              "(default 10)")
-    parser.add_argument("--max-body-size", type=_size, default=unset,
+    parser.add_argument("--max-body-size", type=_positive_size, default=unset,
                         help="bytes of a request body; past it a 413, or 'none' "
                              "(default 64 MiB)")
     return parser

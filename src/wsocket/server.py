@@ -91,6 +91,22 @@ _date = _DateHeader()
 
 # -- reading requests -------------------------------------------------------------
 
+_environ_keys = {}  # header name -> environ key, for the names seen most
+
+
+def _environ_key(name):
+    """``HTTP_X_NAME`` for ``X-Name``; "" for a name to drop."""
+    if "_" in name:
+        key = ""  # X_Forwarded could pose as X-Forwarded: dropped, as gunicorn does
+    else:
+        key = name.upper().replace("-", "_")  # ASCII: a name is a token
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_environ_keys) < 1024:
+        _environ_keys[name] = key
+    return key
+
+
 class RequestBody:
     """``wsgi.input``: the request body, sized by Content-Length or chunked.
 
@@ -354,11 +370,11 @@ class FixedHandler(socketserver.BaseRequestHandler):
             "wsgi.errors": sys.stderr,
         })
         for name, value in request.headers:
-            if "_" in name:
-                continue  # X_Forwarded could pose as X-Forwarded: drop it, as gunicorn does
-            key = name.upper().replace("-", "_")  # ASCII: a name is a token
-            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                key = "HTTP_" + key
+            key = _environ_keys.get(name)
+            if key is None:
+                key = _environ_key(name)
+            if not key:
+                continue
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
