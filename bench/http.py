@@ -5,13 +5,14 @@
 
 Each server serves bench/http_apps.py on one CPU (the first), with its
 access log off; wrk (Debian's ``wrk``) loads it from the other CPU over
-keep-alive connections: ``hello`` (a 12-byte body with Content-Length) on 1
-and 16 connections, ``page`` (64 KiB with Content-Length) and
-``page_streamed`` (the same 64 KiB in 16 pieces, chunked) on 16. Prints a
-Markdown table of requests/s and median latency, and each server's
-requests/s as a ratio to gunicorn's in the same run. A benchmark, not a
-test: on a busy machine read the ratios, not the figures. Every process
-started here is stopped on the way out.
+keep-alive connections, each server in turn, ``--repeat`` times: ``hello``
+(a 12-byte body with Content-Length) on 1 and 16 connections, ``page``
+(64 KiB with Content-Length) and ``page_streamed`` (the same 64 KiB in 16
+pieces, chunked) on 16. Prints a Markdown table of the medians of
+requests/s and of median latency, and each server's requests/s as a ratio
+to gunicorn's in the same run. A benchmark, not a test: on a busy machine
+read the ratios, not the figures. Every process started here is stopped on
+the way out.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -115,23 +117,32 @@ def wrk(port: int, connections: int, duration: float, cpu: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per run (default 5)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each server, interleaved; the table shows medians "
+                             "(default 3)")
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help="comma-separated, of: %s" % ", ".join(SERVERS))
     args = parser.parse_args(argv)
     names = args.servers.split(",")
     server_cpu, load_cpu = cpus()
-    results = {}
+    runs = {}
     for app, connections in SCENARIOS:
-        for name in names:
-            print("%s: %s on %d connection(s)..." % (name, app, connections), file=sys.stderr,
-                  flush=True)
-            process, port = start(name, app, server_cpu)
-            try:
-                wrk(port, connections, 1, load_cpu)  # warm up
-                results[name, app, connections] = wrk(port, connections, args.duration,
-                                                      load_cpu)
-            finally:
-                stop(process)
+        for repetition in range(args.repeat):
+            for name in names:  # interleaved: a slow moment of the machine hits all alike
+                print("%s: %s on %d connection(s), run %d..." % (name, app, connections,
+                                                                repetition + 1),
+                      file=sys.stderr, flush=True)
+                process, port = start(name, app, server_cpu)
+                try:
+                    wrk(port, connections, 1, load_cpu)  # warm up
+                    runs.setdefault((name, app, connections), []).append(
+                        wrk(port, connections, args.duration, load_cpu))
+                finally:
+                    stop(process)
+    results = {key: (statistics.median(run[0] for run in values),
+                     statistics.median(run[1] for run in values),
+                     "; ".join(run[2] for run in values if run[2]))
+               for key, values in runs.items()}
     print("| app | connections | server | requests/s | median latency | vs %s | errors |"
           % REFERENCE)
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -27,6 +27,9 @@ def app(environ, start_response):
         status, headers = SPLITTING[path[len("/split/"):]]
         start_response(status, headers + [("Content-Type", "text/plain")])
         return [b"split?"]
+    if path.startswith("/short/"):  # promises 10 bytes, sends fewer
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        return [path[len("/short/"):].encode()] if path != "/short/" else []
     if path == "/noread":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
         return [b"noread"]

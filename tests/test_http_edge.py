@@ -159,6 +159,18 @@ def test_response_splitting_is_refused(splitting_server, name):
     assert repr(bad) in lines[-1]  # the log names what was refused
 
 
+@pytest.mark.parametrize("sent", ["", "abc"])
+def test_a_response_shorter_than_its_content_length_ends_the_connection(splitting_server, sent):
+    sock = open_connection("127.0.0.1", splitting_server.port)
+    with sock:
+        sock.sendall(b"GET /short/%s HTTP/1.1\r\nHost: x\r\n\r\n" % sent.encode())
+        reader = Reader(sock)
+        status_line, headers = reader.read_head()
+        assert status_line == "HTTP/1.1 200 OK" and ("Content-Length", "10") in headers
+        assert reader.read_to_eof() == sent.encode()  # then the end: never a next response
+    assert "sent %d of the 10 bytes" % len(sent) in splitting_server.stderr()
+
+
 # -- 7. bodies that never come --------------------------------------------------------
 
 def test_body_that_never_comes_gets_408_and_close(wsocket_server):

@@ -603,9 +603,10 @@ class FixedServerHandler:
             head = self._send_headers()
         if self.chunked:
             self._send(head + b"0\r\n\r\n")
-        elif head:
+            return
+        if head:
             self._send(head)
-        elif self.length is not None and self.bytes_sent < self.length \
+        if self.length is not None and self.bytes_sent < self.length \
                 and self._body_allowed():
             logger.error("WSGI application sent %d of the %d bytes its Content-Length "
                          "promised", self.bytes_sent, self.length)
