@@ -37,6 +37,7 @@ def app(environ, start_response):
     seen = {
         "method": environ["REQUEST_METHOD"],
         "path": environ["PATH_INFO"],
+        "target": environ.get("REQUEST_URI", environ.get("RAW_URI")),
         "query": environ.get("QUERY_STRING", ""),
         "headers": {key: value for key, value in environ.items()
                     if key.startswith(("HTTP_", "CONTENT_")) and isinstance(value, str)},

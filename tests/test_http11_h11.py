@@ -13,15 +13,22 @@ it: leading empty lines skipped (RFC 9112 2.2, which h11 refuses: the
 comparison skips them for both), the head up to CRLFCRLF, then the body by
 its framing; a message cut by the end of the input is refused. The
 deliberate differences (where wsocket refuses what h11 accepts) are in
-README's Security section.
+README's Security section. Last, 150 of the generated requests go to
+``python -m wsocket`` itself: its app sees what the parser reads (method,
+target, body), or the server refuses (4xx/5xx and close) where the parser
+does, and its log shows no error.
 """
 
+import json
+import socket
 from typing import NamedTuple, Optional
 
 import h11
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from tests.netutil import Reader, open_connection
+from tests.serverproc import python, start_server
 from wsocket.protocol.http11 import ChunkedDecoder, HTTPError, find_head_end, parse_head
 
 LIMIT = 65536
@@ -246,3 +253,54 @@ def test_deliberate_differences_wsocket_is_stricter(raw):
     """README lists these: h11 accepts them, wsocket refuses."""
     assert h11_outcome(raw) is not None
     assert wsocket_outcome(raw) is None
+
+
+# -- the server reads as its parser does ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def wsocket_server(tmp_path_factory):
+    server = start_server("wsocket", python(
+        "-m", "wsocket", "tests.http_edge_app:app", "--port", "{port}", "--body-timeout", "5"),
+        tmp_path_factory.mktemp("h11") / "wsocket.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def server_outcome(port: int, raw: bytes):
+    """(method, target, body) the app saw, or None when the server refused (or said nothing)."""
+    sock = open_connection("127.0.0.1", port)
+    with sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)  # the end of input, as the parsers get it
+        try:
+            response = Reader(sock).read_response()
+        except (EOFError, ConnectionError):
+            return None
+    if response.status >= 400:
+        assert response.header("Connection") == "close"
+        return None
+    assert response.status == 200, response
+    seen = json.loads(response.body)
+    return seen["method"].encode(), seen["target"].encode("latin-1"), seen["body"].encode(
+        "latin-1")
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=requests())
+def test_the_server_reads_requests_as_its_parser(wsocket_server, raw):
+    """Requests sent to ``python -m wsocket``: the app sees what the parser reads, or none."""
+    parsed = wsocket_outcome(raw)
+    served = server_outcome(wsocket_server.port, raw)
+    if parsed is None:
+        assert served is None, "the parser refuses, the server ran the app: %r" % raw
+    else:
+        assert served == (parsed.method, parsed.target, parsed.body), raw
+
+
+def test_generated_requests_logged_no_error(wsocket_server):
+    """Runs after the one above: none of its requests left an ERROR line or a traceback."""
+    assert server_outcome(wsocket_server.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") is not None
+    wsocket_server.assert_no_errors()
