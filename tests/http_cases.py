@@ -152,6 +152,13 @@ CASES = [
          413, True, policy=True),
     Case("chunked past max_body_size",
          _post(CHUNKED, b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n"), 413, True, policy=True),
+    Case("malformed chunked body read by a route",
+         _post(CHUNKED, b"5\r\nhelloXX", target=b"/route/read"), 400, True),
+    Case("body past max_body_size read by a route",
+         _post(CHUNKED, b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n", target=b"/route/read"),
+         413, True, policy=True),
+    Case("chunked body read by a route",
+         _post(CHUNKED, b"5\r\nhello\r\n0\r\n\r\n", target=b"/route/read"), 200, False),
     Case("unread malformed chunked body", _post(CHUNKED, b"-1\r\nhello\r\n", target=b"/noread"),
          200, True),
     # -- 8. Host

@@ -7,6 +7,17 @@ the method, path, query, the headers (``HTTP_*``, ``CONTENT_*``) and the body.
 
 import json
 
+from wsocket import WSocketApp
+
+# /route/read: a route of wsocket's framework that reads the body.
+routes = WSocketApp()
+
+
+@routes.route("/route/read")
+def read_body(environ, start_response):
+    return environ["wsgi.input"].read()
+
+
 # /split/<name>: a status or header that would split the response if it reached the wire.
 SPLITTING = {
     "value-crlf": ("200 OK", [("X-Injected", "a\r\nSet-Cookie: pwn=1")]),
@@ -23,6 +34,8 @@ SPLITTING = {
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path.startswith("/route/"):
+        return routes(environ, start_response)
     if path.startswith("/split/"):
         status, headers = SPLITTING[path[len("/split/"):]]
         start_response(status, headers + [("Content-Type", "text/plain")])
