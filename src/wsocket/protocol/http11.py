@@ -61,10 +61,11 @@ TRANSFER_CODING = (rb"(?P<coding>" + TOKEN + rb")(?P<parameters>(?:" + OWS + rb"
                    + TRANSFER_PARAMETER + rb")*)")
 MAX_CONTENT_LENGTH_DIGITS = 18  # below 2**63
 CONTENT_LENGTH = rb"[0-9]{1,%d}" % MAX_CONTENT_LENGTH_DIGITS
+REASON_PHRASE = rb"[\t \x21-\x7e\x80-\xff]*"
+STATUS = rb"[1-9][0-9][0-9] " + REASON_PHRASE  # a WSGI status: status-code SP reason-phrase
 # RFC 3986 host [":" port] with the characters of reg-name, IP-literal and IPv4.
 HOST = rb"[A-Za-z0-9\-._~!$&'()*+,;=%\[\]:]*"
 ABSOLUTE_FORM = rb"(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<authority>[^/?#@]*)(?P<rest>[/?].*)?"
-
 
 
 def _text(pattern: bytes) -> str:
@@ -91,10 +92,8 @@ _absolute_form = re.compile(_text(ABSOLUTE_FORM), re.DOTALL)
 _bare_lf = re.compile(rb"(?<!\r)\n")
 # Response side, on str as WSGI gives them: a reason phrase and a field value
 # hold no control character but HTAB (RFC 9112 4, RFC 9110 5.5).
-_status = re.compile(r"[1-9][0-9][0-9] [\t \x21-\x7e\x80-\xff]*")
-_token_str = re.compile(TOKEN.decode("ascii"))
-_field_value_str = re.compile(OWS.decode("ascii") + FIELD_VALUE.decode("latin-1")
-                              + OWS.decode("ascii"))
+_status = re.compile(_text(STATUS))
+_field_value_text = re.compile(_text(OWS + FIELD_VALUE + OWS))
 
 
 # -- errors ------------------------------------------------------------------------
@@ -149,7 +148,7 @@ class RequestHead(NamedTuple):
 
 
 def is_token(text: str) -> bool:
-    return _token_str.fullmatch(text) is not None
+    return _token_text.fullmatch(text) is not None
 
 
 def find_head_end(buffer: bytes, limit: int) -> int:
@@ -433,9 +432,9 @@ def check_response_status(status: str) -> None:
 
 def check_response_header(name: str, value: str) -> None:
     """ValueError for a header that is not a token name and a value without CR, LF, NUL..."""
-    if _token_str.fullmatch(name) is None:
+    if _token_text.fullmatch(name) is None:
         raise InvalidResponse("invalid response header name %r: not a token" % (name,))
-    if _field_value_str.fullmatch(value) is None:
+    if _field_value_text.fullmatch(value) is None:
         raise InvalidResponse("invalid value of response header %s: %r (a control character, "
                          "or not latin-1)" % (name, value))
     if name.lower() == "content-length" and _content_length.fullmatch(value.strip(" \t")) \
