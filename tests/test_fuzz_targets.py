@@ -1,6 +1,6 @@
 """The atheris fuzz targets of fuzz/ run for a bounded time and find nothing.
 
-Both targets run at once, each as ``python fuzz/fuzz_NAME.py
+The targets run at once, each as ``python fuzz/fuzz_NAME.py
 -max_total_time=SECONDS``: SECONDS is 20, or WSOCKET_FUZZ_SECONDS. A crash
 fails the test with libFuzzer's report and the crashing input (hex), which
 replays with ``python fuzz/fuzz_NAME.py crash-file``.
@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("frames", "handshake")
+TARGETS = ("frames", "handshake", "http")
 SECONDS = int(os.environ.get("WSOCKET_FUZZ_SECONDS", "20"))
 MIN_RUNS = 200  # the seeds replayed, then mutations: far more than this in any run
 
 
 @pytest.fixture(scope="module")
 def fuzz_runs(tmp_path_factory):
-    """{target: (exit status, libFuzzer's output, artifact folder)}, both run in parallel."""
+    """{target: (exit status, libFuzzer's output, artifact folder)}, all run in parallel."""
     folder = tmp_path_factory.mktemp("fuzz")
     started = {}
     for name in TARGETS:

@@ -82,6 +82,8 @@ def _number(convert, expected, valid, invalid, allow_none=False):
 
 _size = _number(int, "a number of bytes or 'none'", lambda value: value >= 0,
                 "must not be negative", allow_none=True)
+_positive_size = _number(int, "a number of bytes or 'none'", lambda value: value >= 1,
+                        "must be at least 1", allow_none=True)
 _seconds = _number(float, "seconds or 'none'", lambda value: value >= 0,
                    "must not be negative", allow_none=True)
 _port = _number(int, "a port number", lambda value: 0 <= value <= 65535,
@@ -97,7 +99,7 @@ _compression_level = _number(int, "a whole number", lambda value: 1 <= value <= 
 _WEBSOCKET_OPTIONS = ("max_message_size", "ping_interval", "ping_timeout", "close_timeout",
                       "max_queue", "max_fragments", "compression_level")
 _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
-                   "max_request_head")
+                   "max_request_head", "body_timeout", "max_body_size")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,6 +154,12 @@ def build_parser():
                         help="seconds an idle keep-alive connection is kept (default 15)")
     parser.add_argument("--max-request-head", type=_positive_int, default=unset,
                         help="bytes of request line and headers; past it a 431 (default 65536)")
+    parser.add_argument("--body-timeout", type=_positive_seconds, default=unset,
+                        help="seconds to wait for more of a request body; past it a 408 "
+                             "(default 10)")
+    parser.add_argument("--max-body-size", type=_positive_size, default=unset,
+                        help="bytes of a request body; past it a 413, or 'none' "
+                             "(default 64 MiB)")
     return parser
 
 

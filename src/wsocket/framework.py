@@ -29,6 +29,7 @@ import stat
 import traceback
 from http import HTTPStatus
 
+from .protocol.http11 import HTTPError
 from .websocket import logger
 
 __all__ = ["Framework", "Response", "normalize_status", "normalize_headers", "request_path"]
@@ -361,6 +362,11 @@ class Framework:
         try:
             result = handler(environ, reply.start_response)
             body, length = self._make_body(result, reply, environ)
+        except HTTPError:
+            # wsocket's server refused the request body the route read (malformed,
+            # late, too large): the client's fault, which the server answers.
+            _close(result.body if isinstance(result, Response) else result)
+            raise
         except Exception:
             _close(result.body if isinstance(result, Response) else result)
             websocket = environ.get("wsgi.websocket")

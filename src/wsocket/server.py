@@ -23,6 +23,10 @@ from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
+from .protocol.http11 import (
+    BodyTooLarge, ChunkedDecoder, HTTPError, InvalidResponse, check_response_header, check_response_status,
+    find_head_end, parse_head,
+)
 from .reactor import Reactor, available as reactor_available
 from .websocket import logger
 
@@ -38,17 +42,26 @@ SERVER_OPTIONS = {
     "request_timeout": 10.0,  # seconds to send a whole request head (slowloris guard)
     "keep_alive_timeout": 15.0,  # seconds an idle keep-alive connection is kept
     "max_request_head": 64 * 1024,  # bytes of request line and headers; past it a 431
+    "body_timeout": 10.0,  # seconds to wait for more of a request body; past it a 408
+    "max_body_size": 64 * 1024 * 1024,  # bytes of a request body; past it a 413 (None: any)
 }
+# Options that may be None (no limit).
+_OPTIONAL_OPTIONS = {"max_body_size"}
 MAX_REQUEST_HEAD = SERVER_OPTIONS["max_request_head"]
 _READ_SIZE = 65536
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class BadRequest(Exception):
+class BadRequest(HTTPError):
     """A request we cannot parse; answered with ``status`` and the connection closed."""
 
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
+
+class BodyTimeout(HTTPError):
+    status = 408
+
+
+class IncompleteBody(HTTPError):
+    """The client closed the connection before the end of the body it announced."""
 
 
 def _reason(status):
@@ -58,81 +71,142 @@ def _reason(status):
         return "Unknown"
 
 
+class _DateHeader:
+    """The Date header's value, formatted once a second rather than once a response."""
+
+    def __init__(self):
+        self._second = None
+        self._value = ""
+
+    def __call__(self):
+        second = int(time.time())
+        if second != self._second:
+            self._value = formatdate(second, usegmt=True)
+            self._second = second
+        return self._value
+
+
+_date = _DateHeader()
+
+
 # -- reading requests -------------------------------------------------------------
+
+_environ_keys = {}  # header name -> environ key, for the names seen most
+
+
+def _environ_key(name):
+    """``HTTP_X_NAME`` for ``X-Name``; "" for a name to drop."""
+    if "_" in name:
+        key = ""  # X_Forwarded could pose as X-Forwarded: dropped, as gunicorn does
+    else:
+        key = name.upper().replace("-", "_")  # ASCII: a name is a token
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_environ_keys) < 1024:
+        _environ_keys[name] = key
+    return key
+
 
 class RequestBody:
     """``wsgi.input``: the request body, sized by Content-Length or chunked.
 
     Reads from the connection's buffer first, then the socket; never past
     the end of this request, so the next keep-alive request stays intact.
+    A malformed, late (``body_timeout``), cut or too large body raises an
+    ``HTTPError``, which the server answers (400, 408, 413) before closing.
     """
 
-    def __init__(self, handler, length=None, chunked=False):
+    def __init__(self, handler, length=None, chunked=False, expect_continue=False):
         self._handler = handler
-        self._remaining = length or 0  # of the body, or of the current chunk
-        self._chunked = chunked
+        self._pending = bytearray()  # decoded, not yet read by the app
+        self._remaining = length or 0  # of a Content-Length body
+        self._decoder = ChunkedDecoder(handler.max_request_head) if chunked else None
         self._done = not chunked and not length
+        self._received = 0
+        self._expect_continue = expect_continue
+        self.failed = False  # an HTTPError was raised: the connection's framing is lost
 
-    def _fill(self):
-        """Make sure some of the body is buffered; False at its end."""
+    @property
+    def awaits_continue(self):
+        """The client asked for ``100 Continue`` and has not had it."""
+        return self._expect_continue
+
+    @property
+    def complete(self):
+        """The whole body was read off the connection (what the app left is buffered)."""
+        return self._done
+
+    def _more(self):
+        """Append some more of the body to ``_pending``; False at its end."""
         if self._done:
             return False
-        if self._chunked and self._remaining == 0:
-            line = self._handler.read_line()
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                self._remaining = int(size_text, 16)
-            except ValueError:
-                raise BadRequest("invalid chunk size")
-            if self._remaining == 0:
-                while self._handler.read_line():  # trailers end with an empty line
-                    pass
-                self._done = True
-                return False
-        if not self._handler.buffer:
-            self._handler.fill_buffer()
-        return True
+        handler = self._handler
+        if self._expect_continue:
+            self._expect_continue = False
+            handler.send_continue()
+        try:
+            while True:
+                if self._decoder is not None:
+                    data = self._decoder.decode(handler.buffer, _READ_SIZE)
+                    if data is None:
+                        handler.fill_body_buffer()
+                        continue
+                    if self._decoder.done:
+                        self._done = True
+                        if not data:
+                            return False
+                else:
+                    if not handler.buffer:
+                        handler.fill_body_buffer()
+                    buffer = handler.buffer
+                    count = min(self._remaining, len(buffer))
+                    data = bytes(buffer[:count])
+                    del buffer[:count]
+                    self._remaining -= count
+                    if self._remaining == 0:
+                        self._done = True
+                self._received += len(data)
+                limit = handler.server.max_body_size
+                if limit is not None and self._received > limit:
+                    raise BodyTooLarge("request body larger than %d bytes" % limit)
+                self._pending += data
+                return True
+        except HTTPError:
+            self.failed = True
+            self._done = True
+            raise
 
-    def _take(self, limit):
-        buffer = self._handler.buffer
-        count = min(limit, self._remaining, len(buffer))
-        data = bytes(buffer[:count])
-        del buffer[:count]
-        self._remaining -= count
-        if self._remaining == 0:
-            if self._chunked:
-                self._handler.read_line()  # the CRLF after a chunk
-            else:
-                self._done = True
+    def _take(self, count):
+        data = bytes(self._pending[:count])
+        del self._pending[:count]
         return data
 
     def read(self, size=-1):
         if size is None or size < 0:
-            parts = []
-            while self._fill():
-                parts.append(self._take(1 << 62))
-            return b"".join(parts)
-        parts, wanted = [], size
-        while wanted > 0 and self._fill():
-            data = self._take(wanted)
-            parts.append(data)
-            wanted -= len(data)
-        return b"".join(parts)
+            while self._more():
+                pass
+            return self._take(len(self._pending))
+        while len(self._pending) < size and self._more():
+            pass
+        return self._take(size)
 
     def readline(self, size=-1):
-        parts, total = [], 0
-        while (size is None or size < 0 or total < size) and self._fill():
-            buffer = self._handler.buffer
-            end = buffer.find(b"\n", 0, self._remaining)
-            limit = end + 1 if end >= 0 else len(buffer)
-            if size is not None and size >= 0:
-                limit = min(limit, size - total)
-            data = self._take(limit)
-            parts.append(data)
-            total += len(data)
-            if data.endswith(b"\n"):
+        start = 0
+        while True:
+            end = self._pending.find(b"\n", start)
+            if end >= 0:
+                count = end + 1
                 break
-        return b"".join(parts)
+            if size is not None and 0 <= size <= len(self._pending):
+                count = size
+                break
+            start = len(self._pending)
+            if not self._more():
+                count = len(self._pending)
+                break
+        if size is not None and size >= 0:
+            count = min(count, size)
+        return self._take(count)
 
     def readlines(self, hint=-1):
         return list(self)
@@ -146,10 +220,12 @@ class RequestBody:
 
     def drain(self, limit):
         """Read the rest of the body; False if more than ``limit`` bytes remain."""
-        while self._fill():
-            if limit <= 0:
+        self._pending.clear()
+        while self._more():
+            limit -= len(self._pending)
+            self._pending.clear()
+            if limit < 0:
                 return False
-            limit -= len(self._take(limit))
         return True
 
 
@@ -162,6 +238,8 @@ class FixedHandler(socketserver.BaseRequestHandler):
     a malformed request gets a plain-text 4xx and the connection is closed,
     and no client input raises out of it. Subclass ``WebSocketHandler``
     rather than this class, so that WebSockets keep working.
+    What the bytes mean is ``wsocket.protocol.http11``'s business; this
+    class only reads them off the socket.
     """
 
     server_software = SERVER_SOFTWARE
@@ -170,9 +248,17 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def setup(self):
         self.buffer = bytearray()
         self.taken_over = False
+        self.response_started = False  # a response head is on the wire: no 100 Continue
         self.client_address = self.client_address or ("", 0)
         self.connected_at = time.monotonic()
         self.max_request_head = self.server.max_request_head
+        if self.request.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                # A response goes out when written, not when the client's
+                # delayed ACK of the previous one comes (the 40 ms stall).
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         context = getattr(self.server, "ssl_context", None)
         if context is not None:
             self.request.settimeout(self.server.request_timeout)
@@ -192,7 +278,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 try:
                     environ = self.read_request(first)
                     first = False
-                except BadRequest as error:
+                except HTTPError as error:
                     self.send_error(error.status, str(error))
                     return
                 finally:
@@ -207,22 +293,22 @@ class FixedHandler(socketserver.BaseRequestHandler):
 
     # -- low-level reading, shared with RequestBody ------------------------------
 
-    def fill_buffer(self):
-        data = self.connection.recv(_READ_SIZE)
+    def fill_body_buffer(self):
+        """More bytes of a body, within ``body_timeout``."""
+        try:
+            self.connection.settimeout(self.server.body_timeout)
+            data = self.connection.recv(_READ_SIZE)
+        except socket.timeout:
+            raise BodyTimeout("request body not received within %g s"
+                              % self.server.body_timeout)
         if not data:
-            raise ConnectionResetError("connection closed in the middle of a request")
+            raise IncompleteBody("connection closed in the middle of the request body")
         self.buffer += data
 
-    def read_line(self, limit=MAX_REQUEST_HEAD):
-        while True:
-            end = self.buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self.buffer[:end + 1])
-                del self.buffer[:end + 1]
-                return line.rstrip(b"\r\n")
-            if len(self.buffer) > limit:
-                raise BadRequest("line too long", 431)
-            self.fill_buffer()
+    def send_continue(self):
+        """``100 Continue``: the app reads the body the client waits to send."""
+        if not self.response_started:
+            self.connection.sendall(_CONTINUE)
 
     def read_request(self, first=False):
         """Parse the next request head into a WSGI environ; None at a clean end.
@@ -234,16 +320,13 @@ class FixedHandler(socketserver.BaseRequestHandler):
         idle ``keep_alive_timeout`` seconds.
         """
         started = self.connected_at if first else None
+        limit = self.max_request_head
         while True:
-            blank = len(self.buffer) - len(self.buffer.lstrip(b"\r\n"))
-            if blank:
-                del self.buffer[:blank]  # RFC 9112 2.2, also when a request follows at once
-            end = self.buffer.find(b"\r\n\r\n")
+            while self.buffer[:2] == b"\r\n":
+                del self.buffer[:2]  # RFC 9112 2.2: empty lines before a request
+            end = find_head_end(self.buffer, limit)
             if end >= 0:
                 break
-            if len(self.buffer) > self.max_request_head:
-                raise BadRequest("request head larger than %d bytes" % self.max_request_head,
-                                 431)
             now = time.monotonic()
             if started is None and self.buffer:
                 started = now
@@ -266,73 +349,48 @@ class FixedHandler(socketserver.BaseRequestHandler):
                     raise BadRequest("connection closed in the middle of the request head")
                 return None
             self.buffer += data
-            if not self.buffer.strip():
-                self.buffer.clear()  # RFC 9112 2.2: ignore empty lines before a request
-        if end > self.max_request_head:
-            raise BadRequest("request head larger than %d bytes" % self.max_request_head, 431)
-        head = bytes(self.buffer[:end]).lstrip(b"\r\n")
+        head = bytes(self.buffer[:end])
         del self.buffer[:end + 4]
         return self.make_environ(head)
 
     def make_environ(self, head):
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            raise BadRequest("malformed request line")
-        method, target, version = parts
-        if version not in ("HTTP/1.0", "HTTP/1.1"):
-            raise BadRequest("unsupported HTTP version %s" % version, 505)
+        request = parse_head(head)
+        limit = self.server.max_body_size
+        if request.content_length is not None and limit is not None \
+                and request.content_length > limit:
+            raise BodyTooLarge("request body of %d bytes, more than %d"
+                               % (request.content_length, limit))
         environ = dict(self.server.base_environ)
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip() or line[0] in " \t":
-                raise BadRequest("malformed header line")
-            key = name.upper().replace("-", "_")
-            if "_" in name:
-                continue  # X_Forwarded could pose as X-Forwarded: drop it, as gunicorn does
-            value = value.strip(" \t")
-            if key in headers:
-                headers[key] += ("; " if key == "COOKIE" else ",") + value
-            else:
-                headers[key] = value
-        path, _, query = target.partition("?")
-        if "://" in path:  # absolute-form request target
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
         environ.update({
-            "REQUEST_METHOD": method,
+            "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-            "QUERY_STRING": query,
-            "RAW_URI": target,
-            "REQUEST_URI": target,
-            "SERVER_PROTOCOL": version,
+            "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
+            "QUERY_STRING": request.query,
+            "RAW_URI": request.target,
+            "REQUEST_URI": request.target,
+            "SERVER_PROTOCOL": request.version,
             "REMOTE_ADDR": self.client_address[0],
             "REMOTE_PORT": str(self.client_address[1]),
             "wsgi.errors": sys.stderr,
         })
-        for key, value in headers.items():
-            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-                environ[key] = value
+        for name, value in request.headers:
+            key = _environ_keys.get(name)
+            if key is None:
+                key = _environ_key(name)
+            if not key:
+                continue
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
-                environ["HTTP_" + key] = value
-        environ["wsgi.input"] = self.make_body(headers)
+                environ[key] = value
+        if request.content_length is not None:
+            environ["CONTENT_LENGTH"] = str(request.content_length)
+        if request.host is not None:
+            environ["HTTP_HOST"] = request.host  # absolute-form: its authority wins
+        environ["wsgi.input"] = RequestBody(self, request.content_length, request.chunked,
+                                            request.expect_continue)
+        self.keep_alive = request.keep_alive
         return environ
-
-    def make_body(self, headers):
-        encoding = headers.get("TRANSFER_ENCODING", "").lower()
-        if encoding:
-            if "CONTENT_LENGTH" in headers:
-                raise BadRequest("both Transfer-Encoding and Content-Length")
-            if encoding != "chunked":
-                raise BadRequest("unsupported Transfer-Encoding: %s" % encoding, 501)
-            return RequestBody(self, chunked=True)
-        length = headers.get("CONTENT_LENGTH")
-        if length is None:
-            return RequestBody(self)
-        if not length.isdigit():
-            raise BadRequest("invalid Content-Length")
-        return RequestBody(self, int(length))
 
     def send_error(self, status, message):
         """A plain-text error for a request the app never saw; closes the connection."""
@@ -344,7 +402,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
             self.connection.sendall(head.encode("latin-1") + body)
         except OSError:
             pass
-        self.log_request("-", status, len(body))
+        logger.info('%s - refused: %d %s', self.client_address[0], status, message)
 
     def log_request(self, request_line, status, size):
         logger.info('%s - "%s" %s %s', self.client_address[0], request_line, status,
@@ -375,11 +433,9 @@ class FixedServerHandler:
         self.chunked = False
         self.length = None  # Content-Length the app promised
         self.bytes_sent = 0
-        connection = environ.get("HTTP_CONNECTION", "").lower()
-        if environ["SERVER_PROTOCOL"] == "HTTP/1.1":
-            self.keep_alive = "close" not in connection
-        else:
-            self.keep_alive = "keep-alive" in connection
+        self.keep_alive = handler.keep_alive
+        self.body = environ["wsgi.input"]  # ours, even if an app puts another in environ
+        handler.response_started = False
         self.http11 = environ["SERVER_PROTOCOL"] == "HTTP/1.1"
 
     def start_response(self, status, headers, exc_info=None):
@@ -401,13 +457,13 @@ class FixedServerHandler:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
-                or status[3] != " ":
-            raise ValueError("WSGI status must be a string like '200 OK', not %r" % (status,))
+        # Checked here for every app: a CR, LF or NUL would split the response.
+        check_response_status(status)
         for header in headers:
             if not (isinstance(header, tuple) and len(header) == 2
                     and isinstance(header[0], str) and isinstance(header[1], str)):
                 raise TypeError("WSGI headers must be (str, str) tuples, not %r" % (header,))
+            check_response_header(*header)
         self.status = status
         self.headers = list(headers)
         return self.write
@@ -433,30 +489,57 @@ class FixedServerHandler:
             if self.status is None:
                 raise AssertionError("WSGI application returned without start_response()")
             self._finish_body()
-        except BadRequest as error:
-            # The body the app was reading is malformed: the client's fault.
-            logger.info("bad request body for %s %s: %s", self.method,
-                        self.environ.get("PATH_INFO"), error)
+        except HTTPError as error:
+            # The body the app was reading is malformed, late or too large: the client's fault.
+            logger.info("%s: request body refused for %s %s: %s", self.handler.client_address[0],
+                        self.method, self.environ.get("PATH_INFO"), error)
+            self.keep_alive = False
             if self.headers_sent:
                 return False
+            self.status = None
             self._replace_response(error.status, str(error))
-        except Exception:
+        except (ConnectionError, socket.timeout, ssl.SSLError) as error:
             if self.handler.taken_over:
                 raise
-            logger.error("error in WSGI application for %s %s\n%s", self.method,
-                         self.environ.get("PATH_INFO"), traceback.format_exc())
+            # The client left (or stopped reading) while the response was written.
+            logger.debug("connection from %s ended during the response: %s",
+                         self.handler.client_address[0], error)
+            return False
+        except Exception as error:
+            if self.handler.taken_over:
+                raise
             if self.headers_sent:
+                logger.error("error in WSGI application for %s %s\n%s", self.method,
+                             self.environ.get("PATH_INFO"), traceback.format_exc())
                 return False  # the response is broken: the client sees the connection end
+            if isinstance(error, InvalidResponse):
+                # A header that would split the response: named, and never sent.
+                logger.error("WSGI application for %s %s: %s; answered 500 instead",
+                             self.method, self.environ.get("PATH_INFO"), error)
+            else:
+                logger.error("error in WSGI application for %s %s\n%s", self.method,
+                             self.environ.get("PATH_INFO"), traceback.format_exc())
+            self.status = None
             self._replace_response(500, "Internal Server Error")
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                close()
+                try:
+                    close()
+                except Exception:
+                    logger.error("error closing the WSGI response of %s %s\n%s", self.method,
+                                 self.environ.get("PATH_INFO"), traceback.format_exc())
         self._log(int(self.status[:3]))
-        if not self.keep_alive:
+        body = self.body
+        if body.failed or not self.keep_alive:
             return False
         # The next request starts where this body ends; skip what the app left.
-        return self.environ["wsgi.input"].drain(self.handler.max_request_head)
+        try:
+            return body.drain(self.handler.max_request_head)
+        except HTTPError as error:
+            logger.info("%s: request body refused while skipping it: %s",
+                        self.handler.client_address[0], error)
+            return False
 
     def _replace_response(self, status, message):
         """Answer with a plain-text error instead of what the app did not finish."""
@@ -488,6 +571,9 @@ class FixedServerHandler:
                 self.length = int(value)
             elif lower == "connection" and "close" in value.lower():
                 self.keep_alive = False
+        body = self.body
+        if body.awaits_continue and not body.complete:
+            self.keep_alive = False  # the client may wait for a 100 Continue, or send the body
         if "content-length" not in names and code >= 200 and code not in (204, 304):
             if self.method == "HEAD":
                 pass  # no body: the length is unknown, and that is allowed
@@ -498,7 +584,7 @@ class FixedServerHandler:
                 self.keep_alive = False
         lines = ["HTTP/1.1 %s" % self.status]
         if "date" not in names:
-            lines.append("Date: %s" % formatdate(usegmt=True))
+            lines.append("Date: %s" % _date())
         if "server" not in names:
             lines.append("Server: %s" % self.handler.server_software)
         lines.extend("%s: %s" % header for header in self.headers)
@@ -507,7 +593,9 @@ class FixedServerHandler:
         elif self.keep_alive and not self.http11 and "connection" not in names:
             lines.append("Connection: keep-alive")
         self.headers_sent = True
-        self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.handler.response_started = True
+        # Not sent yet: it goes out with the first piece of body, in one send.
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def write(self, data):
         """The WSGI ``write`` callable, also used for the returned iterable."""
@@ -515,23 +603,30 @@ class FixedServerHandler:
             raise AssertionError("write() before start_response()")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("WSGI body chunks must be bytes, not %s" % type(data).__name__)
-        if not self.headers_sent:
-            self._send_headers()
+        head = b"" if self.headers_sent else self._send_headers()
         if not data or not self._body_allowed():
+            if head:
+                self._send(head)
             return
         if self.chunked:
-            self._send(b"%x\r\n" % len(data) + bytes(data) + b"\r\n")
+            self._send(b"%s%x\r\n%s\r\n" % (head, len(data), data))
+        elif head:
+            self._send(head + data)
         else:
             self._send(data)
         self.bytes_sent += len(data)
 
     def _finish_body(self):
+        head = b""
         if not self.headers_sent:
             self._set_length(0) if self._body_allowed() else None
-            self._send_headers()
+            head = self._send_headers()
         if self.chunked:
-            self._send(b"0\r\n\r\n")
-        elif self.length is not None and self.bytes_sent < self.length \
+            self._send(head + b"0\r\n\r\n")
+            return
+        if head:
+            self._send(head)
+        if self.length is not None and self.bytes_sent < self.length \
                 and self._body_allowed():
             logger.error("WSGI application sent %d of the %d bytes its Content-Length "
                          "promised", self.bytes_sent, self.length)
@@ -638,6 +733,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                 ", ".join(sorted(unknown)), ", ".join(sorted(SERVER_OPTIONS))))
         for name, default in SERVER_OPTIONS.items():
             value = limits.get(name, default)
+            if value is None and name in _OPTIONAL_OPTIONS:
+                setattr(self, name, None)
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError("%s must be a positive number, not %r" % (name, value))
             setattr(self, name, value)
