@@ -4,6 +4,15 @@ Every error of the protocol knows the close code it maps to, so the layer
 that talks to the socket never has to guess which code to send.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .protocol.codes import CloseCode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = [
     "WebSocketError",
     "ProtocolError",
@@ -23,27 +32,27 @@ class WebSocketError(OSError):
 class ProtocolError(WebSocketError):
     """The peer broke RFC 6455 or RFC 7692; the connection fails with ``code``."""
 
-    code = 1002
+    code: int = CloseCode.PROTOCOL_ERROR
 
-    def __init__(self, message, code=None):
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
 
-    def __str__(self):
-        return self.args[0] if self.args else ""
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class FrameTooLargeException(ProtocolError):
     """A message grew past the size limit (close code 1009)."""
 
-    code = 1009
+    code = CloseCode.MESSAGE_TOO_BIG
 
 
 class InvalidUTF8(ProtocolError):
     """A text message or a close reason is not valid UTF-8 (close code 1007)."""
 
-    code = 1007
+    code = CloseCode.INVALID_DATA
 
 
 class ConnectionClosed(WebSocketError):
@@ -53,7 +62,7 @@ class ConnectionClosed(WebSocketError):
     the connection dropped without any close frame.
     """
 
-    def __init__(self, code=1006, reason=""):
+    def __init__(self, code: int = CloseCode.ABNORMAL_CLOSURE, reason: str = "") -> None:
         self.code = code
         self.reason = reason
         text = "WebSocket connection closed (code %d)" % code
@@ -61,8 +70,8 @@ class ConnectionClosed(WebSocketError):
             text += ": " + reason
         super().__init__(text)
 
-    def __str__(self):
-        return self.args[0]
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class HandshakeError(WebSocketError):
@@ -73,13 +82,14 @@ class HandshakeError(WebSocketError):
     the status the server answered with and its headers.
     """
 
-    def __init__(self, message, status=400, headers=()):
+    def __init__(self, message: str, status: int = 400,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.headers = list(headers)
 
-    def __str__(self):
-        return self.args[0]
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class InvalidStatus(HandshakeError):
@@ -89,7 +99,8 @@ class InvalidStatus(HandshakeError):
     tell what it said instead.
     """
 
-    def __init__(self, message, status, headers=(), body=b""):
+    def __init__(self, message: str, status: int, headers: Iterable[tuple[str, str]] = (),
+                 body: bytes = b"") -> None:
         super().__init__(message, status, headers)
         self.body = body
 
