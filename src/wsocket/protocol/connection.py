@@ -206,16 +206,16 @@ class Connection:
     a legitimate message of the allowed size would.
     """
 
-    def __init__(self, side: Side = SERVER, deflate: DeflateParams | None = None,
+    def __init__(self, side: Side | str = SERVER, deflate: DeflateParams | None = None,
                  max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
                  max_fragments: int | None = None,
                  compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> None:
         if side not in (SERVER, CLIENT):
-            raise ValueError("side must be %r or %r, not %r" % (SERVER, CLIENT, side))
+            raise ValueError("side must be %r or %r, not %r" % (SERVER.value, CLIENT.value, side))
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be None or a size in bytes")
-        # Accept the plain strings "server" and "client" too, as always.
-        self.side: Side = Side(side)
+        # The plain strings "server" and "client" are accepted too, as always.
+        self.side = Side(side)
         self.state: State = OPEN
         self.max_message_size = max_message_size
         if max_fragments is None:
