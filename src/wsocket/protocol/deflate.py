@@ -158,7 +158,8 @@ def _read_offer(params: list[tuple[str, str | None]]) -> dict[str, Any]:
     A ``*_no_context_takeover`` maps to True, a window size to its bits, and
     a bare ``client_max_window_bits`` (any window is fine) to True.
     """
-    seen: dict[str, Any] = {}  # keyword arguments of DeflateParams, but one case
+    # DeflateParams' keyword arguments, but for a bare client_max_window_bits (True)
+    seen: dict[str, Any] = {}
     for key, value in params:
         if key not in _PARAM_NAMES:
             raise ValueError("unknown parameter %s" % key)
