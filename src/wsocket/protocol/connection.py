@@ -31,7 +31,6 @@ from .frames import (
     OP_TEXT,
     Buffer,
     FrameHeader,
-    ParseMessages,
     apply_mask,
     pack_short_header,
     parse_header,
@@ -268,7 +267,7 @@ class Connection:
                 and self._message_opcode is None and type(data) is bytes:
             # The usual read, nothing pending from before: straight to the C
             # fast path; if it takes all of ``data``, that is all.
-            messages, position, error = self._parse_run(parse_messages, data, 0)
+            messages, position, error = self._parse_run(data, 0)
             if error is None and position == len(data):
                 return messages
             # Something else is in there too: the whole way, from where it stopped.
@@ -312,7 +311,7 @@ class Connection:
                     and self._message_opcode is None:
                 # The C fast path takes the run of small whole messages here
                 # and stops before anything else, which the code below judges.
-                messages, position, error = self._parse_run(parse_messages, buffer, position)
+                messages, position, error = self._parse_run(buffer, position)
                 if messages:
                     events.extend(messages)
                 if error is not None:
@@ -365,13 +364,14 @@ class Connection:
                 self._end_data_frame(header.fin, events)
         return position
 
-    def _parse_run(self, parse: ParseMessages, buffer: Buffer, position: int
+    def _parse_run(self, buffer: Buffer, position: int
                    ) -> tuple[list[Event], int, BaseException | None]:
-        """The C fast path ``parse`` (``frames.parse_messages``) from ``position``.
+        """The C fast path (``frames.parse_messages``) from ``position``: (events, position, error).
 
-        Returns (events, position, error).
+        Only called where ``parse_messages`` is not None: the type checker
+        cannot see that, and a check here would cost time on every read.
         """
-        return parse(
+        return parse_messages(  # type: ignore[misc]
             buffer, position, self._expect_masked,
             -1 if self.max_message_size is None else self.max_message_size, Message,
             None if self._codec is None else self._inflate_whole)
