@@ -4,6 +4,15 @@ Every error of the protocol knows the close code it maps to, so the layer
 that talks to the socket never has to guess which code to send.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .protocol.codes import CloseCode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = [
     "WebSocketError",
     "ProtocolError",
@@ -36,15 +45,15 @@ class ProtocolError(WebSocketError):
             invalid UTF-8, 1009 for a message too big.
     """
 
-    code = 1002
+    code: int = CloseCode.PROTOCOL_ERROR
 
-    def __init__(self, message, code=None):
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
 
-    def __str__(self):
-        return self.args[0] if self.args else ""
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class FrameTooLargeException(ProtocolError):
@@ -54,13 +63,13 @@ class FrameTooLargeException(ProtocolError):
         code (int): 1009.
     """
 
-    code = 1009
+    code = CloseCode.MESSAGE_TOO_BIG
 
 
 class InvalidUTF8(ProtocolError):
     """A text message or a close reason is not valid UTF-8 (close code 1007)."""
 
-    code = 1007
+    code = CloseCode.INVALID_DATA
 
 
 class ConnectionClosed(WebSocketError):
@@ -76,7 +85,7 @@ class ConnectionClosed(WebSocketError):
         reason (str): The close reason, ``""`` when there was none.
     """
 
-    def __init__(self, code=1006, reason=""):
+    def __init__(self, code: int = CloseCode.ABNORMAL_CLOSURE, reason: str = "") -> None:
         self.code = code
         self.reason = reason
         text = "WebSocket connection closed (code %d)" % code
@@ -84,8 +93,8 @@ class ConnectionClosed(WebSocketError):
             text += ": " + reason
         super().__init__(text)
 
-    def __str__(self):
-        return self.args[0]
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class HandshakeError(WebSocketError):
@@ -102,13 +111,14 @@ class HandshakeError(WebSocketError):
             the server's response headers (client).
     """
 
-    def __init__(self, message, status=400, headers=()):
+    def __init__(self, message: str, status: int = 400,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.headers = list(headers)
 
-    def __str__(self):
-        return self.args[0]
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class InvalidStatus(HandshakeError):
@@ -120,7 +130,8 @@ class InvalidStatus(HandshakeError):
         body (bytes): Its response body, at most 64 KiB.
     """
 
-    def __init__(self, message, status, headers=(), body=b""):
+    def __init__(self, message: str, status: int, headers: Iterable[tuple[str, str]] = (),
+                 body: bytes = b"") -> None:
         super().__init__(message, status, headers)
         self.body = body
 

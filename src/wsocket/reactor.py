@@ -20,25 +20,34 @@ Only where ``select.epoll`` exists (Linux); elsewhere ``available()`` is
 False and the server keeps a thread per connection, as before.
 """
 
+from __future__ import annotations
+
 import collections
 import heapq
 import itertools
 import math
 import select
-import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Callable
 
+from ._sockets import WakeUpPair, shutdown_quietly
 from .websocket import logger
 
-__all__ = ["Reactor", "Workers", "available"]
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["Reactor", "Workers", "available", "Job"]
+
+# What a worker runs: a callable without arguments (its result is ignored).
+Job = Callable[[], object]
 
 WORKER_IDLE_TIMEOUT = 5.0  # seconds a worker with nothing to do waits before it ends
 LINGER = 0.5  # seconds a worker stays with a connection that just had a message
 MAX_LINGERING = 256  # connections that may linger so at once
 
 
-def available():
+def available() -> bool:
     return hasattr(select, "epoll")
 
 
@@ -50,15 +59,16 @@ class Workers:
     do not pile up: each ends after ``idle_timeout`` seconds without a job.
     """
 
-    def __init__(self, name="wsocket-worker", idle_timeout=WORKER_IDLE_TIMEOUT):
+    def __init__(self, name: str = "wsocket-worker",
+                 idle_timeout: float = WORKER_IDLE_TIMEOUT) -> None:
         self.name = name
         self.idle_timeout = idle_timeout
-        self._jobs = collections.deque()
+        self._jobs: collections.deque[Job] = collections.deque()
         self._condition = threading.Condition(threading.Lock())
         self._idle = 0  # workers waiting for a job; never fewer than len(_jobs)
         self._started = itertools.count(1)
 
-    def submit(self, job):
+    def submit(self, job: Job) -> None:
         """Run ``job()`` in a worker thread, at once."""
         with self._condition:
             if self._idle > len(self._jobs):
@@ -69,8 +79,8 @@ class Workers:
                                   name="%s-%d" % (self.name, next(self._started)))
         thread.start()
 
-    def _work(self, job):
-        while True:
+    def _work(self, job: Job | None) -> None:
+        while job is not None:  # always: the loop ends by return
             try:
                 job()
             except Exception:
@@ -94,15 +104,15 @@ class _Watch:
 
     __slots__ = ("sock", "callback", "armed", "again", "due", "timer")
 
-    def __init__(self, sock, callback):
+    def __init__(self, sock: socket.socket, callback: Job) -> None:
         self.sock = sock
         self.callback = callback
         self.armed = False  # waiting: the next event runs the callback
         self.again = False  # an event came while the callback ran: run it once more
-        self.due = None  # when the callback is due without an event
+        self.due: float | None = None  # when the callback is due without an event
         # The earliest time this watch has in the timer heap, or None: a
         # watch armed again and again (a busy socket) keeps one entry there.
-        self.timer = None
+        self.timer: float | None = None
 
 
 class Reactor:
@@ -116,35 +126,34 @@ class Reactor:
 
     linger = LINGER
 
-    def __init__(self, workers=None, max_lingering=MAX_LINGERING):
+    def __init__(self, workers: Workers | None = None,
+                 max_lingering: int = MAX_LINGERING) -> None:
         self.workers = workers or Workers()
         self.lingering = threading.BoundedSemaphore(max_lingering)
         self._epoll = select.epoll()
-        self._watches = {}  # descriptor -> _Watch
-        self._timers = []  # heap of (time, serial, watch)
+        self._watches: dict[int, _Watch] = {}  # descriptor -> _Watch
+        self._timers: list[tuple[float, int, _Watch]] = []  # heap of (time, serial, watch)
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self._next_wake = math.inf  # when the loop wakes up by itself at the latest
         self._closing = False
-        self._wake_receive, self._wake_send = socket.socketpair()
-        self._wake_receive.setblocking(False)
-        self._wake_send.setblocking(False)
-        self._epoll.register(self._wake_receive.fileno(), select.EPOLLIN)
+        self._wake_up = WakeUpPair()
+        self._epoll.register(self._wake_up.fileno(), select.EPOLLIN)
         self._thread = threading.Thread(target=self._run, name="wsocket-reactor", daemon=True)
         self._thread.start()
 
-    def __len__(self):
+    def __len__(self) -> int:
         """The sockets watched now."""
         with self._lock:
             return len(self._watches)
 
-    def watch(self, sock, callback, due=None):
+    def watch(self, sock: socket.socket, callback: Job, due: float | None = None) -> None:
         """Run ``callback()`` in a worker once ``sock`` is readable, ``due`` comes, or ``wake``."""
         fd = sock.fileno()
         wake_loop = run_now = False
         with self._lock:
             if self._closing:
-                _shutdown(sock)  # stopping: the callback sees the connection end
+                shutdown_quietly(sock)  # stopping: the callback sees the connection end
             watch = self._watches.get(fd)
             if watch is None or watch.sock is not sock:
                 if watch is not None:
@@ -176,7 +185,7 @@ class Reactor:
         elif wake_loop:
             self._wake()
 
-    def wake(self, sock):
+    def wake(self, sock: socket.socket) -> None:
         """Run the callback of ``sock`` now (or once more, if it is running)."""
         with self._lock:
             watch = self._watches.get(sock.fileno())
@@ -186,7 +195,7 @@ class Reactor:
         if callback is not None:
             self.workers.submit(callback)
 
-    def unwatch(self, sock):
+    def unwatch(self, sock: socket.socket) -> None:
         """Forget ``sock``; call it before closing the socket."""
         try:
             fd = sock.fileno()
@@ -206,7 +215,7 @@ class Reactor:
         if last:
             self._wake()  # the loop ends now
 
-    def close(self):
+    def close(self) -> None:
         """Stop: the sockets still watched are shut down, so their callbacks see them end.
 
         The loop runs on until the last of them is unwatched.
@@ -215,10 +224,10 @@ class Reactor:
             self._closing = True
             socks = [watch.sock for watch in self._watches.values()]
         for sock in socks:
-            _shutdown(sock)
+            shutdown_quietly(sock)
         self._wake()
 
-    def _fire(self, watch):
+    def _fire(self, watch: _Watch) -> Job | None:
         """The callback to run for an event on ``watch`` (lock held), or None."""
         if watch.armed:
             watch.armed = False
@@ -226,14 +235,11 @@ class Reactor:
         watch.again = True
         return None
 
-    def _wake(self):
-        try:
-            self._wake_send.send(b"\0")
-        except OSError:
-            pass  # full: the loop wakes up anyway
+    def _wake(self) -> None:
+        self._wake_up.wake()
 
-    def _run(self):
-        wake_fd = self._wake_receive.fileno()
+    def _run(self) -> None:
+        wake_fd = self._wake_up.fileno()
         while True:
             with self._lock:
                 if self._closing and not self._watches:
@@ -265,21 +271,9 @@ class Reactor:
                         watch.timer = watch.due
                         heapq.heappush(timers, (watch.due, next(self._serial), watch))
             if any(fd == wake_fd for fd, _ in events):
-                try:
-                    while self._wake_receive.recv(4096):
-                        pass
-                except OSError:
-                    pass
+                self._wake_up.drain()
             for callback in ready:
                 if callback is not None:
                     self.workers.submit(callback)
         self._epoll.close()
-        self._wake_receive.close()
-        self._wake_send.close()
-
-
-def _shutdown(sock):
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+        self._wake_up.close()

@@ -10,29 +10,73 @@ invalid UTF-8 fails the connection at the byte that makes it invalid and an
 oversized message fails at its header, before its payload is buffered.
 """
 
+from __future__ import annotations
+
 import codecs
+import enum
 import struct
+from typing import Any
 
 from ..errors import FrameTooLargeException, InvalidUTF8, ProtocolError
-from .deflate import DEFAULT_COMPRESSION_LEVEL, DeflateCodec, check_compression_level
+from .codes import CloseCode, close_code, is_valid_close_code
+from .deflate import DEFAULT_COMPRESSION_LEVEL, DeflateCodec, DeflateParams, check_compression_level
 from .frames import (
-    CONTROL_OPCODES, MAX_CONTROL_PAYLOAD, OP_BINARY, OP_CLOSE, OP_CONTINUATION,
-    OP_PING, OP_PONG, OP_TEXT, pack_short_header, apply_mask, parse_header, parse_messages,
+    CONTROL_OPCODES,
+    MAX_CONTROL_PAYLOAD,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Buffer,
+    FrameHeader,
+    apply_mask,
+    pack_short_header,
+    parse_header,
+    parse_messages,
     serialize_frame,
 )
 
 __all__ = [
-    "SERVER", "CLIENT", "OPEN", "CLOSING", "CLOSED", "DEFAULT_MAX_MESSAGE_SIZE",
-    "Connection", "Message", "Ping", "Pong", "CloseReceived", "Failure",
-    "check_close_code", "is_valid_close_code",
+    "Side", "State", "SERVER", "CLIENT", "OPEN", "CLOSING", "CLOSED", "DEFAULT_MAX_MESSAGE_SIZE",
+    "Connection", "Event", "Message", "Ping", "Pong", "CloseReceived", "Failure",
+    "CloseCode", "check_close_code", "is_valid_close_code",
 ]
 
-SERVER = "server"
-CLIENT = "client"
 
-OPEN = "OPEN"  # messages flow both ways
-CLOSING = "CLOSING"  # one side sent a close frame, the other has not answered yet
-CLOSED = "CLOSED"  # both close frames exchanged, or the connection failed
+class _StrEnum(str, enum.Enum):
+    """Members are the strings they stand for: equal to them, hashed like them,
+    and printed as them (``"%s"``, ``format()`` and f-strings, on every Python)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Side(_StrEnum):
+    """Which end of the connection this is: it decides which frames are masked."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(_StrEnum):
+    """Where a connection is in its life (RFC 6455 section 7)."""
+
+    OPEN = "OPEN"  # messages flow both ways
+    CLOSING = "CLOSING"  # one side sent a close frame, the other has not answered yet
+    CLOSED = "CLOSED"  # both close frames exchanged, or the connection failed
+
+
+# The names other modules have always used, now the enum members.
+SERVER = Side.SERVER
+CLIENT = Side.CLIENT
+OPEN = State.OPEN
+CLOSING = State.CLOSING
+CLOSED = State.CLOSED
 
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 # With no size limit, fragments are still bounded as for messages of 64 MiB.
@@ -46,13 +90,15 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # -- events -----------------------------------------------------------------
 
 class Event:
-    __slots__ = ()
+    """What ``Connection.receive_data()`` returns, one per thing the peer said."""
 
-    def __repr__(self):
+    __slots__: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
         fields = ", ".join("%s=%r" % (name, getattr(self, name)) for name in self.__slots__)
         return "%s(%s)" % (type(self).__name__, fields)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and all(
             getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
@@ -62,30 +108,37 @@ class Message(Event):
 
     __slots__ = ("data",)
 
-    def __init__(self, data):
+    def __init__(self, data: str | bytes) -> None:
         self.data = data
 
 
 class Ping(Event):
+    """A ping; answer it with ``send_pong(payload)``."""
+
     __slots__ = ("payload",)
 
-    def __init__(self, payload):
+    def __init__(self, payload: bytes) -> None:
         self.payload = payload
 
 
 class Pong(Event):
+    """A pong, the answer to a ping (or unsolicited, a heartbeat)."""
+
     __slots__ = ("payload",)
 
-    def __init__(self, payload):
+    def __init__(self, payload: bytes) -> None:
         self.payload = payload
 
 
 class CloseReceived(Event):
-    """The peer's close frame: ``code`` is 1005 when it carried no status."""
+    """The peer's close frame: ``code`` is 1005 when it carried no status.
+
+    ``code`` is a ``CloseCode`` member when the code has a name.
+    """
 
     __slots__ = ("code", "reason", "payload")
 
-    def __init__(self, code, reason, payload):
+    def __init__(self, code: int, reason: str, payload: bytes) -> None:
         self.code = code
         self.reason = reason
         self.payload = payload
@@ -100,24 +153,14 @@ class Failure(Event):
 
     __slots__ = ("code", "reason")
 
-    def __init__(self, code, reason):
+    def __init__(self, code: int, reason: str) -> None:
         self.code = code
         self.reason = reason
 
 
 # -- close codes --------------------------------------------------------------
 
-def is_valid_close_code(code):
-    """Whether a close frame may carry ``code`` (RFC 6455 7.4, IANA registry).
-
-    1004-1006 and 1015 are reserved for local use and never sent; 1016-2999
-    belong to future revisions of the protocol; 3000-4999 are for libraries
-    and applications.
-    """
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
-
-
-def check_close_code(code, reason=""):
+def check_close_code(code: int, reason: str | bytes = "") -> bytes:
     """Validate a close frame we are about to send; returns the reason as bytes."""
     if not isinstance(code, int) or not is_valid_close_code(code):
         raise ValueError("invalid close code %r: use 1000-1003, 1007-1014 or 3000-4999" % (code,))
@@ -128,17 +171,17 @@ def check_close_code(code, reason=""):
     return encoded
 
 
-def _decode_text(payload):
+def _decode_text(payload: bytes) -> str:
     """A whole text message's bytes as ``str``; InvalidUTF8 names what is wrong."""
     try:
         return payload.decode("utf-8")
     except UnicodeDecodeError as error:
         if error.reason == "unexpected end of data":
-            raise InvalidUTF8("text message ends inside a UTF-8 sequence")
-        raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+            raise InvalidUTF8("text message ends inside a UTF-8 sequence") from None
+        raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason) from None
 
 
-def _utf8_prefix_is_dead(decoder):
+def _utf8_prefix_is_dead(decoder: codecs.IncrementalDecoder) -> bool:
     """Whether the bytes the decoder holds back can never become valid.
 
     CPython's decoder already rejects most impossible prefixes at once, but
@@ -162,14 +205,17 @@ class Connection:
     a legitimate message of the allowed size would.
     """
 
-    def __init__(self, side=SERVER, deflate=None, max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
-                 max_fragments=None, compression_level=DEFAULT_COMPRESSION_LEVEL):
+    def __init__(self, side: Side | str = SERVER, deflate: DeflateParams | None = None,
+                 max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+                 max_fragments: int | None = None,
+                 compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> None:
         if side not in (SERVER, CLIENT):
-            raise ValueError("side must be %r or %r, not %r" % (SERVER, CLIENT, side))
+            raise ValueError("side must be %r or %r, not %r" % (SERVER.value, CLIENT.value, side))
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be None or a size in bytes")
-        self.side = side
-        self.state = OPEN
+        # The plain strings "server" and "client" are accepted too, as always.
+        self.side = Side(side)
+        self.state: State = OPEN
         self.max_message_size = max_message_size
         if max_fragments is None:
             max_fragments = max(1024, (max_message_size or _UNLIMITED_SIZE_BASIS) // 64)
@@ -183,8 +229,10 @@ class Connection:
                        if deflate is not None else None)
         self._mask_outgoing = side == CLIENT
         self._expect_masked = side == SERVER
-        self.close_sent = None  # (code, reason) once we sent a close frame
-        self.close_received = None  # (code, reason) once the peer's close arrived
+        # (code, reason) once we sent a close frame
+        self.close_sent: tuple[int, str] | None = None
+        # (code, reason) once the peer's close arrived
+        self.close_received: tuple[int, str] | None = None
         self.failed = False  # set by fail(): nothing more is sent or parsed
         # Set when the peer broke the protocol. Messages parsed before the
         # violation are still delivered and may be answered (RFC 6455 has
@@ -194,19 +242,20 @@ class Connection:
 
         self._buffer = bytearray()
         # The frame whose payload is arriving (data frames only).
-        self._frame = None
+        self._frame: FrameHeader | None = None
         self._frame_remaining = 0
         self._frame_mask_offset = 0
         # The message being assembled.
-        self._message_opcode = None  # OP_TEXT or OP_BINARY inside a message
+        self._message_opcode: int | None = None  # OP_TEXT or OP_BINARY inside a message
         self._message_compressed = False
         self._message_size = 0
-        self._parts = []
-        self._utf8 = None
+        # str pieces of a text message, bytes of a binary one
+        self._parts: list[Any] = []
+        self._utf8: codecs.IncrementalDecoder | None = None
 
     # -- receiving ----------------------------------------------------------
 
-    def receive_data(self, data):
+    def receive_data(self, data: Buffer) -> list[Event]:
         """Parse bytes from the peer; returns the list of events they complete.
 
         After a ``Failure`` or a ``CloseReceived`` no more data is parsed:
@@ -226,10 +275,12 @@ class Connection:
             return self._receive_rest(data, position, messages, error)
         return self._receive_rest(data, 0, [], None)
 
-    def _receive_rest(self, data, position, events, error):
+    def _receive_rest(self, data: Buffer, position: int, events: list[Event],
+                      error: BaseException | None) -> list[Event]:
         """receive_data() for ``data[position:]``, after ``events`` (and maybe ``error``)."""
         if position:
             data = data[position:]
+        buffer: Buffer
         if self._buffer or type(data) is not bytes:
             self._buffer += data
             buffer = self._buffer
@@ -246,12 +297,12 @@ class Connection:
             events.append(Failure(error.code, str(error)))
             return events
         if buffer is self._buffer:
-            del buffer[:position]
+            del self._buffer[:position]
         elif position < len(buffer):
             self._buffer = bytearray(memoryview(buffer)[position:])
         return events
 
-    def _parse(self, buffer, events):
+    def _parse(self, buffer: Buffer, events: list[Event]) -> int:
         """Parse what ``buffer`` holds into ``events``; returns how many bytes were used."""
         position = 0
         end = len(buffer)
@@ -267,9 +318,10 @@ class Connection:
                     raise error
                 if position >= end:
                     break
-            if self._frame is not None:
+            frame = self._frame
+            if frame is not None:
                 take = min(self._frame_remaining, end - position)
-                self._payload_chunk(buffer[position:position + take], events)
+                self._payload_chunk(frame, buffer[position:position + take], events)
                 position += take
                 continue
             header = parse_header(buffer, position)
@@ -294,34 +346,45 @@ class Connection:
             if header.fin and stop <= end and header.opcode != OP_CONTINUATION:
                 # The common case, a whole unfragmented message already here:
                 # inflate and decode it in one go.
-                payload = buffer[start:stop]
-                payload = apply_mask(payload, header.mask) if header.mask else bytes(payload)
+                body = buffer[start:stop]
+                plain = apply_mask(body, header.mask) if header.mask else bytes(body)
+                data: str | bytes
                 if header.rsv1:
-                    payload = self._inflate_whole(payload, header.opcode == OP_TEXT)
+                    data = self._inflate_whole(plain, header.opcode == OP_TEXT)
                 elif header.opcode == OP_TEXT:
-                    payload = _decode_text(payload)
-                events.append(Message(payload))
+                    data = _decode_text(plain)
+                else:
+                    data = plain
+                events.append(Message(data))
                 position = stop
                 continue
             position = start
             self._start_data_frame(header)
             if header.length == 0:
-                self._end_data_frame(events)
+                self._end_data_frame(header.fin, events)
         return position
 
-    def _parse_run(self, buffer, position):
-        """The C fast path (``frames.parse_messages``) from ``position``: (events, position, error)."""
-        return parse_messages(
+    def _parse_run(self, buffer: Buffer, position: int
+                   ) -> tuple[list[Event], int, BaseException | None]:
+        """The C fast path (``frames.parse_messages``) from ``position``: (events, position, error).
+
+        Only called where ``parse_messages`` is not None: the type checker
+        cannot see that, and a check here would cost time on every read.
+        """
+        return parse_messages(  # type: ignore[misc]
             buffer, position, self._expect_masked,
             -1 if self.max_message_size is None else self.max_message_size, Message,
             None if self._codec is None else self._inflate_whole)
 
-    def _inflate_whole(self, payload, text):
+    def _inflate_whole(self, payload: bytes, text: bool) -> str | bytes:
         """The data of a compressed message that came whole, in one frame."""
+        # Only called on a compressed frame, which _check_header allows
+        # only with a codec (an assertion for the type checker).
+        assert self._codec is not None
         data = self._codec.inflate_message(payload, self.max_message_size)
         return _decode_text(data) if text else data
 
-    def _check_header(self, header):
+    def _check_header(self, header: FrameHeader) -> None:
         if header.rsv2 or header.rsv3:
             raise ProtocolError("reserved bits RSV2/RSV3 set without an extension")
         opcode = header.opcode
@@ -357,7 +420,7 @@ class Connection:
         if limit is not None and not compressed and so_far + header.length > limit:
             raise FrameTooLargeException("message of more than %d bytes (the limit)" % limit)
 
-    def _start_data_frame(self, header):
+    def _start_data_frame(self, header: FrameHeader) -> None:
         if header.opcode != OP_CONTINUATION:
             self._message_opcode = header.opcode
             self._message_compressed = header.rsv1
@@ -374,29 +437,31 @@ class Connection:
         self._frame_remaining = header.length
         self._frame_mask_offset = 0
 
-    def _payload_chunk(self, chunk, events):
-        mask = self._frame.mask
+    def _payload_chunk(self, frame: FrameHeader, raw: Buffer, events: list[Event]) -> None:
+        """The next piece ``raw`` of the payload of ``frame`` (the data frame arriving)."""
+        mask = frame.mask
         if mask is not None:
             offset = self._frame_mask_offset
             if offset:
                 mask = mask[offset:] + mask[:offset]
-            chunk = apply_mask(chunk, mask)
+            chunk = apply_mask(raw, mask)
             self._frame_mask_offset = (offset + len(chunk)) & 3
         else:
-            chunk = bytes(chunk)
+            chunk = bytes(raw)
         self._frame_remaining -= len(chunk)
         if self._message_compressed:
+            assert self._codec is not None  # a compressed message needs one (_check_header)
             chunk = self._codec.decompress(chunk, self._room_left())
         self._add_to_message(chunk)
         if self._frame_remaining == 0:
-            self._end_data_frame(events)
+            self._end_data_frame(frame.fin, events)
 
-    def _room_left(self):
+    def _room_left(self) -> int | None:
         if self.max_message_size is None:
             return None
         return self.max_message_size - self._message_size
 
-    def _add_to_message(self, chunk):
+    def _add_to_message(self, chunk: bytes) -> None:
         if not chunk:
             return
         self._message_size += len(chunk)
@@ -404,7 +469,7 @@ class Connection:
             try:
                 text = self._utf8.decode(chunk, False)
             except UnicodeDecodeError as error:
-                raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason)
+                raise InvalidUTF8("invalid UTF-8 in text message: %s" % error.reason) from None
             if _utf8_prefix_is_dead(self._utf8):
                 raise InvalidUTF8("invalid UTF-8 in text message: surrogate code point")
             if text:
@@ -412,18 +477,20 @@ class Connection:
         else:
             self._parts.append(chunk)
 
-    def _end_data_frame(self, events):
-        fin = self._frame.fin
+    def _end_data_frame(self, fin: bool, events: list[Event]) -> None:
+        """The data frame that was arriving is complete; ``fin`` when it ends the message."""
         self._frame = None
         if not fin:
             return
         if self._message_compressed:
+            assert self._codec is not None  # a compressed message needs one (_check_header)
             self._add_to_message(self._codec.finish_message(self._room_left()))
+        data: str | bytes
         if self._utf8 is not None:
             try:
                 self._utf8.decode(b"", True)
             except UnicodeDecodeError:
-                raise InvalidUTF8("text message ends inside a UTF-8 sequence")
+                raise InvalidUTF8("text message ends inside a UTF-8 sequence") from None
             data = "".join(self._parts)
         else:
             data = b"".join(self._parts)
@@ -433,7 +500,7 @@ class Connection:
         self._utf8 = None
         events.append(Message(data))
 
-    def _control_frame(self, opcode, payload, events):
+    def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == OP_PING:
             events.append(Ping(payload))
         elif opcode == OP_PONG:
@@ -452,29 +519,30 @@ class Connection:
             events.append(CloseReceived(code, reason, payload))
 
     @staticmethod
-    def _parse_close(payload):
+    def _parse_close(payload: bytes) -> tuple[int, str]:
         if not payload:
-            return 1005, ""
+            return CloseCode.NO_STATUS_RCVD, ""
         if len(payload) == 1:
             raise ProtocolError("close frame with a 1-byte payload")
-        code = _unpack_code(payload[:2])[0]
+        code: int = _unpack_code(payload[:2])[0]
         if not is_valid_close_code(code):
             raise ProtocolError("invalid close code %d" % code)
         try:
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
             # SPEC.md: invalid close frames, reasons included, are answered with 1002.
-            raise ProtocolError("close reason is not valid UTF-8")
-        return code, reason
+            raise ProtocolError("close reason is not valid UTF-8") from None
+        return close_code(code), reason
 
     # -- sending ------------------------------------------------------------
 
     @property
-    def can_send(self):
+    def can_send(self) -> bool:
         """Whether data frames may still be sent (no close frame sent yet)."""
         return self.close_sent is None and not self.failed
 
-    def send_message(self, data, binary=None, compress=True):
+    def send_message(self, data: str | bytes | bytearray | memoryview,
+                     binary: bool | None = None, compress: bool = True) -> bytes:
         """The frame of one whole message. ``str`` goes as text unless ``binary``."""
         if not self.can_send:
             raise ProtocolError("cannot send a message after the close frame")
@@ -494,13 +562,13 @@ class Connection:
             return pack_short_header((0xC0 if rsv1 else 0x80) | opcode, len(payload)) + payload
         return serialize_frame(opcode, payload, True, rsv1, self._mask_outgoing)
 
-    def send_ping(self, payload=b""):
+    def send_ping(self, payload: str | bytes = b"") -> bytes:
         return self._control(OP_PING, payload)
 
-    def send_pong(self, payload=b""):
+    def send_pong(self, payload: str | bytes = b"") -> bytes:
         return self._control(OP_PONG, payload)
 
-    def _control(self, opcode, payload):
+    def _control(self, opcode: int, payload: str | bytes) -> bytes:
         if not self.can_send:
             raise ProtocolError("cannot send a control frame after the close frame")
         if isinstance(payload, str):
@@ -510,7 +578,8 @@ class Connection:
             raise ValueError("control frame payload of %d bytes (at most 125)" % len(payload))
         return serialize_frame(opcode, payload, True, False, self._mask_outgoing)
 
-    def send_close(self, code=1000, reason=""):
+    def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE,
+                   reason: str = "") -> bytes:
         """The close frame that starts or answers the closing handshake.
 
         ``code`` None sends a close frame without a status (the answer to a
@@ -520,7 +589,7 @@ class Connection:
             raise ProtocolError("close frame already sent")
         if code is None:
             payload = b""
-            self.close_sent = (1005, "")
+            self.close_sent = (CloseCode.NO_STATUS_RCVD, "")
         else:
             # Validate before packing: struct would raise its own error first
             # for codes outside 0-65535 or that are not integers.
@@ -530,7 +599,7 @@ class Connection:
         self.state = CLOSED if self.close_received is not None else CLOSING
         return serialize_frame(OP_CLOSE, payload, True, False, self._mask_outgoing)
 
-    def fail(self, code, reason=""):
+    def fail(self, code: int, reason: str = "") -> bytes:
         """The close frame for a failed connection (RFC 6455 7.1.7), or b"".
 
         Afterwards the connection is CLOSED: nothing more is sent or parsed.

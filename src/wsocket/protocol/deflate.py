@@ -6,9 +6,15 @@ within it. ``DeflateCodec`` then compresses what one side sends and inflates
 what it receives, each direction with its own context-takeover rule.
 """
 
+from __future__ import annotations
+
 import zlib
+from typing import Any, Optional
 
 from ..errors import FrameTooLargeException, HandshakeError, ProtocolError
+
+# A parsed extension: its name and its parameters, each with its value or None.
+Extension = tuple[str, list[tuple[str, Optional[str]]]]
 
 __all__ = [
     "EXTENSION_NAME", "DeflateParams", "DeflateCodec", "parse_extensions",
@@ -27,11 +33,12 @@ DEFAULT_MEM_LEVEL = 5
 DEFAULT_COMPRESSION_LEVEL = 6
 
 
-def check_compression_level(level):
+def check_compression_level(level: object) -> None:
     """Raise ValueError unless ``level`` is a zlib level that compresses (1 to 9)."""
     if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 9:
         raise ValueError("compression_level must be a whole number from 1 (fastest) to 9 "
                          "(smallest output), not %r" % (level,))
+
 
 _PARAM_NAMES = (
     "server_no_context_takeover", "client_no_context_takeover",
@@ -44,14 +51,16 @@ class DeflateParams:
 
     __slots__ = _PARAM_NAMES
 
-    def __init__(self, server_no_context_takeover=False, client_no_context_takeover=False,
-                 server_max_window_bits=None, client_max_window_bits=None):
+    def __init__(self, server_no_context_takeover: bool = False,
+                 client_no_context_takeover: bool = False,
+                 server_max_window_bits: int | None = None,
+                 client_max_window_bits: int | None = None) -> None:
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
         self.client_max_window_bits = client_max_window_bits
 
-    def header_value(self):
+    def header_value(self) -> str:
         """The extension as it is written in Sec-WebSocket-Extensions."""
         parts = [EXTENSION_NAME]
         if self.server_no_context_takeover:
@@ -64,22 +73,22 @@ class DeflateParams:
             parts.append("client_max_window_bits=%d" % self.client_max_window_bits)
         return "; ".join(parts)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, DeflateParams) and all(
             getattr(self, name) == getattr(other, name) for name in _PARAM_NAMES)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "DeflateParams(%s)" % ", ".join(
             "%s=%r" % (name, getattr(self, name)) for name in _PARAM_NAMES)
 
 
-def parse_extensions(header):
+def parse_extensions(header: str) -> list[Extension]:
     """Parse a Sec-WebSocket-Extensions value into ``[(name, [(param, value)])]``.
 
     ``value`` is None for a parameter without one; quoted strings are
     unquoted (RFC 6455 9.1). Raises ``ValueError`` on a malformed header.
     """
-    extensions = []
+    extensions: list[Extension] = []
     for element in _split_outside_quotes(header, ","):
         element = element.strip()
         if not element:
@@ -88,7 +97,7 @@ def parse_extensions(header):
         name = pieces[0].strip()
         if not _is_token(name):
             raise ValueError("invalid extension name %r" % name)
-        params = []
+        params: list[tuple[str, str | None]] = []
         for piece in pieces[1:]:
             key, sep, value = piece.partition("=")
             key = key.strip()
@@ -107,8 +116,10 @@ def parse_extensions(header):
     return extensions
 
 
-def _split_outside_quotes(text, separator):
-    parts, current, quoted = [], [], False
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
@@ -127,11 +138,11 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def _is_token(text):
+def _is_token(text: str) -> bool:
     return bool(text) and all(char in _TOKEN_CHARS for char in text)
 
 
-def _window_bits(value):
+def _window_bits(value: str | None) -> int:
     """A max_window_bits value must be a plain integer from 8 to 15."""
     if value is None or not value.isdigit() or len(value) > 2:
         raise ValueError("window bits %r" % value)
@@ -141,9 +152,14 @@ def _window_bits(value):
     return bits
 
 
-def _read_offer(params):
-    """Turn one offer's parameters into a dict, or raise ValueError."""
-    seen = {}
+def _read_offer(params: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """Turn one offer's parameters into a dict, or raise ValueError.
+
+    A ``*_no_context_takeover`` maps to True, a window size to its bits, and
+    a bare ``client_max_window_bits`` (any window is fine) to True.
+    """
+    # DeflateParams' keyword arguments, but for a bare client_max_window_bits (True)
+    seen: dict[str, Any] = {}
     for key, value in params:
         if key not in _PARAM_NAMES:
             raise ValueError("unknown parameter %s" % key)
@@ -160,7 +176,7 @@ def _read_offer(params):
     return seen
 
 
-def negotiate_server(header):
+def negotiate_server(header: str) -> DeflateParams | None:
     """Choose the first acceptable permessage-deflate offer of the client.
 
     Returns the agreed ``DeflateParams`` (its ``header_value()`` goes into the
@@ -191,12 +207,12 @@ def negotiate_server(header):
     return None
 
 
-def client_offer():
+def client_offer() -> str:
     """The offer a wsocket client makes: everything default, any window accepted."""
     return EXTENSION_NAME + "; client_max_window_bits"
 
 
-def accept_client_response(header):
+def accept_client_response(header: str | None) -> DeflateParams | None:
     """Check the server's Sec-WebSocket-Extensions answer to ``client_offer()``.
 
     Returns the agreed ``DeflateParams`` or None when the server declined.
@@ -207,13 +223,13 @@ def accept_client_response(header):
     try:
         extensions = parse_extensions(header)
     except ValueError as error:
-        raise HandshakeError("invalid Sec-WebSocket-Extensions from server: %s" % error)
+        raise HandshakeError("invalid Sec-WebSocket-Extensions from server: %s" % error) from None
     if len(extensions) != 1 or extensions[0][0].lower() != EXTENSION_NAME:
         raise HandshakeError("server accepted an extension that was not offered: %s" % header)
     try:
         agreed = _read_offer(extensions[0][1])
     except ValueError as error:
-        raise HandshakeError("server answered permessage-deflate with %s" % error)
+        raise HandshakeError("server answered permessage-deflate with %s" % error) from None
     if agreed.get("client_max_window_bits") is True:
         raise HandshakeError("server answered client_max_window_bits without a value")
     return DeflateParams(**agreed)
@@ -226,9 +242,10 @@ class DeflateCodec:
     rule what we send, the others what we receive.
     """
 
-    def __init__(self, params, side, compress_level=DEFAULT_COMPRESSION_LEVEL,
-                 mem_level=DEFAULT_MEM_LEVEL,
-                 window_bits=DEFAULT_WINDOW_BITS):
+    def __init__(self, params: DeflateParams, side: str,
+                 compress_level: int = DEFAULT_COMPRESSION_LEVEL,
+                 mem_level: int = DEFAULT_MEM_LEVEL,
+                 window_bits: int = DEFAULT_WINDOW_BITS) -> None:
         ours, theirs = ("server", "client") if side == "server" else ("client", "server")
         self._send_reset = getattr(params, ours + "_no_context_takeover")
         self._receive_reset = getattr(params, theirs + "_no_context_takeover")
@@ -246,11 +263,11 @@ class DeflateCodec:
         self._send_bits = max(send_bits, 9)
         self._level = compress_level
         self._mem_level = mem_level
-        self._compressor = None
-        self._decompressor = None
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
         self._stream_ended = False  # the message being received had a BFINAL block
 
-    def compress(self, data):
+    def compress(self, data: bytes) -> bytes | None:
         """The compressed payload of one message, or None to send it as is."""
         if self._send_limit is not None and len(data) > self._send_limit:
             return None
@@ -263,7 +280,7 @@ class DeflateCodec:
         # RFC 7692 7.2.3.6: an empty message is sent as a single empty block.
         return compressed or b"\x00"
 
-    def decompress(self, chunk, limit):
+    def decompress(self, chunk: bytes, limit: int | None) -> bytes:
         """Inflate part of a received message; ``limit`` caps the output size.
 
         Raises ``FrameTooLargeException`` as soon as the output would pass
@@ -282,7 +299,7 @@ class DeflateCodec:
             output = self._decompressor.decompress(chunk, 0 if limit is None else limit + 1)
         except zlib.error as error:
             self._decompressor = None
-            raise ProtocolError("invalid compressed data: %s" % error)
+            raise ProtocolError("invalid compressed data: %s" % error) from None
         if self._decompressor.eof:
             # An ended decompressor keeps every later byte in unused_data:
             # a peer could make it hold a message of any size.
@@ -294,7 +311,7 @@ class DeflateCodec:
             raise FrameTooLargeException("message inflates past the size limit")
         return output
 
-    def inflate_message(self, payload, limit):
+    def inflate_message(self, payload: bytes, limit: int | None) -> bytes:
         """Inflate a message that came whole, in one frame.
 
         The same as ``decompress`` then ``finish_message``, in one zlib call.
@@ -305,7 +322,7 @@ class DeflateCodec:
             self._stream_ended = False
         return output
 
-    def finish_message(self, limit):
+    def finish_message(self, limit: int | None) -> bytes:
         """Inflate the end of a message (RFC 7692 7.2.2's empty block)."""
         output = self.decompress(_SYNC_TAIL, limit)
         # After a BFINAL block the next message starts a new DEFLATE stream.

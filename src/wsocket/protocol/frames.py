@@ -3,8 +3,18 @@
 Nothing here keeps state; ``connection.py`` builds the state machine on top.
 """
 
+from __future__ import annotations
+
 import os
 import struct
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+# What frames are read from: bytes, or a receive buffer.
+Buffer = Union[bytes, bytearray, memoryview]
+_Event = TypeVar("_Event")
 
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
@@ -37,7 +47,8 @@ class FrameHeader:
 
     __slots__ = ("fin", "rsv1", "rsv2", "rsv3", "opcode", "mask", "length", "size")
 
-    def __init__(self, fin, rsv1, rsv2, rsv3, opcode, mask, length, size):
+    def __init__(self, fin: bool, rsv1: bool, rsv2: bool, rsv3: bool, opcode: int,
+                 mask: bytes | None, length: int, size: int) -> None:
         self.fin = fin
         self.rsv1 = rsv1
         self.rsv2 = rsv2
@@ -47,12 +58,12 @@ class FrameHeader:
         self.length = length  # payload length
         self.size = size  # header length in bytes (2 to 14)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "FrameHeader(fin=%r, rsv=%d%d%d, opcode=%#x, mask=%r, length=%d)" % (
             self.fin, self.rsv1, self.rsv2, self.rsv3, self.opcode, self.mask, self.length)
 
 
-def parse_header(buffer, offset=0):
+def parse_header(buffer: Buffer, offset: int = 0) -> FrameHeader | None:
     """Read a frame header from ``buffer`` at ``offset``.
 
     Returns a ``FrameHeader``, or None when the buffer does not yet hold the
@@ -87,7 +98,8 @@ def parse_header(buffer, offset=0):
         first & 0x0F, mask, length, size)
 
 
-def serialize_header(opcode, length, fin=True, rsv1=False, mask=None):
+def serialize_header(opcode: int, length: int, fin: bool = True, rsv1: bool = False,
+                     mask: bytes | None = None) -> bytes:
     """The header bytes of a frame whose payload is ``length`` bytes long."""
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     mask_bit = 0x80 if mask is not None else 0
@@ -102,7 +114,8 @@ def serialize_header(opcode, length, fin=True, rsv1=False, mask=None):
     return header
 
 
-def serialize_frame(opcode, payload=b"", fin=True, rsv1=False, masked=False):
+def serialize_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False,
+                    masked: bool = False) -> bytes:
     """A whole frame as bytes; ``masked`` frames get a fresh random key (client side)."""
     if masked:
         mask = os.urandom(4)
@@ -110,7 +123,7 @@ def serialize_frame(opcode, payload=b"", fin=True, rsv1=False, masked=False):
     return serialize_header(opcode, len(payload), fin, rsv1) + payload
 
 
-def _apply_mask_python(data, mask):
+def _apply_mask_python(data: Buffer, mask: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 5.3).
 
     One big-integer XOR does the whole buffer in C, instead of a Python loop
@@ -126,7 +139,7 @@ def _apply_mask_python(data, mask):
     return value.to_bytes(length, "little")
 
 
-def _load_accelerator():
+def _load_accelerator() -> ModuleType | None:
     """The C module ``_speedups`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
     if os.environ.get("WSOCKET_NO_SPEEDUPS"):
         return None
@@ -137,10 +150,30 @@ def _load_accelerator():
     return _speedups
 
 
+class ParseMessages(Protocol):
+    """The C fast path's signature (``_speedups.parse_messages``, see ``_speedups.pyi``).
+
+    From ``position``, the run of small whole text and binary messages as
+    ``message_class(data)`` each (compressed ones through ``inflate``);
+    returns them, the position after them and the error that ended the run.
+    """
+
+    def __call__(self, buffer: Buffer, position: int, masked: bool, limit: int,
+                 message_class: Callable[[Any], _Event],
+                 inflate: Callable[[bytes, bool], Any] | None, /
+                 ) -> tuple[list[_Event], int, BaseException | None]: ...
+
+
 _accelerator = _load_accelerator()
-apply_mask = _accelerator.apply_mask if _accelerator else _apply_mask_python
+apply_mask: Callable[[Buffer, bytes], bytes] = (
+    _accelerator.apply_mask if _accelerator is not None else _apply_mask_python)
 SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use
-# parse_messages(buffer, position, masked, limit, message_class) -> (events, position):
-# the receiving fast path for a run of small whole messages (see _speedups.c), or
-# None, and connection.py reads those frames one at a time.
-parse_messages = getattr(_accelerator, "parse_messages", None)
+# The receiving fast path, or None, and connection.py reads those frames one at a time.
+parse_messages: ParseMessages | None = getattr(_accelerator, "parse_messages", None)
+
+if TYPE_CHECKING:
+    # The stub of the C module must match what is expected of it here.
+    from .. import _speedups
+
+    _check_apply_mask: Callable[[Buffer, bytes], bytes] = _speedups.apply_mask
+    _check_parse_messages: ParseMessages = _speedups.parse_messages

@@ -1,0 +1,60 @@
+"""Socket helpers the I/O layer shares (the reactor, the WebSocket's writer thread).
+
+Standard library only, like the rest of the core.
+"""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair"]
+
+READ_SIZE = 65536  # bytes asked of one recv() on a connection
+
+
+def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    """``sock.shutdown(how)``, ignoring the error of a socket already closed or reset.
+
+    Shutting a socket down (unlike closing it) wakes a thread blocked
+    reading it, which then sees the connection end.
+    """
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
+class WakeUpPair:
+    """Wakes a thread that waits in select() or epoll: ``wake()`` makes ``fileno()`` readable.
+
+    The waiting thread registers this object (or its ``fileno()``) with its
+    selector and calls ``drain()`` when it comes up readable. Both ends are
+    non-blocking: a wake-up while the pipe is full is not needed anyway.
+    """
+
+    def __init__(self) -> None:
+        self._receiver, self._sender = socket.socketpair()
+        self._receiver.setblocking(False)
+        self._sender.setblocking(False)
+
+    def fileno(self) -> int:
+        """The end to wait on."""
+        return self._receiver.fileno()
+
+    def wake(self) -> None:
+        try:
+            self._sender.send(b"\0")
+        except OSError:
+            pass  # full: the waiting thread wakes up anyway
+
+    def drain(self) -> None:
+        """Read the wake-ups that arrived, so the next wait blocks again."""
+        try:
+            while self._receiver.recv(4096):
+                pass
+        except OSError:
+            pass  # nothing left (BlockingIOError), or closed
+
+    def close(self) -> None:
+        self._receiver.close()
+        self._sender.close()

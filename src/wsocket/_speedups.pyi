@@ -1,0 +1,28 @@
+# The optional C accelerator (_speedups.c), as type checkers see it.
+# Both functions take positional arguments only (METH_VARARGS).
+from typing import Any, Callable, TypeVar
+
+from _typeshed import ReadableBuffer
+
+_Event = TypeVar("_Event")
+
+def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, /) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated; ValueError for another mask length."""
+
+def parse_messages(
+    buffer: ReadableBuffer,
+    position: int,
+    masked: object,  # its truth value: whether this side expects masked frames
+    limit: int,  # the size limit of a message, -1 for none
+    message_class: Callable[[Any], _Event],
+    inflate: Callable[[bytes, bool], Any] | None,
+    /,
+) -> tuple[list[_Event], int, BaseException | None]:
+    """The run of small whole text/binary frames at ``position``.
+
+    Each comes as ``message_class(data)`` (str for text, bytes for binary;
+    for a type, without running its ``__init__``); compressed ones go
+    through ``inflate(payload, is_text)``, None when not negotiated.
+    Returns the events, the position after them, and the exception that
+    ``inflate`` raised, which ended the run (else None).
+    """

@@ -1,0 +1,70 @@
+"""The package is typed (PEP 561): py.typed ships, the C module's stub matches it,
+and mypy --strict and ruff stay clean on the modules that are done."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wsocket
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(wsocket.__file__).resolve().parent
+
+# Clean under ruff's rule set (pyproject.toml); issue 16 adds the others as they are done.
+RUFF_CLEAN = [
+    "src/wsocket/_sockets.py", "src/wsocket/_speedups.pyi", "src/wsocket/errors.py",
+    "src/wsocket/reactor.py", "src/wsocket/protocol/__init__.py",
+    "src/wsocket/protocol/codes.py", "src/wsocket/protocol/connection.py",
+    "src/wsocket/protocol/deflate.py", "src/wsocket/protocol/frames.py",
+    "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
+]
+
+
+def test_py_typed_marker_and_stub_are_package_data():
+    assert (PACKAGE / "py.typed").is_file()
+    assert (PACKAGE / "_speedups.pyi").is_file()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    package_data = re.search(r'^wsocket = \[(.*)\]$', pyproject, re.MULTILINE).group(1)
+    assert '"py.typed"' in package_data and '"_speedups.pyi"' in package_data
+
+
+def stub_functions():
+    tree = ast.parse((PACKAGE / "_speedups.pyi").read_text())
+    return {node.name: [arg.arg for arg in node.args.posonlyargs]
+            for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_stub_describes_the_c_module_exactly():
+    speedups = pytest.importorskip("wsocket._speedups")
+    functions = {name for name in dir(speedups) if not name.startswith("_")}
+    stub = stub_functions()
+    assert set(stub) == functions
+    for name, parameters in stub.items():
+        # the C docstring starts with the signature: name(arg, ...)
+        documented = re.match(r"(\w+)\(([^)]*)\)", getattr(speedups, name).__doc__)
+        assert documented.group(1) == name
+        assert [part.strip() for part in documented.group(2).split(",")] == parameters
+        with pytest.raises(TypeError):  # METH_VARARGS: no keyword arguments
+            getattr(speedups, name)(**{parameter: None for parameter in parameters})
+
+
+def run(command):
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_mypy_strict_passes():
+    if run([sys.executable, "-m", "mypy", "--version"]).returncode:
+        pytest.skip("mypy is not installed (pip install -e '.[lint]')")
+    result = run([sys.executable, "-m", "mypy"])  # the files and options of pyproject.toml
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_passes_on_the_clean_modules():
+    if run([sys.executable, "-m", "ruff", "--version"]).returncode:
+        pytest.skip("ruff is not installed (pip install -e '.[lint]')")
+    result = run([sys.executable, "-m", "ruff", "check", *RUFF_CLEAN])
+    assert result.returncode == 0, result.stdout + result.stderr
