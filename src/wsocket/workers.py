@@ -30,7 +30,7 @@ import struct
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable
 
 __all__ = ["Supervisor", "HubRelay", "WorkersBackend", "default_worker_count",
            "reuse_port_available"]
@@ -52,7 +52,7 @@ def reuse_port_available() -> bool:
 def default_worker_count() -> int:
     """``--workers 0``: one worker per core this process may run on."""
     try:
-        return max(len(os.sched_getaffinity(0)), 1)  # type: ignore[attr-defined]
+        return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:
         return max(os.cpu_count() or 1, 1)
 
@@ -66,7 +66,7 @@ def check_worker_count(workers: Any) -> int:
 
 # -- the hub's relay between workers ---------------------------------------------------
 
-def _read_exactly(sock: socket.socket, size: int) -> Optional[bytes]:
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
     chunks = bytearray()
     while len(chunks) < size:
         chunk = sock.recv(size - len(chunks))
@@ -92,7 +92,7 @@ class HubRelay:
         self._listener.listen(128)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
-        self._buffers: Dict[socket.socket, bytearray] = {}
+        self._buffers: dict[socket.socket, bytearray] = {}
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._selector.register(self._wake_reader, selectors.EVENT_READ)
         self._closed = False
@@ -180,7 +180,7 @@ class WorkersBackend:
     def __init__(self, hub: Any, address: str) -> None:
         self._hub = hub
         self.address = address
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()
         self.start()
 
@@ -243,19 +243,19 @@ class Supervisor:
     is None and each server binds its own socket.
     """
 
-    def __init__(self, make_server: Callable[[Optional[socket.socket]], Any],
-                 address: tuple, workers: int) -> None:
+    def __init__(self, make_server: Callable[[socket.socket | None], Any],
+                 address: tuple[str, int], workers: int) -> None:
         self._make_server = make_server
         self.workers = workers
         self._address = address
         self._stopping = False
-        self._children: Dict[int, _Worker] = {}
+        self._children: dict[int, _Worker] = {}
         self._quick_deaths = 0
         self.port = 0
-        self._holder: Optional[socket.socket] = None
-        self._shared: Optional[socket.socket] = None
-        self.relay: Optional[HubRelay] = None
-        self._on_ready: Optional[Callable[[], None]] = None
+        self._holder: socket.socket | None = None
+        self._shared: socket.socket | None = None
+        self.relay: HubRelay | None = None
+        self._on_ready: Callable[[], None] | None = None
         self._ready_reader = self._ready_writer = -1
 
     # -- the port --------------------------------------------------------------------
@@ -288,7 +288,7 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------------
 
-    def run(self, on_ready: Optional[Callable[[], None]] = None) -> int:
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
         """Start the workers and keep them running until SIGTERM or Ctrl-C; returns 0 or 1.
 
         ``on_ready`` is called once every first worker listens (the banner).
@@ -364,7 +364,7 @@ class Supervisor:
         return 0
 
     def _watch(self) -> int:
-        restarts: List[tuple] = []  # (when, worker number)
+        restarts: list[tuple[float, int]] = []  # (when, worker number)
         ready = 0
         while not self._stopping:
             if self._on_ready is not None:

@@ -18,7 +18,7 @@ colon, no control character in a field value but HTAB.
 """
 
 import re
-from typing import List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 __all__ = [
     "HTTPError", "BadRequest", "HeadTooLarge", "BodyTooLarge", "UnsupportedCoding",
@@ -139,7 +139,7 @@ class RequestHead(NamedTuple):
     version: str  # "HTTP/1.0" or "HTTP/1.1"
     path: str  # of the target, still percent-encoded; "*" for OPTIONS *
     query: str
-    headers: List[Tuple[str, str]]
+    headers: list[tuple[str, str]]
     host: Optional[str]  # the absolute-form target's authority, else the Host field
     content_length: Optional[int]  # None: no Content-Length
     chunked: bool
@@ -189,7 +189,11 @@ def parse_head(head: bytes) -> RequestHead:
     # outside the field-line alphabet in the whole block, CR and LF only as
     # CRLF, then per line a token, a colon, and the value without its OWS.
     headers = []
-    hosts, lengths, codings, connection, expect = [], [], [], [], []
+    hosts: list[str] = []
+    lengths: list[str] = []
+    codings: list[str] = []
+    connection: list[str] = []
+    expect: list[str] = []
     if line_end >= 0:
         block = text[line_end + 2:]
         crlf = block.count("\r\n")
@@ -231,11 +235,10 @@ def parse_head(head: bytes) -> RequestHead:
         raise BadRequest("invalid Host header")
     host = authority if authority is not None else (hosts[0] if hosts else None)
 
+    options: set[str] = set()
     if connection:
         options = {item.strip(" \t").lower() for value in connection
                    for item in value.split(",")}
-    else:
-        options = ()
     if http11:
         keep_alive = "close" not in options
     else:
@@ -265,7 +268,7 @@ def _field_line_error(line: bytes) -> str:
     return "malformed header line: control character in the value of %s" % name.decode("ascii")
 
 
-def _target_parts(method: str, target: str) -> Tuple[str, str, Optional[str]]:
+def _target_parts(method: str, target: str) -> tuple[str, str, Optional[str]]:
     """(path, query, authority) of a request target, by its form (RFC 9112 3.2)."""
     authority = None
     if target.startswith("/"):  # origin-form
@@ -292,7 +295,7 @@ def _target_parts(method: str, target: str) -> Tuple[str, str, Optional[str]]:
     return path, query, authority
 
 
-def _check_transfer_codings(fields: List[str]) -> bool:
+def _check_transfer_codings(fields: list[str]) -> bool:
     """True for a chunked body; refuses what RFC 9112 6.1 and 6.3 refuse."""
     codings = []
     for field in fields:
@@ -321,7 +324,7 @@ def _check_transfer_codings(fields: List[str]) -> bool:
     return True
 
 
-def _content_length_of(fields: List[str]) -> int:
+def _content_length_of(fields: list[str]) -> int:
     """One length, from one or more fields each a list of lengths (RFC 9110 8.6)."""
     values = set()
     for field in fields:
