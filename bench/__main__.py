@@ -27,11 +27,14 @@ import time
 
 from bench import runner
 from bench.scenarios import BY_NAME, SCENARIOS, deflated_payload
-from bench.servers import SERVERS, missing
+from bench.servers import C_CEILING, PEER, REFERENCES, SERVERS, missing
 
 RESULTS = runner.BENCH / "results"
 # Scenarios whose generator ceiling is measured against the C echo server.
 CHECK_SCENARIOS = ["echo-1", "echo-128", "pipe-1", "pipe-16", "mib-1"]
+# wsocket's two ways of serving, each divided by every reference in the ratio table.
+OURS = ["wsocket", "wsocket-events"]
+LABELS = {C_CEILING: "C ceiling"}
 
 
 def progress(text):
@@ -187,6 +190,46 @@ def results_table(summaries, scenarios, servers, not_installed):
     return lines
 
 
+def ratio_pairs(servers):
+    """(ours, reference) column pairs of the ratio table, among the servers that ran."""
+    pairs = [(ours, reference) for reference in REFERENCES for ours in OURS
+             if ours in servers and reference in servers]
+    if PEER in servers and C_CEILING in servers:
+        pairs.append((PEER, C_CEILING))  # how near the fastest Python peer gets
+    return pairs
+
+
+def ratios(summaries, scenarios, servers):
+    """Every ratio of the ratio table: one dict per scenario and pair (None: no figure)."""
+    found = []
+    for scenario in scenarios:
+        for ours, reference in ratio_pairs(servers):
+            value = ratio(summaries.get((scenario.name, ours)),
+                          summaries.get((scenario.name, reference)), scenario)
+            found.append({"scenario": scenario.name, "server": ours, "reference": reference,
+                          "metric": scenario.metric, "ratio": value})
+    return found
+
+
+def ratio_table(found, scenarios, servers):
+    """wsocket and wsocket-events as multiples of picows, minimal and the C ceiling."""
+    pairs = ratio_pairs(servers)
+    if not pairs:
+        return []
+    by_key = {(entry["scenario"], entry["server"], entry["reference"]): entry["ratio"]
+              for entry in found}
+    lines = ["| scenario | " + " | ".join("%s ÷ %s" % (ours, LABELS.get(reference, reference))
+                                         for ours, reference in pairs) + " |",
+             "| --- |" + " ---: |" * len(pairs)]
+    for scenario in scenarios:
+        cells = []
+        for ours, reference in pairs:
+            value = by_key.get((scenario.name, ours, reference))
+            cells.append("%.2f" % value if value is not None else "")
+        lines.append("| %s | %s |" % (scenario.name, " | ".join(cells)))
+    return lines
+
+
 def check_table(check, summaries, scenarios, generator):
     """Is the load generator what sets the pace? Its ceiling and its CPU use."""
     lines = ["| scenario | generator alone, vs the C echo server: msg/s (generator CPU) "
@@ -200,6 +243,7 @@ def check_table(check, summaries, scenarios, generator):
         candidates = [(summary.get("msg_per_s") or 0, server, summary)
                       for (name, server), summary in summaries.items()
                       if name == scenario.name and "error" not in summary
+                      and server != C_CEILING
                       and (summary.get("deflate") or not scenario.deflate)]
         if not candidates:
             continue
@@ -228,7 +272,8 @@ def check_table(check, summaries, scenarios, generator):
                         "Python server of each scenario it stayed well under its CPU "
                         "(headroom: 1 ÷ its CPU share, the rate it could sustain if it never "
                         "waited, as a multiple of that server's rate)%s." % (generator, (
-                            "; alone, against the C echo server (loadgen.c --serve), it "
+                            "; alone, against the C echo server (loadgen.c --serve, "
+                            "the c-epoll-echo column), it "
                             "drives the pipelined scenarios several times faster than any "
                             "Python server") if check else ""))
     return lines, verdicts
@@ -245,7 +290,7 @@ def run_check(executable, cpus, args):
             continue
         scenario = BY_NAME[name]
         try:
-            result = runner.run_one("c-echo", scenario, options, executable, cpus)
+            result = runner.run_one(C_CEILING, scenario, options, executable, cpus)
             check[name] = {"msg_per_s": result["msg_per_s"], "mb_per_s": result["mb_per_s"],
                            "cpu_util": result["cpu_util"],
                            "server_cpu_util": result["server_cpu_util"],
@@ -254,10 +299,10 @@ def run_check(executable, cpus, args):
             check[name] = {"error": str(error)}
         entry = check[name]
         if entry.get("error"):
-            progress("  check %-9s c-echo: failed: %s" % (name, entry["error"]))
+            progress("  check %-9s %s: failed: %s" % (name, C_CEILING, entry["error"]))
         else:
-            progress("  check %-9s c-echo: %12s msg/s  generator CPU %3.0f%%"
-                     % (name, number(entry["msg_per_s"]), 100 * entry["cpu_util"]))
+            progress("  check %-9s %s: %12s msg/s  generator CPU %3.0f%%"
+                     % (name, C_CEILING, number(entry["msg_per_s"]), 100 * entry["cpu_util"]))
     return check
 
 
@@ -292,7 +337,8 @@ def git_revision():
 def versions():
     from importlib import metadata
     found = {}
-    for name in ("wsocket", "websockets", "flask-sock", "simple-websocket", "flask", "werkzeug"):
+    for name in ("wsocket", "websockets", "flask-sock", "simple-websocket", "flask", "werkzeug",
+                 "picows", "uvloop", "aiofastnet"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -390,8 +436,9 @@ def _main(args, command):
                                                     describe(run, scenario)))
 
     summaries = {key: summarize(value, BY_NAME[key[0]]) for key, value in runs.items()}
-    report = render(args, command, generator, check, summaries, runnable, skipped, servers,
-                    not_installed, time.time() - started)
+    found = ratios(summaries, runnable, servers)
+    report = render(args, command, generator, check, summaries, found, runnable, skipped,
+                    servers, not_installed, time.time() - started)
     print(report)
 
     if not runs:
@@ -410,6 +457,7 @@ def _main(args, command):
         "skipped": {scenario.name: reason for scenario, reason in skipped},
         "summary": [dict(scenario=key[0], server=key[1], **value)
                     for key, value in summaries.items()],
+        "ratios": found,
         "runs": [dict(scenario=key[0], server=key[1], **run)
                  for key, value in runs.items() for run in value],
     }
@@ -422,7 +470,7 @@ def _main(args, command):
     return 0
 
 
-def render(args, command, generator, check, summaries, scenarios, skipped, servers,
+def render(args, command, generator, check, summaries, found, scenarios, skipped, servers,
            not_installed, seconds):
     info = runner.machine()
     lines = [
@@ -439,6 +487,11 @@ def render(args, command, generator, check, summaries, scenarios, skipped, serve
         lines += ["Load generator check:", ""] + check_lines + [""] + verdicts + [""]
     lines += results_table(summaries, scenarios, servers, not_installed)
     lines.append("")
+    table = ratio_table(found, scenarios, servers)
+    if table:
+        lines += ["Against the references, from the same runs (the scenario's figure, msg/s "
+                  "unless said below; above 1, the first does more; for KB per connection, "
+                  "below 1 is leaner):", ""] + table + [""]
     for scenario in scenarios:
         lines.append("- %s: %s%s" % (scenario.name, scenario.title,
                                      "; ratio of KB per connection (lower is leaner)"
@@ -450,7 +503,10 @@ def render(args, command, generator, check, summaries, scenarios, skipped, serve
     lines.append("wsocket ÷ peer: wsocket's figure divided by the peer's (msg/s unless said): "
                  "above 1, wsocket does more. CPU/msg: the server's CPU time per message over "
                  "the measured window, steadier than msg/s on a busy machine; wsocket ÷ peer "
-                 "below 1, wsocket spends less. ⚠: some runs had errors (see the JSON).")
+                 "below 1, wsocket spends less. ⚠: some runs had errors (see the JSON). "
+                 "picows: picows on uvloop, the fastest Python peer; C ceiling "
+                 "(c-epoll-echo): loadgen.c --serve, a single-threaded C epoll echo that "
+                 "checks nothing.")
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 /*
- * wsocket benchmark load generator (and a minimal echo server to calibrate it).
+ * wsocket benchmark load generator, and a minimal C echo server: the ceiling.
  *
  * One thread, epoll, non-blocking sockets. Opens N WebSocket connections to
  * ws://HOST:PORT/PATH, does the handshake (checks the accept key), then keeps
@@ -21,8 +21,13 @@
  *                           wait for a line on stdin, then one echo each,
  *                           counting those answered within --reply-timeout S
  *                           (default 30)
- *   loadgen --serve [--port P]   echo server (no UTF-8 checks): the calibration
- *                                peer; prints "READY PORT"
+ *   loadgen --serve [--port P] [--broadcast]
+ *                  echo server, prints "READY PORT": one thread, epoll, RFC 6455
+ *                  framing (unmask, send back unmasked, pong to ping, close
+ *                  answered) and no checks (no UTF-8, no limits, no extensions).
+ *                  The generator's calibration peer, and in python -m bench the
+ *                  ceiling "c-epoll-echo": what the kernel's sockets cost alone.
+ *                  --broadcast sends each data frame to every open connection.
  *
  * --deflate FILE offers permessage-deflate (client_no_context_takeover) and,
  * when the server accepts, sends FILE's bytes (the raw-deflated payload,
@@ -231,10 +236,10 @@ typedef struct conn {
 
 static struct {
     const char *host, *path, *kind, *deflate_file;
-    int port, connections, depth, idle, serve, concurrency;
+    int port, connections, depth, idle, serve, concurrency, broadcast;
     size_t size;
     double duration, warmup, timeout, reply_timeout;
-} opt = {"127.0.0.1", "/", "text", NULL, 0, 1, 1, 0, 0, 64, 32, 5.0, 1.0, 60.0, 30.0};
+} opt = {"127.0.0.1", "/", "text", NULL, 0, 1, 1, 0, 0, 64, 0, 32, 5.0, 1.0, 60.0, 30.0};
 
 static conn *conns;
 static int epfd;
@@ -664,7 +669,10 @@ typedef struct sconn {
     int fd, open, want_out;
     unsigned char *in, *out;
     size_t in_len, in_cap, out_len, out_cap, out_off;
+    struct sconn *prev, *next;   /* every connection, for --broadcast */
 } sconn;
+
+static sconn *sc_all;
 
 static void sc_out(sconn *s, const void *p, size_t n) {
     if (s->out_len + n > s->out_cap) {
@@ -676,6 +684,9 @@ static void sc_out(sconn *s, const void *p, size_t n) {
 }
 
 static void sc_free(sconn *s) {
+    if (s->prev) s->prev->next = s->next;
+    else sc_all = s->next;
+    if (s->next) s->next->prev = s->prev;
     close(s->fd);
     free(s->in);
     free(s->out);
@@ -772,6 +783,17 @@ static int sc_process(sconn *s) {
             size_t hh = frame_header(hdr, 0x8A, len, NULL);
             sc_out(s, hdr, hh);
             sc_out(s, data, len);
+        } else if (opcode != 10 && opt.broadcast) {
+            /* Queued and sent without blocking; a failed send is dealt with
+               when epoll reports that connection (it may be later in this
+               batch of events, so it is not freed here). */
+            size_t hh = frame_header(hdr, p[0] & 0x8F, len, NULL);
+            for (sconn *each = sc_all; each; each = each->next) {
+                if (!each->open) continue;
+                sc_out(each, hdr, hh);
+                sc_out(each, data, len);
+                if (each != s) sc_flush(each);
+            }
         } else if (opcode != 10) {
             size_t hh = frame_header(hdr, p[0] & 0x8F, len, NULL);
             sc_out(s, hdr, hh);
@@ -816,6 +838,9 @@ static __attribute__((noreturn)) int run_server(void) {
                     c->fd = fd;
                     c->in_cap = 65536;
                     c->in = malloc(c->in_cap + 1);
+                    c->next = sc_all;
+                    if (sc_all) sc_all->prev = c;
+                    sc_all = c;
                     struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
                     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
                 }
@@ -846,6 +871,7 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define VALUE() do { if (!v) die("option needs a value"); i++; } while (0)
         if (!strcmp(a, "--serve")) opt.serve = 1;
+        else if (!strcmp(a, "--broadcast")) opt.broadcast = 1;
         else if (!strcmp(a, "--idle")) opt.idle = 1;
         else if (!strcmp(a, "--host")) { VALUE(); opt.host = v; }
         else if (!strcmp(a, "--port")) { VALUE(); opt.port = atoi(v); }

@@ -10,14 +10,13 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.servers import SERVERS
+from bench.servers import SERVERS, c_compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -172,8 +171,7 @@ def cpu_seconds(pid):
 
 def build_loadgen(quiet=False):
     """Compile loadgen.c with the machine's cc (cached); None when that is not possible."""
-    compiler = next((shutil.which(name) for name in ("cc", "gcc", "clang") if shutil.which(name)),
-                    None)
+    compiler = c_compiler()
     source = BENCH / "loadgen.c"
     if compiler is None:
         if not quiet:
@@ -236,8 +234,6 @@ def _log_tail(path, lines=5):
 # -- servers ----------------------------------------------------------------------------
 
 def server_command(name, loadgen_executable=None):
-    if name == "c-echo":  # the generator's calibration peer
-        return [str(loadgen_executable), "--serve", "--port", "0"]
     module = SERVERS[name][0]
     return [sys.executable, "-m", "bench.servers." + module, "--port", "0"]
 

@@ -8,16 +8,24 @@ With ``--broadcast`` every message goes to every connected client instead
 (``python -m bench.broadcast``), each server the way its users would do it.
 
 ``SERVERS`` lists them in the order the table shows them; ``requires`` names
-the modules a launcher needs (the bench prints "not installed" without them).
+the modules a launcher needs, or ``cc`` for a C compiler (the bench prints
+"not installed" without them). ``PEER`` and ``C_CEILING`` are the two
+references issue 17 sets wsocket's goals against: the bench reports
+wsocket and wsocket-events as ratios of each (``REFERENCES``).
 """
 
 import importlib.util
 import os
 import resource
+import shutil
 import signal
 import sys
 
-# name: (module under bench.servers, modules it needs, what it is)
+C_COMPILER = "cc"  # a requirement: the machine's C compiler, whichever it is called
+PEER = "picows"
+C_CEILING = "c-epoll-echo"
+
+# name: (module under bench.servers, what it needs, what it is)
 SERVERS = {
     "wsocket": ("wsocket_echo", ["wsocket"],
                 "wsocket's own server, WSocketApp(echo app) with default options"),
@@ -27,16 +35,36 @@ SERVERS = {
                         "websockets.sync.server.serve (a thread per connection)"),
     "websockets-asyncio": ("websockets_asyncio_echo", ["websockets"],
                            "websockets.asyncio.server.serve (one event loop)"),
+    "picows": ("picows_echo", ["picows", "uvloop"],
+               "picows on uvloop (Cython, frame by frame): the fastest Python peer"),
     "flask-sock": ("flask_sock_echo", ["flask", "flask_sock"],
                    "Flask + flask-sock under werkzeug's threaded server"),
     "minimal": ("minimal_echo", [],
                 "threaded raw-socket echo, no validation at all: the ceiling for a Python server"),
+    C_CEILING: ("c_epoll_echo", [C_COMPILER],
+                "loadgen.c --serve: single-threaded C epoll echo, the ceiling for any server"),
 }
+
+# The servers wsocket is divided by in the ratio table, in its column order.
+REFERENCES = [PEER, "minimal", C_CEILING]
+
+
+def c_compiler():
+    """The path of the machine's C compiler (cc, gcc or clang), or None."""
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
 
 
 def missing(name):
-    """The modules ``name`` needs that are not installed (empty when it can run)."""
-    return [module for module in SERVERS[name][1] if importlib.util.find_spec(module) is None]
+    """What ``name`` needs that is not installed (empty when it can run)."""
+    def available(requirement):
+        if requirement == C_COMPILER:
+            return c_compiler() is not None
+        return importlib.util.find_spec(requirement) is not None
+    return [requirement for requirement in SERVERS[name][1] if not available(requirement)]
 
 
 def prepare():
