@@ -10,8 +10,9 @@ everyone, and the time from the send to the moment the last of the N clients
 has the whole frame is measured. The servers are bench/servers' launchers
 with ``--broadcast``, each broadcasting the way its users would: wsocket
 through its hub (``app.hub.broadcast``, event app and WSGI loop),
-websockets asyncio with ``broadcast()``, the threaded ones with a loop over
-the connections. ``wsocket-redis`` is wsocket's hub through Redis: half the
+websockets asyncio with ``broadcast()``, the threaded ones, picows and the
+C ceiling (``c-epoll-echo``, loadgen.c's server) with a loop over the
+connections. ``wsocket-redis`` is wsocket's hub through Redis: half the
 clients on each of two ``python -m wsocket "bench.broadcast:make_app()"``
 processes sharing a ``redis-server`` started here on a free port. The clients run in this one process on one epoll loop, so the
 figure includes their own reading (a few microseconds per client).

@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import pytest
-from websockets.sync.client import connect
-
 from bench import runner
 from bench.servers import C_CEILING, PEER, SERVERS, missing
+from websockets.sync.client import connect
+
 from tests.netutil import ROOT, TIMEOUT
 
 STOP_TIMEOUT = 30.0
@@ -40,7 +40,7 @@ class LaunchedServer:
         self.log_path = log_path
         command = runner.server_command(name)
         if broadcast:
-            command = command + ["--broadcast"]
+            command = [*command, "--broadcast"]
         self.process, self.port = self._start(command)
         self.url = "ws://127.0.0.1:%d/" % self.port
 
@@ -150,9 +150,12 @@ def test_bench_reports_ratios_to_picows_and_the_c_ceiling(tmp_path):
     assert set(pairs) == {("wsocket", PEER), ("wsocket-events", PEER),
                           ("wsocket", C_CEILING), ("wsocket-events", C_CEILING),
                           (PEER, C_CEILING)}
-    rates = {entry["server"]: entry["msg_per_s"] for entry in data["summary"]}
-    for (ours, reference), value in pairs.items():
-        assert value == pytest.approx(rates[ours] / rates[reference])
+    summary = {entry["server"]: entry for entry in data["summary"]}
+    for entry in data["ratios"]:
+        ours, reference = summary[entry["server"]], summary[entry["reference"]]
+        assert entry["ratio"] == pytest.approx(ours["msg_per_s"] / reference["msg_per_s"])
+        assert entry["cpu_per_msg_ratio"] == pytest.approx(
+            ours["server_us_per_msg"] / reference["server_us_per_msg"])
     assert "| scenario | wsocket ÷ picows | wsocket-events ÷ picows | wsocket ÷ C ceiling " \
            "| wsocket-events ÷ C ceiling | picows ÷ C ceiling |" in report
     assert data["versions"].get("picows") and data["versions"].get("uvloop")
