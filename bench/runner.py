@@ -238,12 +238,16 @@ def server_command(name, loadgen_executable=None):
     return [sys.executable, "-m", "bench.servers." + module, "--port", "0"]
 
 
-def start_server(name, cpu, log_path, loadgen_executable=None):
-    """Start server ``name``; returns (process, port) once it accepts connections."""
+def start_server(name, cpu, log_path, loadgen_executable=None, extra_arguments=()):
+    """Start server ``name``; returns (process, port) once it accepts connections.
+
+    ``extra_arguments`` go after the launcher's own (``--broadcast``, say).
+    """
     log = open(log_path, "wb")
     try:
-        process = _spawn(server_command(name, loadgen_executable), cpu, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=log)
+        command = server_command(name, loadgen_executable) + list(extra_arguments)
+        process = _spawn(command, cpu, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=log)
     finally:
         log.close()
     try:

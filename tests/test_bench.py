@@ -38,19 +38,9 @@ class LaunchedServer:
     def __init__(self, name, log_path, broadcast=False):
         self.name = name
         self.log_path = log_path
-        command = runner.server_command(name)
-        if broadcast:
-            command = [*command, "--broadcast"]
-        self.process, self.port = self._start(command)
+        self.process, self.port = runner.start_server(
+            name, None, log_path, extra_arguments=["--broadcast"] if broadcast else [])
         self.url = "ws://127.0.0.1:%d/" % self.port
-
-    def _start(self, command):
-        original = runner.server_command
-        runner.server_command = lambda name, loadgen_executable=None: command
-        try:
-            return runner.start_server(self.name, None, self.log_path)
-        finally:
-            runner.server_command = original
 
     def log(self):
         return self.log_path.read_text(errors="replace")
