@@ -21,6 +21,7 @@ No server is imported here: an adapter looks at what the running server
 already put in the environ (or ``sys.modules``).
 """
 
+import os
 import socket
 import sys
 
@@ -34,7 +35,7 @@ LINGER = 1.0  # seconds release() waits for the client's FIN
 USE_INSTEAD = (
     "Run the app on wsocket's own server (wsocket module:app), gunicorn (-k gthread "
     "--threads 100, or -k gevent), werkzeug's threaded server (flask run), gevent's "
-    "pywsgi or eventlet's wsgi.")
+    "pywsgi, eventlet's wsgi, or uWSGI (--http-socket with --threads or --gevent).")
 
 
 class UnsupportedServer(Exception):
@@ -261,6 +262,167 @@ class GeventAdapter(ServerAdapter):
         return self
 
 
+class UwsgiAdapter(ServerAdapter):
+    """uWSGI with ``--http-socket``: the client's socket is ``uwsgi.connection_fd()``.
+
+    wsocket's own protocol runs over a duplicate of that descriptor (green,
+    under ``--gevent``), so uWSGI's websocket API is never used. uWSGI
+    writes a response only for a request whose ``start_response`` was
+    called, and ``response()`` does not call it: once the app returns, uWSGI
+    closes its descriptor and writes nothing. The bytes uWSGI read past the
+    request head stay in its parser, out of reach: a conforming client
+    sends no frame before it has the 101 (RFC 6455, 4.1), so there are none.
+
+    Only HTTP sockets can be taken over: a request that came over the uwsgi
+    protocol (``--socket`` behind nginx's ``uwsgi_pass``) or through
+    uWSGI's ``--http`` router without ``--http-websockets`` is refused, as
+    is a server that serves one request at a time.
+    """
+
+    # Options that declare a listening socket speaking plain HTTP to the client.
+    HTTP_SOCKET_OPTIONS = ("http-socket", "http11-socket")
+    # Options that declare any other kind of listening socket.
+    OTHER_SOCKET_OPTIONS = ("socket", "uwsgi-socket", "suwsgi-socket", "puwsgi-socket",
+                            "https-socket", "fastcgi-socket", "fastcgi-nph-socket",
+                            "scgi-socket", "scgi-nph-socket", "raw-socket", "shared-socket",
+                            "zerg", "http")
+    INSTEAD = ("Serve HTTP from uWSGI itself: uwsgi --http-socket 127.0.0.1:8000 --threads 100 "
+               "(or --gevent 1000), behind nginx with proxy_pass (see docs/deploying.md).")
+
+    def __init__(self, environ, start_response):
+        super().__init__(environ, start_response)
+        # uWSGI finds the request by the thread (or greenlet) that asks, so
+        # the descriptor is read here, in the request's own thread, whenever
+        # take_over() is called later.
+        self.fd = None
+        self.uwsgi = sys.modules.get("uwsgi")
+        try:
+            self.fd = self.uwsgi.connection_fd()
+        except Exception:
+            pass
+
+    @classmethod
+    def detect(cls, environ, start_response):
+        return "uwsgi.version" in environ and "uwsgi" in sys.modules
+
+    def take_over(self):
+        self._check_setup()
+        if self.fd is None or self.fd < 0:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI gave no connection for this request "
+                "(uwsgi.connection_fd() failed). " + self.INSTEAD)
+        duplicate = os.dup(self.fd)
+        try:
+            self.sock = self._socket_class()(fileno=duplicate)
+        except BaseException:
+            os.close(duplicate)
+            raise
+        self.sock.settimeout(None)
+        return self
+
+    def release(self):
+        """FIN, the client's FIN, then our descriptor closes; uWSGI closes its own."""
+        if self.sock is not None:
+            end_connection(self.sock)
+            self.sock.close()
+
+    def response(self):
+        # No start_response: uWSGI then has no headers to write, and writes nothing.
+        return []
+
+    def _socket_class(self):
+        if self._option("gevent") is not None:
+            # uWSGI's gevent loop runs each request in a greenlet, without
+            # patching the standard library: the socket must be gevent's to wait.
+            from gevent import socket as green_socket
+            return green_socket.socket
+        return socket.socket
+
+    def _option(self, name):
+        options = getattr(self.uwsgi, "opt", None) or {}
+        return options.get(name)
+
+    def _declared(self, names):
+        """The addresses given to the listening-socket options ``names``, as text."""
+        addresses = []
+        for name in names:
+            values = self._option(name)
+            if values is None:
+                continue
+            for value in values if isinstance(values, list) else [values]:
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                addresses.append(str(value))
+        return addresses
+
+    def _check_setup(self):
+        """Raise UnsupportedServer when this request's connection cannot carry a WebSocket."""
+        router = self.environ.get("UWSGI_ROUTER")
+        if router is not None:
+            if router == "http" and self._option("http-websockets"):
+                return  # the router passes the bytes of both ways through, unchanged
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI's --http router sits between the client "
+                "and this worker and, without --http-websockets, passes nothing the client "
+                "sends after the request on to the app. Add --http-websockets, or better: "
+                + self.INSTEAD)
+        if not self._came_over_http():
+            if self.environ.get("wsgi.url_scheme") == "https" and self._declared(
+                    ["https-socket"]):
+                raise UnsupportedServer(
+                    "WebSocket upgrade refused: uWSGI's --https-socket speaks TLS itself, "
+                    "and its connection cannot be handed over. Let nginx end TLS in front "
+                    "of --http-socket. " + self.INSTEAD)
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: this request reached uWSGI over the uwsgi "
+                "protocol (--socket, from nginx's uwsgi_pass or another front end), which "
+                "carries one request and its response, not the WebSocket that follows. "
+                + self.INSTEAD)
+        cores = getattr(self.uwsgi, "cores", 1) or 1
+        processes = getattr(self.uwsgi, "numproc", 1) or 1
+        if cores == 1 and processes == 1:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI runs one process with one thread here, so "
+                "one WebSocket would stop it from serving anything else. Run it with "
+                "--threads 100 (a thread per connection), --gevent 1000, or --processes N.")
+
+    def _came_over_http(self):
+        """Whether the listening socket that accepted this connection speaks HTTP."""
+        http = self._declared(self.HTTP_SOCKET_OPTIONS)
+        if not http:
+            return False
+        if not self._declared(self.OTHER_SOCKET_OPTIONS):
+            return True  # every socket of this server is an HTTP one
+        try:
+            with socket.socket(fileno=os.dup(self.fd)) as connection:
+                local = connection.getsockname()
+        except (OSError, TypeError):
+            return False
+        return any(_same_address(address, local) for address in http)
+
+
+def _same_address(declared, local):
+    """Whether uWSGI's socket address ``declared`` ("host:port", ":port", a path) is ``local``."""
+    if isinstance(local, tuple):  # TCP: the port decides, and the host when one is named
+        host, colon, port = declared.rpartition(":")
+        if not colon or not port.isdigit() or int(port) != local[1]:
+            return False
+        host = host.strip("[]")
+        return host in ("", "0.0.0.0", "::", "*") or _resolves_to(host, local[0])
+    if isinstance(local, bytes):
+        local = local.decode("utf-8", "replace")
+    if declared.startswith("@"):  # an abstract unix socket
+        declared = "\0" + declared[1:]
+    return declared == local
+
+
+def _resolves_to(host, address):
+    try:
+        return any(info[4][0] == address for info in socket.getaddrinfo(host, None))
+    except (OSError, UnicodeError):
+        return False
+
+
 # -- servers that cannot ----------------------------------------------------------------
 
 def _server_of(start_response):
@@ -270,11 +432,6 @@ def _server_of(start_response):
 
 REFUSALS = [
     # (test on environ and start_response, what the server is, what to do instead)
-    (lambda environ, start_response: "uwsgi.version" in environ,
-     "uWSGI",
-     "Its websocket API cannot send a close code or reason, answers pings with empty "
-     "pongs, negotiates no compression and returns text and binary alike, and the raw "
-     "connection loses the bytes uWSGI read past the request. " + USE_INSTEAD),
     (lambda environ, start_response: _server_of(start_response).startswith("django."),
      "Django's runserver",
      "In development run wsocket mysite.wsgi:application (or gunicorn -k gthread "
@@ -291,7 +448,8 @@ REFUSALS = [
 ]
 
 # Tried in order: the first whose detect() is true takes the connection over.
-ADAPTERS = [WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter]
+ADAPTERS = [WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter,
+            UwsgiAdapter]
 
 
 def request_http_version(environ):
