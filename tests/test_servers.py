@@ -42,6 +42,9 @@ SERVERS = {
     "uwsgi-processes": uwsgi("--http-socket", "127.0.0.1:{port}", "--master",
                              "--processes", "22"),
     "uwsgi-gevent": uwsgi("--http-socket", "127.0.0.1:{port}", "--gevent", "100"),
+    # uWSGI's HTTP router in front of its workers, told to pass WebSockets through.
+    "uwsgi-http-router": uwsgi("--http", "127.0.0.1:{port}", "--http-websockets",
+                               "--threads", "50"),
 }
 
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 4 * 1024 * 1024]

@@ -263,43 +263,47 @@ class GeventAdapter(ServerAdapter):
 
 
 class UwsgiAdapter(ServerAdapter):
-    """uWSGI with ``--http-socket``: the client's socket is ``uwsgi.connection_fd()``.
+    """uWSGI: the connection is ``uwsgi.connection_fd()``.
 
-    wsocket's own protocol runs over a duplicate of that descriptor (green,
-    under ``--gevent``), so uWSGI's websocket API is never used. uWSGI
-    writes a response only for a request whose ``start_response`` was
+    wsocket's own protocol runs over a duplicate of that descriptor (a
+    gevent socket under ``--gevent``); uWSGI's websocket API is never used.
+    uWSGI writes a response only for a request whose ``start_response`` was
     called, and ``response()`` does not call it: once the app returns, uWSGI
-    closes its descriptor and writes nothing. The bytes uWSGI read past the
-    request head stay in its parser, out of reach: a conforming client
+    closes its descriptor and has written nothing. The bytes uWSGI read past
+    the request head stay in its parser, out of reach: a conforming client
     sends no frame before it has the 101 (RFC 6455, 4.1), so there are none.
 
-    Only HTTP sockets can be taken over: a request that came over the uwsgi
-    protocol (``--socket`` behind nginx's ``uwsgi_pass``) or through
-    uWSGI's ``--http`` router without ``--http-websockets`` is refused, as
-    is a server that serves one request at a time.
+    The descriptor leads to the client with ``--http-socket``, to nginx with
+    ``--socket`` (``uwsgi_pass`` passes the 101 and then the bytes of both
+    ways, as ``proxy_pass`` does), or to uWSGI's ``--http`` router, which
+    passes them only with ``--http-websockets``. Refused: the router without
+    it, ``--https-socket`` and FastCGI sockets (uWSGI wraps what goes over
+    them), and a uWSGI that serves one request at a time.
     """
 
-    # Options that declare a listening socket speaking plain HTTP to the client.
-    HTTP_SOCKET_OPTIONS = ("http-socket", "http11-socket")
-    # Options that declare any other kind of listening socket.
-    OTHER_SOCKET_OPTIONS = ("socket", "uwsgi-socket", "suwsgi-socket", "puwsgi-socket",
-                            "https-socket", "fastcgi-socket", "fastcgi-nph-socket",
-                            "scgi-socket", "scgi-nph-socket", "raw-socket", "shared-socket",
-                            "zerg", "http")
-    INSTEAD = ("Serve HTTP from uWSGI itself: uwsgi --http-socket 127.0.0.1:8000 --threads 100 "
-               "(or --gevent 1000), behind nginx with proxy_pass (see docs/deploying.md).")
+    INSTEAD = ("Run uwsgi --http-socket 127.0.0.1:8000 --threads 100 (or --gevent 1000), "
+               "behind nginx with proxy_pass or uwsgi_pass (see docs/deploying.md).")
+    # Listening-socket options whose connections carry something else than
+    # the client's bytes as they are: TLS that uWSGI ends, or FastCGI records.
+    WRAPPED_SOCKET_OPTIONS = {
+        "https-socket": "uWSGI's --https-socket ends TLS itself, inside uWSGI",
+        "fastcgi-socket": "FastCGI wraps every byte of the connection in its records",
+        "fastcgi-nph-socket": "FastCGI wraps every byte of the connection in its records",
+    }
+    SOCKET_OPTIONS = ("http-socket", "http11-socket", "socket", "uwsgi-socket",
+                      "suwsgi-socket", "scgi-socket", "scgi-nph-socket", "raw-socket",
+                      "shared-socket") + tuple(WRAPPED_SOCKET_OPTIONS)
 
     def __init__(self, environ, start_response):
         super().__init__(environ, start_response)
-        # uWSGI finds the request by the thread (or greenlet) that asks, so
-        # the descriptor is read here, in the request's own thread, whenever
-        # take_over() is called later.
-        self.fd = None
+        # uWSGI finds the request by the thread (or greenlet) that asks: the
+        # descriptor is read here, in the request's own thread, for a
+        # take_over() that may come later.
         self.uwsgi = sys.modules.get("uwsgi")
         try:
             self.fd = self.uwsgi.connection_fd()
         except Exception:
-            pass
+            self.fd = -1
 
     @classmethod
     def detect(cls, environ, start_response):
@@ -307,10 +311,6 @@ class UwsgiAdapter(ServerAdapter):
 
     def take_over(self):
         self._check_setup()
-        if self.fd is None or self.fd < 0:
-            raise UnsupportedServer(
-                "WebSocket upgrade refused: uWSGI gave no connection for this request "
-                "(uwsgi.connection_fd() failed). " + self.INSTEAD)
         duplicate = os.dup(self.fd)
         try:
             self.sock = self._socket_class()(fileno=duplicate)
@@ -327,57 +327,41 @@ class UwsgiAdapter(ServerAdapter):
             self.sock.close()
 
     def response(self):
-        # No start_response: uWSGI then has no headers to write, and writes nothing.
+        # No start_response: uWSGI has no headers to write, and writes nothing.
+        # (Its request log shows such a request as a 500 of 0 bytes.)
         return []
 
-    def _socket_class(self):
+    def _socket_class(self) -> type:
         if self._option("gevent") is not None:
-            # uWSGI's gevent loop runs each request in a greenlet, without
-            # patching the standard library: the socket must be gevent's to wait.
+            # uWSGI's gevent loop runs each request in a greenlet without
+            # patching the standard library: the socket must be gevent's.
             from gevent import socket as green_socket
             return green_socket.socket
         return socket.socket
 
-    def _option(self, name):
+    def _option(self, name: str):
         options = getattr(self.uwsgi, "opt", None) or {}
         return options.get(name)
 
-    def _declared(self, names):
-        """The addresses given to the listening-socket options ``names``, as text."""
-        addresses = []
-        for name in names:
-            values = self._option(name)
-            if values is None:
-                continue
-            for value in values if isinstance(values, list) else [values]:
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                addresses.append(str(value))
-        return addresses
-
-    def _check_setup(self):
+    def _check_setup(self) -> None:
         """Raise UnsupportedServer when this request's connection cannot carry a WebSocket."""
+        if self.fd is None or self.fd < 0:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI gave no connection for this request "
+                "(uwsgi.connection_fd() failed). " + self.INSTEAD)
         router = self.environ.get("UWSGI_ROUTER")
-        if router is not None:
-            if router == "http" and self._option("http-websockets"):
-                return  # the router passes the bytes of both ways through, unchanged
+        if router is not None and not (router == "http" and self._option("http-websockets")):
             raise UnsupportedServer(
-                "WebSocket upgrade refused: uWSGI's --http router sits between the client "
-                "and this worker and, without --http-websockets, passes nothing the client "
-                "sends after the request on to the app. Add --http-websockets, or better: "
-                + self.INSTEAD)
-        if not self._came_over_http():
-            if self.environ.get("wsgi.url_scheme") == "https" and self._declared(
-                    ["https-socket"]):
-                raise UnsupportedServer(
-                    "WebSocket upgrade refused: uWSGI's --https-socket speaks TLS itself, "
-                    "and its connection cannot be handed over. Let nginx end TLS in front "
-                    "of --http-socket. " + self.INSTEAD)
+                "WebSocket upgrade refused: uWSGI's --%s router sits between the client and "
+                "this worker and, without --http-websockets, passes nothing the client sends "
+                "after the request on to the app. Add --http-websockets, or better: %s"
+                % (router, self.INSTEAD))
+        wrapped = self._listener_option()
+        if wrapped in self.WRAPPED_SOCKET_OPTIONS:
             raise UnsupportedServer(
-                "WebSocket upgrade refused: this request reached uWSGI over the uwsgi "
-                "protocol (--socket, from nginx's uwsgi_pass or another front end), which "
-                "carries one request and its response, not the WebSocket that follows. "
-                + self.INSTEAD)
+                "WebSocket upgrade refused: this request came over uWSGI's --%s, and %s: "
+                "the connection cannot be handed over. %s"
+                % (wrapped, self.WRAPPED_SOCKET_OPTIONS[wrapped], self.INSTEAD))
         cores = getattr(self.uwsgi, "cores", 1) or 1
         processes = getattr(self.uwsgi, "numproc", 1) or 1
         if cores == 1 and processes == 1:
@@ -386,24 +370,33 @@ class UwsgiAdapter(ServerAdapter):
                 "one WebSocket would stop it from serving anything else. Run it with "
                 "--threads 100 (a thread per connection), --gevent 1000, or --processes N.")
 
-    def _came_over_http(self):
-        """Whether the listening socket that accepted this connection speaks HTTP."""
-        http = self._declared(self.HTTP_SOCKET_OPTIONS)
-        if not http:
-            return False
-        if not self._declared(self.OTHER_SOCKET_OPTIONS):
-            return True  # every socket of this server is an HTTP one
+    def _listener_option(self):
+        """The option that declared the listening socket of this connection, if found."""
+        declared = []
+        for name in self.SOCKET_OPTIONS:
+            values = self._option(name)
+            for value in values if isinstance(values, list) else [values]:
+                if value is not None and value is not True:
+                    if isinstance(value, bytes):
+                        value = value.decode("utf-8", "replace")
+                    declared.append((name, str(value)))
+        kinds = {name for name, _ in declared}
+        if len(kinds) == 1:
+            return kinds.pop()
         try:
             with socket.socket(fileno=os.dup(self.fd)) as connection:
                 local = connection.getsockname()
-        except (OSError, TypeError):
-            return False
-        return any(_same_address(address, local) for address in http)
+        except (OSError, TypeError, ValueError):
+            return None
+        for name, address in declared:
+            if _same_address(address, local):
+                return name
+        return None
 
 
-def _same_address(declared, local):
+def _same_address(declared: str, local) -> bool:
     """Whether uWSGI's socket address ``declared`` ("host:port", ":port", a path) is ``local``."""
-    if isinstance(local, tuple):  # TCP: the port decides, and the host when one is named
+    if isinstance(local, tuple):  # TCP: the port, and the host when one is named
         host, colon, port = declared.rpartition(":")
         if not colon or not port.isdigit() or int(port) != local[1]:
             return False
@@ -416,7 +409,7 @@ def _same_address(declared, local):
     return declared == local
 
 
-def _resolves_to(host, address):
+def _resolves_to(host: str, address: str) -> bool:
     try:
         return any(info[4][0] == address for info in socket.getaddrinfo(host, None))
     except (OSError, UnicodeError):
