@@ -57,3 +57,9 @@ def wrapped(environ, start_response):
     def start(status, headers, exc_info=None):
         return start_response(status, headers, exc_info)
     return app(environ, start)
+
+
+# For tests/test_uwsgi.py: origins checked, and pings every half second.
+GOOD_ORIGIN = "https://good.example"
+checked = WSocketApp(matrix, protocols=["chat"], allowed_origins=[GOOD_ORIGIN],
+                     ping_interval=0.5, ping_timeout=2.0)
