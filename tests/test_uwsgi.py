@@ -180,11 +180,8 @@ def test_redis_hub_across_the_processes_of_one_uwsgi(tmp_path, clients, redis_se
 
 # -- nginx's uwsgi_pass in front of uwsgi --socket ----------------------------------------
 
+# The location of docs/deploying.md for uwsgi_pass.
 UWSGI_PASS_SITE = """
-map $http_upgrade $connection_upgrade {{
-    default upgrade;
-    ''      close;
-}}
 server {{
     listen 127.0.0.1:{port};
     location / {{
