@@ -246,3 +246,58 @@ def test_nginx_uwsgi_pass_carries_the_websocket(nginx_uwsgi_pass):
     proxy.app.assert_no_errors()
     assert proxy.error_log.read_text() == "", proxy.error_log.read_text()
 
+
+
+FASTCGI_SITE = """
+server {{
+    listen 127.0.0.1:{port};
+    location / {{
+        include /etc/nginx/fastcgi_params;
+        fastcgi_pass 127.0.0.1:{app_port};
+    }}
+}}
+"""
+
+
+def test_a_fastcgi_socket_is_refused_with_a_clear_501_and_the_http_socket_next_to_it_works(
+        tmp_path):
+    """nginx's fastcgi_pass in front of uwsgi --fastcgi-socket: FastCGI records wrap every byte.
+
+    The same uWSGI also has an --http-socket: the listening socket of each
+    connection decides, so a WebSocket there works.
+    """
+    app_port, port, http_port = free_port(), free_port(), free_port()
+    app = start_server("uwsgi-fastcgi", uwsgi("--fastcgi-socket", "127.0.0.1:{port}",
+                                              "--http-socket", "127.0.0.1:%d" % http_port,
+                                              "--threads", "4"),
+                       tmp_path / "app-stderr.txt", port=app_port)
+    try:
+        (tmp_path / "wsocket.conf").write_text(FASTCGI_SITE.format(port=port, app_port=app_port))
+        (tmp_path / "nginx.conf").write_text(MAIN_CONFIG.format(tmp=tmp_path))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        proxy = start_server("nginx", [binary, "-p", str(tmp_path), "-c",
+                                       str(tmp_path / "nginx.conf"), "-e",
+                                       str(tmp_path / "error.log")],
+                             tmp_path / "nginx-stderr.txt", port=port)
+        try:
+            host = "127.0.0.1:%d" % port
+            response = exchange(proxy, upgrade_request("/", host=host))
+            assert response.status == 501, response
+            assert b"came over uWSGI's --fastcgi-socket" in response.body
+            assert b"uwsgi --http-socket 127.0.0.1:8000" in response.body
+            plain = exchange(proxy, request("GET", "/page", [("Connection", "close")],
+                                            host=host))
+            # (fastcgi_params sets no PATH_INFO)
+            assert (plain.status, plain.body) == (200, b"plain HTTP GET /")
+        finally:
+            proxy.stop()
+        with connect("ws://127.0.0.1:%d/describe" % http_port, subprotocols=["chat"],
+                     open_timeout=TIMEOUT) as connection:
+            assert connection.recv(timeout=TIMEOUT) == "protocol=chat compress=True"
+            connection.send("over the HTTP socket")
+            assert connection.recv(timeout=TIMEOUT) == "over the HTTP socket"
+    finally:
+        app.stop()
+    logged = [line for line in app.stderr().splitlines() if "WebSocket upgrade refused" in line]
+    assert logged and "--fastcgi-socket" in logged[0]
+    assert "Traceback" not in app.stderr()

@@ -332,7 +332,8 @@ class UwsgiAdapter(ServerAdapter):
         return []
 
     def _socket_class(self) -> type:
-        if self._option("gevent") is not None:
+        if self._option("gevent") is not None or getattr(self.uwsgi, "loop", None) in (
+                b"gevent", "gevent"):
             # uWSGI's gevent loop runs each request in a greenlet without
             # patching the standard library: the socket must be gevent's.
             from gevent import socket as green_socket
