@@ -152,7 +152,8 @@ def test_hub_broadcast_and_rooms_between_clients_of_one_uwsgi(tmp_path, clients,
     server.assert_no_errors()
 
 
-def test_redis_hub_across_the_processes_of_one_uwsgi(tmp_path, clients, redis_server):  # noqa: F811
+def test_redis_hub_across_the_processes_of_one_uwsgi(
+        tmp_path, clients, redis_server):  # noqa: F811 (fixtures)
     """--processes 3: three open WebSockets hold the three processes; Redis joins them."""
     server = start_server("uwsgi-redis", uwsgi(
         "--http-socket", "127.0.0.1:{port}", "--master", "--processes", "3",
