@@ -30,6 +30,8 @@ UNSUPPORTED = [
      ROOT, ["werkzeug's development server runs without threads", "threaded=True"]),
     ("uwsgi-one-process", uwsgi("--http-socket", "127.0.0.1:{port}"),
      ROOT, ["uWSGI runs one process with one thread here", "--threads 100"]),
+    ("uwsgi-async", uwsgi("--http-socket", "127.0.0.1:{port}", "--async", "10", "--ugreen"),
+     ROOT, ["uWSGI's --async mode switches between requests", "Use --gevent N"]),
     ("uwsgi-http-router", uwsgi("--http", "127.0.0.1:{port}", "--threads", "4"),
      ROOT, ["uWSGI's --http router sits between the client",
             "Add --http-websockets", "uwsgi --http-socket 127.0.0.1:8000"]),

@@ -278,7 +278,8 @@ class UwsgiAdapter(ServerAdapter):
     ways, as ``proxy_pass`` does), or to uWSGI's ``--http`` router, which
     passes them only with ``--http-websockets``. Refused: the router without
     it, ``--https-socket`` and FastCGI sockets (uWSGI wraps what goes over
-    them), and a uWSGI that serves one request at a time.
+    them), ``--async`` without gevent, and a uWSGI that serves one request
+    at a time.
     """
 
     INSTEAD = ("Run uwsgi --http-socket 127.0.0.1:8000 --threads 100 (or --gevent 1000), "
@@ -363,6 +364,11 @@ class UwsgiAdapter(ServerAdapter):
                 "WebSocket upgrade refused: this request came over uWSGI's --%s, and %s: "
                 "the connection cannot be handed over. %s"
                 % (wrapped, self.WRAPPED_SOCKET_OPTIONS[wrapped], self.INSTEAD))
+        if self._option("async") is not None and self._socket_class() is socket.socket:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI's --async mode switches between requests "
+                "only inside uWSGI's own calls, so one WebSocket would stop every other "
+                "request of its process. Use --gevent N (or --threads N) instead.")
         cores = getattr(self.uwsgi, "cores", 1) or 1
         processes = getattr(self.uwsgi, "numproc", 1) or 1
         if cores == 1 and processes == 1:
