@@ -391,10 +391,19 @@ class UwsgiAdapter(ServerAdapter):
         if len(kinds) == 1:
             return kinds.pop()
         try:
-            with socket.socket(fileno=os.dup(self.fd)) as connection:
-                local = connection.getsockname()
-        except (OSError, TypeError, ValueError):
+            duplicate = os.dup(self.fd)
+        except OSError:
             return None
+        try:
+            connection = socket.socket(fileno=duplicate)
+        except (OSError, ValueError):
+            os.close(duplicate)
+            return None
+        with connection:
+            try:
+                local = connection.getsockname()
+            except OSError:
+                return None
         for name, address in declared:
             if _same_address(address, local):
                 return name
