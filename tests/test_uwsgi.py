@@ -155,9 +155,11 @@ def test_hub_broadcast_and_rooms_between_clients_of_one_uwsgi(tmp_path, clients,
 def test_redis_hub_across_the_processes_of_one_uwsgi(
         tmp_path, clients, redis_server):  # noqa: F811 (fixtures)
     """--processes 3: three open WebSockets hold the three processes; Redis joins them."""
+    # The hub's Redis threads start when the app is imported, before uWSGI
+    # forks its workers: --py-call-uwsgi-fork-hooks lets CPython know of the fork.
     server = start_server("uwsgi-redis", uwsgi(
         "--http-socket", "127.0.0.1:{port}", "--master", "--processes", "3",
-        module="tests.hub_apps:app"), tmp_path / "stderr.txt",
+        "--py-call-uwsgi-fork-hooks", module="tests.hub_apps:app"), tmp_path / "stderr.txt",
         env={"WSOCKET_HUB": redis_server.url})
     try:
         new = clients(server.ws_url)
