@@ -304,3 +304,20 @@ def test_a_fastcgi_socket_is_refused_with_a_clear_501_and_the_http_socket_next_t
     logged = [line for line in app.stderr().splitlines() if "WebSocket upgrade refused" in line]
     assert logged and "--fastcgi-socket" in logged[0]
     assert "Traceback" not in app.stderr()
+
+
+@pytest.mark.parametrize("mode", ["threads", "gevent"])
+def test_the_connection_can_be_taken_late_in_the_apps_call(tmp_path, mode):
+    """take_over() while the app runs (not before it): the same socket, and nothing after."""
+    server = start_uwsgi(tmp_path, mode, module="tests.matrix_app:late_takeover", name="late")
+    try:
+        sock = open_connection("127.0.0.1", server.port, TIMEOUT)
+        with sock:
+            sock.sendall(upgrade_request("/", host="127.0.0.1:%d" % server.port))
+            reader = Reader(sock)
+            assert reader.read_response().status == 101
+            assert reader.read_frame() == (True, TEXT, b"late")
+            assert reader.read_to_eof() == b""  # uWSGI wrote nothing after the app
+    finally:
+        server.stop()
+    server.assert_no_errors()
