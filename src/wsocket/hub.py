@@ -404,6 +404,7 @@ class _RedisBackend:
             self._client.ping()
         except (redis.RedisError, OSError) as error:
             raise HubError("cannot reach Redis at %s: %s" % (self.url, error)) from None
+        self._condition = threading.Condition()
         self._pending = collections.deque()
         self._closed = False
         self._generation = 0
@@ -413,9 +414,8 @@ class _RedisBackend:
 
     def start(self):
         """Start (or, in a forked child, start again) both threads; waits for the subscription."""
-        # A fresh condition: one inherited through fork() still lists the
-        # parent's waiting publisher, which would take every notify() and
-        # leave the child's publisher asleep (uWSGI forks after loading the app).
+        # A new condition: after a fork, the old one still lists the parent's
+        # waiting publisher, and a notify() would go to that ghost.
         self._condition = threading.Condition()
         with self._condition:
             self._generation += 1
