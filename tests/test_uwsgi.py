@@ -2,8 +2,8 @@
 
 tests/test_servers.py runs the matrix (echo of every size, compression,
 subprotocols, close codes both ways, 20 clients) on uWSGI's three modes
-(--threads, --processes, --gevent) and its --http router; here come what
-is particular to uWSGI or was left out there. Every server is a real uWSGI
+(--threads, --processes, --gevent) and its --http router; here is what
+is particular to uWSGI or left out there. Every server is a real uWSGI
 process (the ``uwsgi`` pip built), every client a real one.
 """
 
@@ -35,10 +35,10 @@ MODES = {
 }
 
 
-def start_uwsgi(tmp_path, mode, module="tests.matrix_app:checked", env=None, name="uwsgi"):
+def start_uwsgi(tmp_path, mode, module="tests.matrix_app:checked", name="uwsgi"):
     return start_server("%s-%s" % (name, mode),
                         uwsgi("--http-socket", "127.0.0.1:{port}", *MODES[mode], module=module),
-                        tmp_path / ("%s-%s-stderr.txt" % (name, mode)), env=env)
+                        tmp_path / ("%s-%s-stderr.txt" % (name, mode)))
 
 
 @pytest.fixture(scope="module", params=sorted(MODES))
