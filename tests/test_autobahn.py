@@ -8,7 +8,8 @@ up to 8 KiB here; ``python autobahn/run.py`` runs every case (see README).
 
 The same echo runs under uWSGI too (``--http-socket --threads``), with
 groups 1 to 7 and 10 in full and a sample of 9, 12 and 13 on every test run;
-``WSOCKET_AUTOBAHN_ALL=1`` runs all 517 cases through uWSGI (about 25 minutes).
+``WSOCKET_AUTOBAHN_ALL=1`` runs all 517 cases through uWSGI (about 45 minutes
+on a busy 2-core machine; groups 12 and 13 take most of it).
 """
 
 import importlib.util
