@@ -68,7 +68,14 @@ class Server:
         assert not lines, "%s logged errors:\n%s" % (self.name, text[-6000:])
 
     def stop(self, timeout=STOP_TIMEOUT):
-        return stop_process(self.proc, timeout)
+        status = stop_process(self.proc, timeout)
+        # The server ran in a session of its own: a child it left behind (a
+        # uWSGI worker that hung) goes with its process group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return status
 
 
 def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,
