@@ -117,3 +117,33 @@ def wrapped(environ, start_response):
     def start(status, headers, exc_info=None):
         return start_response(status, headers, exc_info)
     return app(environ, start)
+
+
+# For tests/test_uwsgi.py: origins checked, and pings every half second.
+GOOD_ORIGIN = "https://good.example"
+checked = WSocketApp(matrix, protocols=["chat"], allowed_origins=[GOOD_ORIGIN],
+                     ping_interval=0.5, ping_timeout=2.0)
+
+
+def late_takeover(environ, start_response):
+    """Takes the connection over only after a while, as an app that decides late would.
+
+    For tests/test_uwsgi.py: the adapter's take_over() at any point of the
+    app's call; it writes a 101 and one frame by hand, then releases.
+    """
+    import base64
+    import hashlib
+    import time
+
+    from wsocket.adapters import take_over
+    time.sleep(0.2)
+    environ["wsgi.input"].read(0)  # the app may have looked at the request meanwhile
+    transport = take_over(environ, start_response)
+    key = environ["HTTP_SEC_WEBSOCKET_KEY"].encode("ascii")
+    accept = base64.b64encode(hashlib.sha1(
+        key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode("ascii")
+    transport.sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                            % accept).encode("ascii") + b"\x81\x04late")
+    transport.release()
+    return transport.response()

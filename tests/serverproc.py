@@ -10,6 +10,7 @@ that the server sent nothing else before its FIN.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -67,7 +68,14 @@ class Server:
         assert not lines, "%s logged errors:\n%s" % (self.name, text[-6000:])
 
     def stop(self, timeout=STOP_TIMEOUT):
-        return stop_process(self.proc, timeout)
+        status = stop_process(self.proc, timeout)
+        # The server ran in a session of its own: a child it left behind (a
+        # uWSGI worker that hung) goes with its process group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return status
 
 
 def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,
@@ -103,6 +111,23 @@ def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,
 def python(*args):
     """A command line running this interpreter."""
     return [sys.executable, *args]
+
+
+# The uwsgi command pip installed next to this interpreter (in a virtualenv
+# that is not activated it is not on PATH).
+UWSGI = str(Path(sys.executable).with_name("uwsgi")) if Path(
+    sys.executable).with_name("uwsgi").exists() else (shutil.which("uwsgi") or "uwsgi")
+
+
+def uwsgi(*args, module="tests.matrix_app:app"):
+    """A uWSGI command line serving ``module`` with this interpreter's packages.
+
+    --home gives uWSGI's embedded Python this virtualenv; --die-on-term makes
+    SIGTERM stop it (its default is to reload); --disable-logging keeps the
+    request log out of the stderr the tests read for errors.
+    """
+    return [UWSGI, *args, "--home", sys.prefix, "--module", module, "--pythonpath", str(ROOT),
+            "--die-on-term", "--disable-logging"]
 
 
 # -- the wire ---------------------------------------------------------------------------

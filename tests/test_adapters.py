@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from tests.netutil import TEXT, Reader, client_frame, close_frame, open_connection, upgrade_request
 from tests.serverproc import assert_clean_end, python, recording_socket, start_server
 from wsocket import WSocketApp
-from wsocket.adapters import request_http_version
+from wsocket.adapters import _same_address, request_http_version
 
 TIMEOUT = 10.0
 
@@ -158,3 +158,21 @@ def test_gunicorn_timeout_does_not_cut_a_long_websocket(tmp_path, worker):
     finally:
         server.stop()
     server.assert_no_errors()
+
+
+@pytest.mark.parametrize("declared, local, same", [
+    ("127.0.0.1:8000", ("127.0.0.1", 8000), True),
+    ("127.0.0.1:8000", ("127.0.0.1", 8001), False),
+    (":8000", ("10.1.2.3", 8000), True),
+    ("0.0.0.0:8000", ("10.1.2.3", 8000), True),
+    ("localhost:8000", ("127.0.0.1", 8000), True),
+    ("10.9.9.9:8000", ("127.0.0.1", 8000), False),
+    ("[::1]:8000", ("::1", 8000, 0, 0), True),
+    ("/run/app.sock", "/run/app.sock", True),
+    ("/run/app.sock", "/run/other.sock", False),
+    ("@app", "\0app", True),
+    ("/run/app.sock", ("127.0.0.1", 8000), False),
+])
+def test_uwsgi_socket_addresses_are_matched_to_the_connection(declared, local, same):
+    """Which of uWSGI's listening sockets took a connection (its options name them so)."""
+    assert _same_address(declared, local) is same

@@ -1,4 +1,4 @@
-"""examples/nginx/wsocket.conf, run by Debian's nginx in front of gunicorn (gthread).
+"""examples/nginx/wsocket.conf, run by Debian's nginx in front of gunicorn (gthread) and uWSGI.
 
 nginx terminates TLS (wss://) and also takes plain ws://; the app behind it
 runs tests.matrix_app. The config is used as shipped, with only its ports
@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from tests import matrix_app
 from tests.netutil import ROOT
 from tests.serverproc import (
-    assert_clean_end, free_port, python, recording_socket, start_server,
+    assert_clean_end, free_port, python, recording_socket, start_server, uwsgi,
 )
 
 TIMEOUT = 20.0
@@ -48,12 +48,19 @@ def certificate_authority():
     return trustme.CA()
 
 
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory, certificate_authority):
+# The app servers behind the shipped config, each on 127.0.0.1:{port}.
+APP_SERVERS = {
+    "gunicorn": python("-m", "gunicorn", "-k", "gthread", "--threads", "20",
+                       "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
+    "uwsgi": uwsgi("--http-socket", "127.0.0.1:{port}", "--threads", "20"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(APP_SERVERS))
+def nginx(request, tmp_path_factory, certificate_authority):
     tmp = tmp_path_factory.mktemp("nginx")
-    app = start_server("gunicorn", python("-m", "gunicorn", "-k", "gthread", "--threads", "20",
-                                          "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
-                       tmp / "app-stderr.txt", env={"HOME": str(tmp)})
+    app = start_server(request.param, APP_SERVERS[request.param], tmp / "app-stderr.txt",
+                       env={"HOME": str(tmp)})
     certificate = certificate_authority.issue_cert(HOSTNAME)
     certificate.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
     for pem in certificate.cert_chain_pems[1:]:

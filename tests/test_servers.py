@@ -19,7 +19,9 @@ from websockets.sync.client import connect
 
 from tests import matrix_app
 from tests.netutil import TEXT, Reader, client_frame, close_frame, open_connection, upgrade_request
-from tests.serverproc import assert_clean_end, python, recording_socket, start_server
+from tests.serverproc import (
+    assert_clean_end, python, recording_socket, start_server, uwsgi,
+)
 
 TIMEOUT = 20.0
 
@@ -35,6 +37,14 @@ SERVERS = {
                                      "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
     "gevent-pywsgi": python("-m", "tests.serve", "gevent", "{port}"),
     "eventlet": python("-m", "tests.serve", "eventlet", "{port}"),
+    # uWSGI serving HTTP itself; a WebSocket holds a thread, a process or a greenlet.
+    "uwsgi-threads": uwsgi("--http-socket", "127.0.0.1:{port}", "--threads", "50"),
+    "uwsgi-processes": uwsgi("--http-socket", "127.0.0.1:{port}", "--master",
+                             "--processes", "22"),
+    "uwsgi-gevent": uwsgi("--http-socket", "127.0.0.1:{port}", "--gevent", "100"),
+    # uWSGI's HTTP router in front of its workers, told to pass WebSockets through.
+    "uwsgi-http-router": uwsgi("--http", "127.0.0.1:{port}", "--http-websockets",
+                               "--threads", "50"),
 }
 
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 4 * 1024 * 1024]
@@ -126,9 +136,10 @@ def test_client_that_vanishes_without_a_close_frame(quiet, ending):
     """The app's loop ends, the server logs no error and goes on serving."""
     sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
     request = upgrade_request("/", host="127.0.0.1:%d" % quiet.port)
-    sock.sendall(request + client_frame(TEXT, "and then I vanish"))
+    sock.sendall(request)
     reader = Reader(sock)
     assert reader.read_response().status == 101
+    sock.sendall(client_frame(TEXT, "and then I vanish"))
     assert reader.read_frame() == (True, TEXT, b"and then I vanish")
     if ending == "reset":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -177,7 +188,14 @@ def test_plain_http_on_the_same_server_after_a_websocket(quiet):
 
 
 def test_bytes_sent_with_the_upgrade_request_are_not_lost(quiet):
-    """A frame in the same packet as the request sits in the server's buffer: it is echoed."""
+    """A frame in the same packet as the request sits in the server's buffer: it is echoed.
+
+    Not under uWSGI, which keeps those bytes in its request parser, out of
+    the app's reach; no conforming client sends them (RFC 6455, 4.1:
+    frames only after the 101), see docs/deploying.md.
+    """
+    if quiet.name.startswith("uwsgi"):
+        pytest.skip("uWSGI keeps the bytes read past the request head (documented)")
     sock = open_connection("127.0.0.1", quiet.port, TIMEOUT)
     with sock:
         request = upgrade_request("/", host="127.0.0.1:%d" % quiet.port)

@@ -5,21 +5,12 @@ the server's log gets a line naming the server and what to use instead,
 and plain HTTP on the same server goes on working.
 """
 
-import shutil
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.netutil import ROOT, Reader, open_connection, request, upgrade_request
-from tests.serverproc import python, start_server
+from tests.serverproc import python, start_server, uwsgi
 
 TIMEOUT = 20.0
-
-# The uwsgi command pip installed next to this interpreter (in a virtualenv
-# that is not activated it is not on PATH); --home gives it our site-packages.
-UWSGI = str(Path(sys.executable).with_name("uwsgi")) if Path(
-    sys.executable).with_name("uwsgi").exists() else (shutil.which("uwsgi") or "uwsgi")
 
 # (name, command line, folder, what the log line and the 501 must say)
 UNSUPPORTED = [
@@ -37,10 +28,13 @@ UNSUPPORTED = [
             "--timeout", "gunicorn -k gthread --threads 100"]),
     ("werkzeug-unthreaded", python("-m", "tests.serve", "werkzeug_unthreaded", "{port}"),
      ROOT, ["werkzeug's development server runs without threads", "threaded=True"]),
-    ("uwsgi", [UWSGI, "--http-socket", "127.0.0.1:{port}", "--home", sys.prefix,
-               "--module", "tests.matrix_app:app", "--pythonpath", str(ROOT),
-               "--die-on-term", "--disable-logging"],
-     ROOT, ["uWSGI cannot hand its socket over", "close code"]),
+    ("uwsgi-one-process", uwsgi("--http-socket", "127.0.0.1:{port}"),
+     ROOT, ["uWSGI runs one process with one thread here", "--threads 100"]),
+    ("uwsgi-async", uwsgi("--http-socket", "127.0.0.1:{port}", "--async", "10", "--ugreen"),
+     ROOT, ["uWSGI's --async mode switches between requests", "Use --gevent N"]),
+    ("uwsgi-http-router", uwsgi("--http", "127.0.0.1:{port}", "--threads", "4"),
+     ROOT, ["uWSGI's --http router sits between the client",
+            "Add --http-websockets", "uwsgi --http-socket 127.0.0.1:8000"]),
 ]
 
 

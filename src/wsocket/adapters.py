@@ -26,6 +26,7 @@ No server is imported here: an adapter looks at what the running server
 already put in the environ (or ``sys.modules``).
 """
 
+import os
 import socket
 import sys
 
@@ -39,7 +40,7 @@ LINGER = 1.0  # seconds release() waits for the client's FIN
 USE_INSTEAD = (
     "Run the app on wsocket's own server (wsocket module:app), gunicorn (-k gthread "
     "--threads 100, or -k gevent), werkzeug's threaded server (flask run), gevent's "
-    "pywsgi or eventlet's wsgi.")
+    "pywsgi, eventlet's wsgi, or uWSGI (--http-socket with --threads or --gevent).")
 
 
 class UnsupportedServer(Exception):
@@ -308,6 +309,176 @@ class GeventAdapter(ServerAdapter):
         return self
 
 
+class UwsgiAdapter(ServerAdapter):
+    """uWSGI: the connection is ``uwsgi.connection_fd()``.
+
+    wsocket's own protocol runs over a duplicate of that descriptor (a
+    gevent socket under ``--gevent``); uWSGI's websocket API is never used.
+    uWSGI writes a response only for a request whose ``start_response`` was
+    called, and ``response()`` does not call it: once the app returns, uWSGI
+    closes its descriptor and has written nothing. The bytes uWSGI read past
+    the request head stay in its parser, out of reach: a conforming client
+    sends no frame before it has the 101 (RFC 6455, 4.1), so there are none.
+
+    The descriptor leads to the client with ``--http-socket``, to nginx with
+    ``--socket`` (``uwsgi_pass`` passes the 101 and then the bytes of both
+    ways, as ``proxy_pass`` does), or to uWSGI's ``--http`` router, which
+    passes them only with ``--http-websockets``. Refused: the router without
+    it, ``--https-socket`` and FastCGI sockets (uWSGI wraps what goes over
+    them), ``--async`` without gevent, and a uWSGI that serves one request
+    at a time.
+    """
+
+    INSTEAD = ("Run uwsgi --http-socket 127.0.0.1:8000 --threads 100 (or --gevent 1000), "
+               "behind nginx with proxy_pass or uwsgi_pass (see docs/deploying.md).")
+    # Listening-socket options whose connections carry something else than
+    # the client's bytes as they are: TLS that uWSGI ends, or FastCGI records.
+    WRAPPED_SOCKET_OPTIONS = {
+        "https-socket": "uWSGI's --https-socket ends TLS itself, inside uWSGI",
+        "fastcgi-socket": "FastCGI wraps every byte of the connection in its records",
+        "fastcgi-nph-socket": "FastCGI wraps every byte of the connection in its records",
+    }
+    SOCKET_OPTIONS = ("http-socket", "http11-socket", "socket", "uwsgi-socket",
+                      "suwsgi-socket", "scgi-socket", "scgi-nph-socket", "raw-socket",
+                      "shared-socket") + tuple(WRAPPED_SOCKET_OPTIONS)
+
+    def __init__(self, environ, start_response):
+        super().__init__(environ, start_response)
+        # uWSGI finds the request by the thread (or greenlet) that asks: the
+        # descriptor is read here, in the request's own thread, for a
+        # take_over() that may come later.
+        self.uwsgi = sys.modules.get("uwsgi")
+        try:
+            self.fd = self.uwsgi.connection_fd()
+        except Exception:
+            self.fd = -1
+
+    @classmethod
+    def detect(cls, environ, start_response):
+        return "uwsgi.version" in environ and "uwsgi" in sys.modules
+
+    def take_over(self):
+        self._check_setup()
+        duplicate = os.dup(self.fd)
+        try:
+            self.sock = self._socket_class()(fileno=duplicate)
+        except BaseException:
+            os.close(duplicate)
+            raise
+        self.sock.settimeout(None)
+        return self
+
+    def release(self):
+        """FIN, the client's FIN, then our descriptor closes; uWSGI closes its own."""
+        if self.sock is not None:
+            end_connection(self.sock)
+            self.sock.close()
+
+    def response(self):
+        # No start_response: uWSGI has no headers to write, and writes nothing.
+        # (Its request log shows such a request as a 500 of 0 bytes.)
+        return []
+
+    def _socket_class(self) -> type:
+        if self._option("gevent") is not None or getattr(self.uwsgi, "loop", None) in (
+                b"gevent", "gevent"):
+            # uWSGI's gevent loop runs each request in a greenlet without
+            # patching the standard library: the socket must be gevent's.
+            from gevent import socket as green_socket
+            return green_socket.socket
+        return socket.socket
+
+    def _option(self, name: str):
+        options = getattr(self.uwsgi, "opt", None) or {}
+        return options.get(name)
+
+    def _check_setup(self) -> None:
+        """Raise UnsupportedServer when this request's connection cannot carry a WebSocket."""
+        if self.fd is None or self.fd < 0:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI gave no connection for this request "
+                "(uwsgi.connection_fd() failed). " + self.INSTEAD)
+        router = self.environ.get("UWSGI_ROUTER")
+        if router is not None and not (router == "http" and self._option("http-websockets")):
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI's --%s router sits between the client and "
+                "this worker and, without --http-websockets, passes nothing the client sends "
+                "after the request on to the app. Add --http-websockets, or better: %s"
+                % (router, self.INSTEAD))
+        wrapped = self._listener_option()
+        if wrapped in self.WRAPPED_SOCKET_OPTIONS:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: this request came over uWSGI's --%s, and %s: "
+                "the connection cannot be handed over. %s"
+                % (wrapped, self.WRAPPED_SOCKET_OPTIONS[wrapped], self.INSTEAD))
+        if self._option("async") is not None and self._socket_class() is socket.socket:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI's --async mode switches between requests "
+                "only inside uWSGI's own calls, so one WebSocket would stop every other "
+                "request of its process. Use --gevent N (or --threads N) instead.")
+        cores = getattr(self.uwsgi, "cores", 1) or 1
+        processes = getattr(self.uwsgi, "numproc", 1) or 1
+        if cores == 1 and processes == 1:
+            raise UnsupportedServer(
+                "WebSocket upgrade refused: uWSGI runs one process with one thread here, so "
+                "one WebSocket would stop it from serving anything else. Run it with "
+                "--threads 100 (a thread per connection), --gevent 1000, or --processes N.")
+
+    def _listener_option(self):
+        """The option that declared the listening socket of this connection, if found."""
+        declared = []
+        for name in self.SOCKET_OPTIONS:
+            values = self._option(name)
+            for value in values if isinstance(values, list) else [values]:
+                if value is not None and value is not True:
+                    if isinstance(value, bytes):
+                        value = value.decode("utf-8", "replace")
+                    declared.append((name, str(value)))
+        kinds = {name for name, _ in declared}
+        if len(kinds) == 1:
+            return kinds.pop()
+        try:
+            duplicate = os.dup(self.fd)
+        except OSError:
+            return None
+        try:
+            connection = socket.socket(fileno=duplicate)
+        except (OSError, ValueError):
+            os.close(duplicate)
+            return None
+        with connection:
+            try:
+                local = connection.getsockname()
+            except OSError:
+                return None
+        for name, address in declared:
+            if _same_address(address, local):
+                return name
+        return None
+
+
+def _same_address(declared: str, local) -> bool:
+    """Whether uWSGI's socket address ``declared`` ("host:port", ":port", a path) is ``local``."""
+    if isinstance(local, tuple):  # TCP: the port, and the host when one is named
+        host, colon, port = declared.rpartition(":")
+        if not colon or not port.isdigit() or int(port) != local[1]:
+            return False
+        host = host.strip("[]")
+        return host in ("", "0.0.0.0", "::", "*") or _resolves_to(host, local[0])
+    if isinstance(local, bytes):
+        local = local.decode("utf-8", "replace")
+    if declared.startswith("@"):  # an abstract unix socket
+        declared = "\0" + declared[1:]
+    return declared == local
+
+
+def _resolves_to(host: str, address: str) -> bool:
+    try:
+        return any(info[4][0] == address for info in socket.getaddrinfo(host, None))
+    except (OSError, UnicodeError):
+        return False
+
+
 # -- servers that cannot ----------------------------------------------------------------
 
 def _server_of(start_response):
@@ -317,11 +488,6 @@ def _server_of(start_response):
 
 REFUSALS = [
     # (test on environ and start_response, what the server is, what to do instead)
-    (lambda environ, start_response: "uwsgi.version" in environ,
-     "uWSGI",
-     "Its websocket API cannot send a close code or reason, answers pings with empty "
-     "pongs, negotiates no compression and returns text and binary alike, and the raw "
-     "connection loses the bytes uWSGI read past the request. " + USE_INSTEAD),
     (lambda environ, start_response: _server_of(start_response).startswith("django."),
      "Django's runserver",
      "In development run wsocket mysite.wsgi:application (or gunicorn -k gthread "
@@ -338,7 +504,8 @@ REFUSALS = [
 ]
 
 # Tried in order: the first whose detect() is true takes the connection over.
-ADAPTERS = [WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter]
+ADAPTERS = [WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter,
+            UwsgiAdapter]
 
 
 def request_http_version(environ):
