@@ -850,12 +850,27 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
     return server
 
 
+class ServerStartedOnImport(RuntimeError):
+    """``run()`` called while the command line imports the app's module.
+
+    ``wsocket mymodule:app`` serves the app itself; a module-level ``run()``
+    would start a second server before it (two banners, one Ctrl-C each).
+    """
+
+
+# The "module:app" the command line is importing, while it imports it (see
+# __main__.load_app); None the rest of the time.
+_command_line_importing = None
+
+
 def run(app=None, host="127.0.0.1", port=8080, **options):
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
     Prints the address it serves on (useful with ``port=0``). Stopping closes
     open WebSockets with 1001 and returns after a bounded wait.
     """
+    if _command_line_importing is not None:
+        raise ServerStartedOnImport(_command_line_importing)
     _configure_logging()
     server = make_server(host, port, app, **options)
     print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
