@@ -63,3 +63,14 @@ def test_example_echoes_and_serves_its_page(example):
         assert response.status == 200
         assert example.page in response.read()
     example.assert_no_errors()
+
+
+def test_the_eventlet_example_starts_quietly(tmp_path):
+    """No deprecation warning on start: docs/deploying.md says it once, the example filters it."""
+    with start_server("eventlet", python("eventlet_echo.py", "{port}"), tmp_path / "stderr.txt",
+                      cwd=EXAMPLES, env={"HOME": str(tmp_path)}) as server:
+        with urllib.request.urlopen(server.url + "/", timeout=TIMEOUT) as response:
+            assert response.status == 200
+        stderr = server.stderr()
+    assert "Warning" not in stderr and "deprecated" not in stderr, stderr
+    assert "wsgi starting up on http://127.0.0.1:%d" % server.port in stderr, stderr
