@@ -53,9 +53,10 @@ def test_without_root_or_sudo_it_stops_with_the_command_to_run(tmp_path):
     assert done.returncode == 1, done
     assert "apt-get was run" not in done.stderr
     assert done.stdout == ""  # not a step further: no autobahn, no pip, no pytest
+    # (with Debian's own python3, python3-venv and python3-dev follow the list)
     packages = " ".join(_debian_packages())
     assert "./test.sh: these Debian packages are missing: %s" % packages in done.stderr
-    assert "    sudo apt-get update && sudo apt-get install -y %s\n" % packages in done.stderr
+    assert "    sudo apt-get update && sudo apt-get install -y %s" % packages in done.stderr
 
 
 def test_no_test_installs_anything():
