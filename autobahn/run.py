@@ -9,7 +9,7 @@ and writes an HTML/JSON report.  This script prints a summary of it and exits
 0 if every case passed, 1 if any case failed, 2 if the run itself broke.
 
 wstest must first be installed with autobahn/install.sh (a Python 2.7 venv,
-/opt/autobahn-venv unless AUTOBAHN_VENV says otherwise).
+.autobahn/venv in the checkout unless AUTOBAHN_VENV says otherwise).
 
 From Python (e.g. a pytest test):
 
@@ -26,7 +26,10 @@ import sys
 import tempfile
 
 AGENT = "wsocket"
-VENV = os.environ.get("AUTOBAHN_VENV", "/opt/autobahn-venv")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.environ.get("AUTOBAHN_VENV", os.path.join(CHECKOUT, ".autobahn", "venv"))
+# Written by install.sh when no Python 2.7 can be had: why wstest is missing.
+UNAVAILABLE = os.path.join(CHECKOUT, ".autobahn", "unavailable.txt")
 
 # Verdicts that count as passing.  NON-STRICT and INFORMATIONAL are the
 # suite's own "acceptable" grades; UNIMPLEMENTED (e.g. groups 12/13 without

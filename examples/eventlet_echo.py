@@ -2,9 +2,18 @@
 
 Monkey-patching first is eventlet's usual way; wsocket's WebSockets wait
 through eventlet either way.
+
+eventlet is deprecated upstream (bugfix mode only) and prints a ten-line
+warning saying so when imported; the example says it once, in this
+docstring, and keeps its start quiet. See docs/deploying.md before
+choosing eventlet for something new.
 """
 
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -7,17 +7,50 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import trustme
 
 from tests.netutil import ROOT
-from tests.serverproc import stop_process
+from tests.serverproc import command_line, processes_tagged, stop_process
 from wsocket import make_server
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+
+# Every process this test session starts inherits the tag: whatever still
+# runs at the end of the session was leaked by a fixture or a test.
+SESSION_TAG = "WSOCKET_TEST_SESSION"
+os.environ[SESSION_TAG] = uuid.uuid4().hex
+LEAK_GRACE = 10.0  # seconds for processes stopped at the very end to go
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a test left a process running; kill it so it harms no later run."""
+    deadline = time.monotonic() + LEAK_GRACE
+    leaked = processes_tagged(SESSION_TAG, os.environ[SESSION_TAG])
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.5)
+        leaked = processes_tagged(SESSION_TAG, os.environ[SESSION_TAG])
+    if not leaked:
+        return
+    lines = ["%d: %s" % (pid, command_line(pid)) for pid in leaked]
+    for pid in leaked:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "leaked processes, still running after the tests (now killed):\n  " + \
+        "\n  ".join(lines)
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 _BANNER = re.compile(r"^wsocket serving on ((https?)://(\[[^\]]+\]|[^:/\[\]]+):(\d+)/) "
                      r"\(Ctrl-C to stop\)$")

@@ -666,11 +666,14 @@ class Slowloris:
 
 # -- scenarios, shared by the tests and ``python -m bench.reliability`` ----------------------
 
-def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1):
+def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1,
+                     held_threads_settle=None):
     """``count`` simultaneous echoing WebSockets on ``app``; the figures as a dict.
 
     ``idle_threads``: the server's threads with nothing to do (the event app
-    has its reactor's too).
+    has its reactor's too). ``held_threads_settle``: a thread count to wait
+    for (up to 30 s) before counting the threads of the held connections, so
+    that handshakes a busy machine has not finished yet do not count.
     """
     nofile = count + 1024
     raise_nofile(nofile)
@@ -686,6 +689,8 @@ def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1
             result["held"] = len(crowd.held)
             result["lost"] = list(crowd.lost)
             result["wrong"] = list(crowd.wrong)
+            if held_threads_settle is not None:
+                server.settle_threads(held_threads_settle, 30)
             result["held_threads"], result["held_rss_kib"] = server.status()
             result["kib_per_connection"] = (
                 (result["held_rss_kib"] - result["base_rss_kib"]) / max(len(crowd.held), 1))

@@ -29,7 +29,16 @@ _ERROR_SIGNS = re.compile(r"Traceback|\berror\b|\bcritical\b|exception in", re.I
 
 
 def stop_process(proc, timeout=STOP_TIMEOUT):
-    """SIGTERM and wait; kill on timeout. Returns the exit status."""
+    """SIGTERM and wait; kill on timeout. Returns the exit status.
+
+    A process started in a session of its own (``start_new_session=True``)
+    leads a process group: whatever of that group outlives it (a gunicorn
+    worker whose master was killed, say) is killed too.
+    """
+    try:
+        leads_a_group = os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:  # already ended and reaped
+        leads_a_group = False
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -37,7 +46,40 @@ def stop_process(proc, timeout=STOP_TIMEOUT):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    if leads_a_group:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # nothing left of the group
     return proc.returncode
+
+
+def processes_tagged(name, value):
+    """Pids of the live processes whose environment has ``name=value``.
+
+    Every process a test session starts inherits the session's tag
+    (conftest.py sets it), so what is still running at the end was leaked.
+    """
+    wanted = ("%s=%s" % (name, value)).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as environ:
+                if wanted in environ.read().split(b"\0"):
+                    pids.append(int(entry))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def command_line(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
 
 
 def free_port():
@@ -77,6 +119,14 @@ class Server:
             pass
         return status
 
+    # ``with start_server(...) as server:`` stops it however the block ends;
+    # fixtures that start several put them on one contextlib.ExitStack.
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
 
 def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,
                  timeout=START_TIMEOUT):
@@ -92,19 +142,28 @@ def start_server(name, command, stderr_path, port=None, cwd=ROOT, env=None,
                                 stdout=stderr, stderr=stderr, env=environment,
                                 start_new_session=True)
     server = Server(name, proc, port, stderr_path)
+    try:
+        _wait_until_listening(server, timeout)
+    except BaseException:
+        server.stop()  # and whatever it started, even when it exited itself
+        raise
+    return server
+
+
+def _wait_until_listening(server, timeout):
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
+        if server.proc.poll() is not None:
             raise RuntimeError("%s exited with %s before listening:\n%s"
-                               % (name, proc.returncode, server.stderr()[-4000:]))
+                               % (server.name, server.proc.returncode, server.stderr()[-4000:]))
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            return
         except OSError:
             if time.monotonic() > deadline:
-                server.stop()
                 raise TimeoutError("%s did not listen on %d within %.0f s:\n%s"
-                                   % (name, port, timeout, server.stderr()[-4000:]))
+                                   % (server.name, server.port, timeout,
+                                      server.stderr()[-4000:]))
             time.sleep(0.05)
 
 

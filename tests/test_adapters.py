@@ -142,9 +142,15 @@ def test_gevent_behind_a_middleware_that_wraps_start_response(tmp_path):
 
 @pytest.mark.parametrize("worker", ["gthread", "gevent"])
 def test_gunicorn_timeout_does_not_cut_a_long_websocket(tmp_path, worker):
-    """--timeout is the worker's heartbeat with these workers, not a limit on a request."""
+    """--timeout is the worker's heartbeat with these workers, not a limit on a request.
+
+    --preload imports the app in the master, before the fork: a worker that
+    imported it itself could miss its first heartbeat on a busy machine
+    (WORKER TIMEOUT right after boot), which is not what this test is about.
+    """
     server = start_server("gunicorn", python("-m", "gunicorn", "-k", worker, "--timeout", "1",
-                                             "-b", "127.0.0.1:{port}", "tests.matrix_app:app"),
+                                             "--preload", "-b", "127.0.0.1:{port}",
+                                             "tests.matrix_app:app"),
                           tmp_path / "stderr.txt", env={"HOME": str(tmp_path)})
     try:
         sock = recording_socket(server.port)

@@ -1,7 +1,7 @@
 """The public yardstick: the Autobahn Testsuite's fuzzingclient against wsocket's server.
 
-wstest (Python 2.7, installed by autobahn/install.sh into its own
-virtualenv) connects to an echo app served by ``python -m wsocket`` and
+wstest (Python 2.7, installed by README's test command, ./test.sh, with
+autobahn/install.sh into .autobahn/venv) connects to an echo app served by ``python -m wsocket`` and
 judges every case; a case passes as OK, NON-STRICT or INFORMATIONAL with a
 clean closing. Groups 12 and 13 (permessage-deflate) are run with messages
 up to 8 KiB here; ``python autobahn/run.py`` runs every case (see README).
@@ -14,8 +14,6 @@ on a busy 2-core machine; groups 12 and 13 take most of it).
 
 import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,27 +35,24 @@ runner = _load_runner()
 
 @pytest.fixture(scope="module")
 def wstest_installed():
-    """Install wstest when it is missing (fast when it is there already)."""
-    subprocess.run(["bash", str(ROOT / "autobahn" / "install.sh")], check=True, timeout=900,
-                   stdout=subprocess.DEVNULL)
+    """wstest, as ./test.sh installed it; a test never installs anything itself."""
+    wstest = Path(runner.VENV) / "bin" / "wstest"
+    if wstest.exists():
+        return wstest
+    unavailable = Path(runner.UNAVAILABLE)
+    if unavailable.exists():  # no Python 2.7 could be had: install.sh said why
+        pytest.skip(unavailable.read_text().strip())
+    pytest.fail("%s is missing: run ./test.sh (README's test command), which installs it "
+                "with autobahn/install.sh" % wstest)
 
 
 @pytest.fixture(scope="module")
-def echo_server(wstest_installed):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wsocket", "tests.apps:echo_unlimited", "--port", "0",
-         "--log-level", "warning"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline()
-        assert "serving on http://127.0.0.1:" in line, line + process.stderr.read()
-        port = int(line.split("127.0.0.1:")[1].split("/")[0])
-        yield "ws://127.0.0.1:%d" % port, process
-    finally:
-        process.terminate()
-        stdout, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0
-    assert "Traceback" not in stderr, stderr
+def echo_server(wstest_installed, wsocket_process_module):
+    server = wsocket_process_module("tests.apps:echo_unlimited", "--port", "0",
+                                    "--log-level", "warning")
+    yield server.ws_url.rstrip("/"), server
+    assert server.terminate() == 0
+    assert "Traceback" not in server.stderr(), server.stderr()
 
 
 # Case groups, each run in its own wstest session so a failure names its group.

@@ -254,3 +254,152 @@ def test_help_exits_0():
     assert status == 0
     assert stdout.startswith("usage: wsocket")
     assert "--certfile" in stdout and "--port" in stdout
+
+
+def test_version():
+    from wsocket import __version__
+    status, stdout, stderr = run_cli("--version")
+    assert (status, stdout, stderr) == (0, "wsocket %s\n" % __version__, "")
+
+
+def test_help_lists_the_subcommands_and_the_app_forms():
+    status, stdout, _ = run_cli("--help")
+    assert status == 0
+    assert "wsocket connect URL" in stdout
+    for form in ("mymodule:app", "mymodule:create_app()", "path/to/app.py"):
+        assert form in stdout, form
+    # every option says what it does
+    assert "--log-level LEVEL     what goes to stderr" in stdout
+    assert "--version" in stdout
+
+
+# -- file paths and the forms of APP -----------------------------------------------------
+
+HELLO_APP = '''
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [__name__.encode() + b" says hello"]
+'''
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        return response.read()
+
+
+def test_a_file_path(wsocket_process, tmp_path):
+    (tmp_path / "hello.py").write_text(HELLO_APP)
+    server = wsocket_process("hello.py", "--port", "0", cwd=tmp_path)
+    assert _get(server.url) == b"hello says hello"
+
+
+def test_a_file_path_in_a_folder_with_an_attribute(wsocket_process, tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    # the file's own folder is on sys.path: its sibling imports work
+    (folder / "greeting.py").write_text("WORDS = b' from a folder'\n")
+    (folder / "web.py").write_text(
+        "import greeting\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'hello' + greeting.WORDS]\n")
+    server = wsocket_process("site/web.py:application", "--port", "0", cwd=tmp_path)
+    assert _get(server.url) == b"hello from a folder"
+
+
+def test_a_module_name_alone_means_its_app(wsocket_process, tmp_path):
+    (tmp_path / "hello.py").write_text(HELLO_APP)
+    server = wsocket_process("hello", "--port", "0", cwd=tmp_path)
+    assert _get(server.url) == b"hello says hello"
+
+
+def test_a_missing_file(tmp_path):
+    line = assert_error(run_cli("mymodule.py:app", "--port", "0", cwd=tmp_path))
+    assert line == ("wsocket: error: app 'mymodule.py:app': no such file %s; serve a module "
+                    "as mymodule:app or a file as path/to/mymodule.py:app"
+                    % (tmp_path / "mymodule.py"))
+
+
+def test_a_path_that_is_not_python(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    assert_error(run_cli("./notes.txt", "--port", "0", cwd=tmp_path),
+                 "notes.txt is not a .py file")
+
+
+def test_a_file_named_like_an_imported_module(tmp_path):
+    (tmp_path / "lib").mkdir()  # not in the current directory, which python -m puts first
+    (tmp_path / "lib" / "socket.py").write_text(HELLO_APP)
+    assert_error(run_cli("lib/socket.py", "--port", "0", cwd=tmp_path),
+                 "module 'socket', which is already imported; rename the file")
+
+
+# -- a module that serves by itself on import ---------------------------------------------
+
+def test_a_module_that_runs_a_server_on_import_is_refused(tmp_path):
+    (tmp_path / "eager.py").write_text(
+        "from wsocket import run\n" + HELLO_APP + "run(app, port=0)\n")
+    status, stdout, stderr = run_cli("eager:app", "--port", "0", cwd=tmp_path)
+    line = assert_error((status, stdout, stderr), "eager starts a server while it is imported",
+                        "if __name__ == \"__main__\":", "'wsocket eager:app' serves the app once")
+    assert stdout == ""  # not one banner: no server started at all
+
+
+def test_the_readme_example_is_guarded(wsocket_process, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Use it with your app\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert 'if __name__ == "__main__":' in example
+    (tmp_path / "mymodule.py").write_text(example)
+    server = wsocket_process("mymodule:app", "--port", "0", cwd=tmp_path)
+    assert _get(server.url) == b"hello"
+    server.terminate()
+    assert server.stderr().count("serving on") == 0  # the banner is on stdout, once
+
+
+# -- callables that cannot be WSGI applications -------------------------------------------
+
+def test_a_view_function_is_refused(tmp_path):
+    (tmp_path / "views.py").write_text(
+        HELLO_APP + "def index():\n    return 'hello'\n")
+    assert_error(run_cli("views:index", "--port", "0", cwd=tmp_path),
+                 "views:index is not a WSGI application: it takes (), a WSGI application "
+                 "takes (environ, start_response)")
+
+
+def test_a_view_taking_one_argument_points_at_the_app(tmp_path):
+    (tmp_path / "views.py").write_text(
+        HELLO_APP + "def show(name):\n    return name\n")
+    assert_error(run_cli("views:show", "--port", "0", cwd=tmp_path),
+                 "it takes (name)", "did you mean views:app?")
+
+
+def test_a_factory_without_parentheses_is_refused(tmp_path):
+    (tmp_path / "factory.py").write_text(
+        "def create_app():\n"
+        "    def app(environ, start_response):\n"
+        "        start_response('200 OK', [])\n"
+        "        return [b'made']\n"
+        "    return app\n")
+    assert_error(run_cli("factory:create_app", "--port", "0", cwd=tmp_path),
+                 "factory:create_app is not a WSGI application: it takes ()",
+                 "if create_app() returns the app, write factory:create_app()")
+
+
+def test_wsgi_callables_of_every_shape_are_accepted(wsocket_process, tmp_path):
+    (tmp_path / "shapes.py").write_text(
+        "import functools\n"
+        "class App:\n"
+        "    def __call__(self, environ, start_response, *rest):\n"
+        "        start_response('200 OK', [])\n"
+        "        return [b'instance']\n"
+        "instance = App()\n"
+        "def general(*args, **kwargs):\n"
+        "    args[1]('200 OK', [])\n"
+        "    return [b'general']\n"
+        "def configured(prefix, environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [prefix]\n"
+        "partial = functools.partial(configured, b'partial')\n")
+    for name in ("instance", "general", "partial"):
+        server = wsocket_process("shapes:" + name, "--port", "0", cwd=tmp_path)
+        assert _get(server.url) == name.encode()
+        server.terminate()

@@ -2,7 +2,9 @@
 
 The server is ``python -m wsocket`` with no app, the page is the one it
 serves at ``/``, and everything happens through the page itself: its input,
-its Send button, what it shows. Screenshots go to each test's tmp_path.
+its Send button, what it shows. Screenshots go to each test's tmp_path;
+the layout test's, at a phone and a desktop width, to reports/demo/ in the
+checkout (git ignores it), where they are kept to be looked at.
 """
 
 import os
@@ -17,6 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import STOP_TIMEOUT, read_banner
+from tests.netutil import ROOT
 from tests.serverproc import stop_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -219,7 +222,10 @@ def test_demo_chat_mode_broadcasts_to_everyone_in_the_chat(wsocket_process, cont
     expect(alice.locator(".msg.sent").last).to_have_text("<i>hi</i> bob")
     expect(bob.locator(".msg.received .text").last).to_have_text("<i>hi</i> bob")
     expect(bob.locator(".msg.received i")).to_have_count(0)
-    expect(alice.locator("#clients")).to_have_text("3 clients connected")
+    # The chat counts the two in the chat; the echo page counts everyone.
+    expect(alice.locator("#clients")).to_have_text("2 in the chat")
+    expect(bob.locator("#clients")).to_have_text("2 in the chat")
+    expect(echo.locator("#clients")).to_have_text("3 clients connected")
     # The echo page saw none of it and still echoes.
     send_through_the_page(echo, "just me")
     expect(echo.locator(".msg.received")).to_have_count(1)
@@ -231,3 +237,101 @@ def test_demo_chat_mode_broadcasts_to_everyone_in_the_chat(wsocket_process, cont
     alice.locator("#mode-echo").click()
     expect(alice).to_have_url(server.url)
     send_through_the_page(alice, "echo again")
+
+
+# -- the layout, at a phone's width and a desktop's --------------------------------------
+
+SCREENSHOTS = ROOT / "reports" / "demo"
+WIDTHS = {"phone": (390, 844), "desktop": (1280, 800)}
+HEADER_PARTS = [".mark", "h1", "#subtitle", ".modes", "#state", "#clients"]
+FORM_PARTS = ["#message", "#send"]
+MEASURE = """(selectors) => {
+  const boxes = {};
+  for (const selector of selectors) {
+    const element = document.querySelector(selector);
+    const box = element.getBoundingClientRect();
+    const style = getComputedStyle(element);
+    boxes[selector] = {left: box.left, top: box.top, right: box.right, bottom: box.bottom,
+                       width: box.width, height: box.height,
+                       scrollWidth: element.scrollWidth, clientWidth: element.clientWidth,
+                       lineHeight: parseFloat(style.lineHeight)};
+  }
+  return {boxes: boxes, viewport: document.documentElement.clientWidth,
+          pageWidth: document.documentElement.scrollWidth};
+}"""
+
+
+def _overlap(first, second):
+    return (first["left"] < second["right"] - 0.5 and second["left"] < first["right"] - 0.5
+            and first["top"] < second["bottom"] - 0.5 and second["top"] < first["bottom"] - 0.5)
+
+
+def assert_layout_holds(page):
+    """Nothing cut, nothing overlapping, the title on one line, the subtitle on two at most."""
+    parts = HEADER_PARTS + FORM_PARTS + ["main", "#log", "footer"]
+    measured = page.evaluate(MEASURE, parts)
+    boxes, viewport = measured["boxes"], measured["viewport"]
+    assert measured["pageWidth"] <= viewport, "the page scrolls sideways: %r" % measured
+    main = boxes["main"]
+    for name in parts:
+        box = boxes[name]
+        assert box["width"] > 0 and box["height"] > 0, "%s is not shown: %r" % (name, box)
+        assert box["left"] >= 0 and box["right"] <= viewport, "%s is cut: %r" % (name, box)
+        if name != "main":
+            assert main["left"] <= box["left"] and box["right"] <= main["right"], (name, box)
+        if box["clientWidth"]:  # its text fits its box
+            assert box["scrollWidth"] <= box["clientWidth"] + 1, "%s is cut: %r" % (name, box)
+    for group in (HEADER_PARTS, FORM_PARTS):
+        for index, first in enumerate(group):
+            for second in group[index + 1:]:
+                assert not _overlap(boxes[first], boxes[second]), (
+                    "%s overlaps %s: %r %r" % (first, second, boxes[first], boxes[second]))
+    title, subtitle = boxes["h1"], boxes["#subtitle"]
+    assert title["height"] < 1.5 * title["lineHeight"], "the title wraps: %r" % title
+    assert subtitle["height"] < 2.5 * subtitle["lineHeight"], "the subtitle: %r" % subtitle
+
+
+@pytest.mark.parametrize("width_name", list(WIDTHS))
+def test_demo_layout_holds_and_the_toggle_stays_put(wsocket_process, browser, width_name):
+    width, height = WIDTHS[width_name]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(WAIT_MS)
+    failed = []  # every response of 400 or more, /favicon.ico's included
+    console_errors = []
+    try:
+        server = wsocket_process("--port", "0")
+        page = context.new_page()
+        page.on("response", lambda response: response.status >= 400 and failed.append(
+            "%d %s" % (response.status, response.url)))
+        page.on("console", lambda message: message.type == "error" and console_errors.append(
+            message.text))
+        page.goto(server.url)
+        expect(page.locator("#state-text")).to_have_text("connected")
+        expect(page.locator("#clients")).to_have_text("1 client connected")
+        send_through_the_page(page, "Hello from a %d px wide window" % width)
+        assert_layout_holds(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        save_screenshot(page, SCREENSHOTS / ("echo-%s.png" % width_name))
+        toggle = page.locator(".modes").bounding_box()
+
+        page.locator("#mode-chat").click()
+        expect(page.locator("#clients")).to_have_text("1 in the chat")
+        page.locator("#message").fill("a chat message long enough to wrap on a phone's screen")
+        page.locator("#send").click()
+        expect(page.locator(".msg.sent").last).to_contain_text("long enough")
+        assert_layout_holds(page)
+        save_screenshot(page, SCREENSHOTS / ("chat-%s.png" % width_name))
+        assert page.locator(".modes").bounding_box() == toggle, "the toggle moved"
+
+        # The longest status text: the toggle still does not move.
+        assert server.terminate() == 0
+        expect(page.locator("#state-text")).to_contain_text("disconnected, retry in")
+        expect(page.locator("#clients")).to_have_text("\u2013 clients")
+        assert_layout_holds(page)
+        save_screenshot(page, SCREENSHOTS / ("disconnected-%s.png" % width_name))
+        assert page.locator(".modes").bounding_box() == toggle, "the toggle moved"
+    finally:
+        context.close()
+    assert failed == [], "failed requests: %s" % failed
+    # The page's WebSocket, refused while the server is down, is the only error allowed.
+    assert [text for text in console_errors if "WebSocket connection" not in text] == []

@@ -63,3 +63,44 @@ def test_example_echoes_and_serves_its_page(example):
         assert response.status == 200
         assert example.page in response.read()
     example.assert_no_errors()
+
+
+def test_the_eventlet_example_starts_quietly(tmp_path):
+    """No deprecation warning on start: docs/deploying.md says it once, the example filters it."""
+    with start_server("eventlet", python("eventlet_echo.py", "{port}"), tmp_path / "stderr.txt",
+                      cwd=EXAMPLES, env={"HOME": str(tmp_path)}) as server:
+        with urllib.request.urlopen(server.url + "/", timeout=TIMEOUT) as response:
+            assert response.status == 200
+        stderr = server.stderr()
+    assert "Warning" not in stderr and "deprecated" not in stderr, stderr
+    assert "wsgi starting up on http://127.0.0.1:%d" % server.port in stderr, stderr
+
+
+def _readme_block(after):
+    """The first ```python block of README.md after the line ``after``."""
+    readme = (ROOT / "README.md").read_text()
+    return readme.split(after, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("server", ["wsocket", "flask"])
+def test_readmes_flask_example_runs_as_written(tmp_path, server):
+    (tmp_path / "flaskapp.py").write_text(_readme_block("With Flask ("))
+    commands = {
+        "wsocket": python("-m", "wsocket", "flaskapp:app", "--port", "{port}"),
+        "flask": python("-m", "flask", "--app", "flaskapp", "run", "--port", "{port}"),
+    }
+    with start_server(server, commands[server], tmp_path / "stderr.txt", cwd=tmp_path,
+                      env={"HOME": str(tmp_path)}) as running:
+        with contextlib.ExitStack() as stack:
+            sock = recording_socket(running.port)
+            connection = stack.enter_context(connect(
+                running.ws_url + "/ws", sock=sock, open_timeout=TIMEOUT,
+                close_timeout=TIMEOUT))
+            connection.send("hello flask")
+            assert connection.recv(timeout=TIMEOUT) == "hello flask"
+            assert_clean_end(connection, sock)
+            assert connection.close_code == 1000
+        running.stop()
+    stderr = running.stderr()
+    assert "TypeError" not in stderr and "did not return a valid response" not in stderr, stderr
+    running.assert_no_errors()

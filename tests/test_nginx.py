@@ -5,6 +5,8 @@ runs tests.matrix_app. The config is used as shipped, with only its ports
 and certificate paths replaced.
 """
 
+import contextlib
+import os
 import shutil
 import ssl
 import urllib.request
@@ -48,6 +50,11 @@ def certificate_authority():
     return trustme.CA()
 
 
+def nginx_binary():
+    """Debian's nginx; WSOCKET_TEST_NGINX names another (tests/test_fixtures.py: a missing one)."""
+    return os.environ.get("WSOCKET_TEST_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+
+
 # The app servers behind the shipped config, each on 127.0.0.1:{port}.
 APP_SERVERS = {
     "gunicorn": python("-m", "gunicorn", "-k", "gthread", "--threads", "20",
@@ -59,35 +66,38 @@ APP_SERVERS = {
 @pytest.fixture(scope="module", params=sorted(APP_SERVERS))
 def nginx(request, tmp_path_factory, certificate_authority):
     tmp = tmp_path_factory.mktemp("nginx")
-    app = start_server(request.param, APP_SERVERS[request.param], tmp / "app-stderr.txt",
-                       env={"HOME": str(tmp)})
-    certificate = certificate_authority.issue_cert(HOSTNAME)
-    certificate.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
-    for pem in certificate.cert_chain_pems[1:]:
-        pem.write_to_path(str(tmp / "cert.pem"), append=True)
-    certificate.private_key_pem.write_to_path(str(tmp / "key.pem"))
-    plain_port, tls_port = free_port(), free_port()
-    site = CONFIG.read_text()
-    for shipped, replacement in [
-            ("server 127.0.0.1:8000;", "server 127.0.0.1:%d;" % app.port),
-            ("listen 80;", "listen 127.0.0.1:%d;" % plain_port),
-            ("listen 443 ssl;", "listen 127.0.0.1:%d ssl;" % tls_port),
-            ("/etc/ssl/certs/example.com.pem", str(tmp / "cert.pem")),
-            ("/etc/ssl/private/example.com.key", str(tmp / "key.pem"))]:
-        assert site.count(shipped) == 1, shipped
-        site = site.replace(shipped, replacement)
-    (tmp / "wsocket.conf").write_text(site)
-    (tmp / "nginx.conf").write_text(MAIN_CONFIG.format(tmp=tmp))
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    proxy = start_server("nginx", [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
-                                   "-e", str(tmp / "error.log")],
-                         tmp / "nginx-stderr.txt", port=plain_port)
-    proxy.tls_port = tls_port
-    proxy.app = app
-    proxy.error_log = tmp / "error.log"
-    yield proxy
-    proxy.stop()
-    app.stop()
+    # Both servers stop however the fixture ends: nginx missing must not leave gunicorn.
+    with contextlib.ExitStack() as started:
+        app = started.enter_context(start_server(
+            request.param, APP_SERVERS[request.param], tmp / "app-stderr.txt",
+            env={"HOME": str(tmp)}))
+        certificate = certificate_authority.issue_cert(HOSTNAME)
+        certificate.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+        for pem in certificate.cert_chain_pems[1:]:
+            pem.write_to_path(str(tmp / "cert.pem"), append=True)
+        certificate.private_key_pem.write_to_path(str(tmp / "key.pem"))
+        plain_port, tls_port = free_port(), free_port()
+        site = CONFIG.read_text()
+        for shipped, replacement in [
+                ("server 127.0.0.1:8000;", "server 127.0.0.1:%d;" % app.port),
+                ("listen 80;", "listen 127.0.0.1:%d;" % plain_port),
+                ("listen 443 ssl;", "listen 127.0.0.1:%d ssl;" % tls_port),
+                ("/etc/ssl/certs/example.com.pem", str(tmp / "cert.pem")),
+                ("/etc/ssl/private/example.com.key", str(tmp / "key.pem"))]:
+            assert site.count(shipped) == 1, shipped
+            site = site.replace(shipped, replacement)
+        (tmp / "wsocket.conf").write_text(site)
+        (tmp / "nginx.conf").write_text(MAIN_CONFIG.format(tmp=tmp))
+        binary = nginx_binary()
+        assert os.path.exists(binary), "nginx is missing (%s): ./test.sh installs it" % binary
+        proxy = started.enter_context(start_server(
+            "nginx", [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
+                      "-e", str(tmp / "error.log")],
+            tmp / "nginx-stderr.txt", port=plain_port))
+        proxy.tls_port = tls_port
+        proxy.app = app
+        proxy.error_log = tmp / "error.log"
+        yield proxy
 
 
 @pytest.fixture

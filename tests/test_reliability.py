@@ -44,15 +44,18 @@ def test_2000_simultaneous_websockets_each_echo_and_close(tmp_path):
 
 
 def test_2000_idle_event_app_connections_hold_no_thread_each(tmp_path):
+    # Lingering workers (at most 256) and a few more, not one per connection; a
+    # busy machine gets time to finish its handshakes before the threads are counted.
+    bound = 2 + 256 + 64
     result = loadkit.hold_connections(2000, log_path=tmp_path / "server.log",
-                                      app="tests.apps:events_echo", idle_threads=2)
+                                      app="tests.apps:events_echo", idle_threads=2,
+                                      held_threads_settle=bound)
     print("\n2,000 event app connections: %d threads, %.1f KiB of server memory each"
           % (result["held_threads"], result["kib_per_connection"]))
     assert result["lost"] == [] and result["wrong"] == []
     assert result["held"] == 2000
     assert result["base_threads"] == 2  # the main thread and the reactor's
-    # Lingering workers (at most 256) and a few more, not one per connection.
-    assert result["held_threads"] <= 2 + 256 + 64
+    assert result["held_threads"] <= bound
     assert result["closed_cleanly"] == 2000
     assert result["close_lost"] == [] and result["close_wrong"] == []
     assert result["threads_after"] == 2  # idle workers end

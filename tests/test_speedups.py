@@ -6,6 +6,7 @@ WebSocket tests again with WSOCKET_NO_SPEEDUPS=1.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,49 @@ def test_pure_python_path_passes_the_protocol_and_websocket_tests():
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=280)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout.splitlines()[-1]
+
+
+def _compile_command(output):
+    """gcc on _speedups.c against this Python's headers, every warning an error."""
+    import sysconfig
+    return ["gcc", "-c", "-o", str(output), "-Wall", "-Wextra", "-Wno-unused-parameter",
+            "-Wno-missing-field-initializers", "-Werror", "-O1",
+            "-I" + sysconfig.get_paths()["include"], "-fPIC",
+            str(ROOT / "src" / "wsocket" / "_speedups.c")]
+
+
+def test_the_c_source_compiles_cleanly_on_this_python(tmp_path):
+    """No warning, deprecated APIs included: .ci/versions.sh runs this on every CPython
+    CI tests, so an API deprecated on the way to removal shows up before it breaks."""
+    result = subprocess.run(_compile_command(tmp_path / "speedups.o"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_without_a_compiler_the_package_installs_on_pure_python(tmp_path):
+    """setup.py's optional=True: a failed build of the accelerator is not a failed install."""
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    for name in ("gcc", "cc", "x86_64-linux-gnu-gcc"):
+        (broken / name).write_text("#!/bin/sh\necho 'no compiler here' >&2\nexit 1\n")
+        (broken / name).chmod(0o755)
+    environment = dict(os.environ, CC=str(broken / "gcc"),
+                       PATH=str(broken) + os.pathsep + os.environ["PATH"])
+    project = tmp_path / "project"  # a copy, so that the build leaves the checkout alone
+    shutil.copytree(ROOT / "src", project / "src",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(project)],
+        env=environment, capture_output=True, text=True, timeout=280)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert not list(target.glob("wsocket/_speedups*.so")), "the accelerator was built anyway"
+    check = subprocess.run(
+        [sys.executable, "-c", "from wsocket.protocol import frames; print(frames.SPEEDUPS)"],
+        env=dict(os.environ, PYTHONPATH=str(target)), cwd=str(tmp_path),
+        capture_output=True, text=True, timeout=60)
+    assert check.stdout.strip() == "False", check.stderr

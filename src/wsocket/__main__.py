@@ -1,31 +1,57 @@
-"""The command line: ``wsocket [module:app] [options]`` or ``python -m wsocket ...``.
+"""The command line: ``wsocket [APP] [options]`` or ``python -m wsocket ...``.
 
 Without an app it runs the demo; ``wsocket connect URL`` is the terminal
-client of ``wsocket.client``. ``module:app`` is imported from the
-current directory, as gunicorn does; ``module:create_app()`` calls a
-factory. Every mistake gets one clear line on stderr and exit status 2.
+client of ``wsocket.client``. APP is ``module:app`` (imported from the
+current directory, as gunicorn does), ``module`` alone (meaning
+``module:app``), ``module:create_app()`` (calls a factory), or a file path:
+``app.py`` or ``path/to/app.py:app``. Every mistake gets one clear line on
+stderr and exit status 2.
 """
 
 import argparse
 import importlib
+import importlib.util
+import inspect
 import logging
 import os
 import ssl
 import sys
 
+from . import __version__
+from . import server as _server
 from .hub import HubError
 
 __all__ = ["main", "load_app"]
+
+_USAGE = """wsocket [APP] [options]
+       wsocket connect URL [options]"""
+
+_EPILOG = """commands:
+  wsocket [APP]            serve APP (the demo page when there is none)
+  wsocket connect URL      talk to a WebSocket server from the terminal
+                           (wsocket connect --help)
+
+APP is one of:
+  mymodule                 the attribute 'app' of mymodule (mymodule:app)
+  mymodule:name            another attribute, e.g. mymodule:application
+  mymodule:create_app()    call a factory that returns the app
+  app.py, path/to/app.py:name
+                           a file, imported with its folder first on sys.path
+
+Modules are imported from the current directory. APP must be a WSGI
+application: a callable taking (environ, start_response)."""
 
 
 class CommandLineError(Exception):
     """A mistake in what the user asked for: one line on stderr, exit 2."""
 
 
-def load_app(spec):
-    """Import ``module:attribute`` (or ``module:factory()``) and return the WSGI app."""
-    module_name, sep, attribute = spec.partition(":")
-    if not module_name:
+def _split(spec):
+    """``"module:attribute"`` -> (module or path, attribute, whether to call it)."""
+    location, sep, attribute = spec.rpartition(":")
+    if not sep:
+        location, attribute = spec, ""
+    if not location:
         raise CommandLineError("app %r: expected module:app, e.g. myapp:app" % spec)
     attribute = attribute or "app"
     call = attribute.endswith("()")
@@ -33,35 +59,114 @@ def load_app(spec):
         attribute = attribute[:-2]
     if not attribute.isidentifier():
         raise CommandLineError("app %r: %r is not a Python name" % (spec, attribute))
+    return location, attribute, call
+
+
+def _is_path(location):
+    return location.endswith(".py") or "/" in location or os.sep in location
+
+
+def _import_file(location, spec):
+    """Import ``path/to/app.py`` as module ``app``, its folder first on sys.path."""
+    path = os.path.abspath(location)
+    if not os.path.isfile(path):
+        name = os.path.basename(location)[:-3] if location.endswith(".py") else location
+        raise CommandLineError(
+            "app %r: no such file %s; serve a module as %s:app or a file as path/to/%s.py:app"
+            % (spec, path, name.replace("/", "."), os.path.basename(name)))
+    if not path.endswith(".py"):
+        raise CommandLineError("app %r: %s is not a .py file" % (spec, location))
+    folder, name = os.path.split(path[:-3])
+    if not name.isidentifier():
+        raise CommandLineError("app %r: %r is not a Python module name" % (spec, name))
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) != path:
+        raise CommandLineError("app %r: the file's name is that of module %r, which is "
+                               "already imported; rename the file" % (spec, name))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name), name
+
+
+def _import(location, spec):
+    """The module named or pointed at by ``location``, and its name."""
+    if _is_path(location):
+        return _import_file(location, spec)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(location), location
     except ImportError as error:
-        if getattr(error, "name", None) == module_name:
+        if getattr(error, "name", None) == location:
             raise CommandLineError("cannot import module %r (looked in %s)"
-                                   % (module_name, os.getcwd()))
-        raise CommandLineError("importing %r failed: %s" % (module_name, error))
-    except HubError:
-        raise  # its own message says it all: "cannot reach Redis at ..."
-    except Exception as error:
-        raise CommandLineError("importing %r failed: %s: %s"
-                               % (module_name, type(error).__name__, error))
+                                   % (location, os.getcwd()))
+        raise CommandLineError("importing %r failed: %s" % (location, error))
+
+
+def _check_wsgi_signature(app, spec, module, attribute, call):
+    """Refuse a callable that cannot take (environ, start_response)."""
     try:
-        app = getattr(module, attribute)
-    except AttributeError:
-        raise CommandLineError("module %r has no attribute %r" % (module_name, attribute))
-    if call:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to check
+    try:
+        signature.bind(object(), object())
+    except TypeError:
+        pass
+    else:
+        return
+    hint = ""
+    try:
+        signature.bind()
+        if not call:
+            hint = "; if %s() returns the app, write %s()" % (attribute, spec)
+    except TypeError:
+        pass
+    if not hint and attribute != "app" and callable(getattr(module, "app", None)):
+        hint = "; did you mean %s:app?" % spec.rpartition(":")[0]
+    raise CommandLineError(
+        "%s is not a WSGI application: it takes %s, a WSGI application takes "
+        "(environ, start_response)%s" % (spec, signature, hint))
+
+
+def load_app(spec):
+    """Import ``module:attribute`` (or ``module:factory()``, or a file) and return the app."""
+    location, attribute, call = _split(spec)
+    _server._command_line_importing = spec
+    try:
         try:
-            app = app()
-        except HubError:
-            raise
+            module, name = _import(location, spec)
+        except (CommandLineError, HubError):
+            raise  # HubError's own message says it all: "cannot reach Redis at ..."
+        except _server.ServerStartedOnImport:
+            raise CommandLineError(
+                "%s starts a server while it is imported (it calls run() at module level); "
+                "put that call under 'if __name__ == \"__main__\":' so that "
+                "'wsocket %s' serves the app once" % (location, spec)) from None
         except Exception as error:
-            raise CommandLineError("calling %s() failed: %s: %s"
-                                   % (attribute, type(error).__name__, error))
+            raise CommandLineError("importing %r failed: %s: %s"
+                                   % (location, type(error).__name__, error))
+        try:
+            app = getattr(module, attribute)
+        except AttributeError:
+            raise CommandLineError("module %r has no attribute %r" % (name, attribute))
+        if call:
+            try:
+                app = app()
+            except HubError:
+                raise
+            except _server.ServerStartedOnImport:
+                raise CommandLineError("%s() starts a server itself; it must return the "
+                                       "app instead" % attribute) from None
+            except Exception as error:
+                raise CommandLineError("calling %s() failed: %s: %s"
+                                       % (attribute, type(error).__name__, error))
+    finally:
+        _server._command_line_importing = None
     if not callable(app):
         raise CommandLineError("%s is not a WSGI application (%s object is not callable)"
                                % (spec, type(app).__name__))
+    _check_wsgi_signature(app, spec, module, attribute, call)
     return app
 
 
@@ -110,14 +215,21 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _Parser(
-        prog="wsocket", description="Serve a WSGI app with WebSockets (the demo without one).")
-    parser.add_argument("app", nargs="?", help="module:app or module:factory() to serve")
+        prog="wsocket", usage=_USAGE, epilog=_EPILOG,
+        description="Serve a WSGI app with WebSockets (the demo without one).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("app", nargs="?", metavar="APP",
+                        help="what to serve: module, module:app, module:factory() or "
+                             "path/to/app.py[:app] (see below)")
+    parser.add_argument("--version", action="version", version="wsocket %s" % __version__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8080, help="port (default 8080, 0: any)")
     parser.add_argument("--certfile", help="TLS certificate (serves https:// and wss://)")
     parser.add_argument("--keyfile", help="TLS private key (if not inside --certfile)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"])
+    parser.add_argument("--log-level", default="info", metavar="LEVEL",
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        help="what goes to stderr: debug, info (default: one access line "
+                             "per request), warning, error or critical")
     # Left out of the namespace unless given, so the library's defaults apply.
     unset = argparse.SUPPRESS
     parser.add_argument("--max-message-size", type=_size, default=unset,

@@ -26,11 +26,13 @@ No server is imported here: an adapter looks at what the running server
 already put in the environ (or ``sys.modules``).
 """
 
+import logging
 import os
 import socket
 import sys
+import threading
 
-from .websocket import close_socket, finish_connection
+from .websocket import close_socket, finish_connection, logger
 
 __all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "find_adapter",
            "unsupported_server", "request_http_version", "ADAPTERS", "REFUSALS"]
@@ -181,6 +183,46 @@ class WerkzeugAdapter(ServerAdapter):
         return headers  # werkzeug closes every connection after its response, and says so
 
 
+class _ForwardTo(logging.Handler):
+    """Hands every record to another logger, whose handlers format and write it."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    def emit(self, record):
+        self.target.handle(record)
+
+
+_host_log_lock = threading.Lock()
+_host_log_checked = False
+
+
+def use_host_error_log(host_logger_name):
+    """Send the ``wsocket`` logger's records to the host server's error log, once.
+
+    Only when nobody configured logging (neither the ``wsocket`` logger nor
+    the root logger has a handler), which would otherwise leave Python's
+    last resort to print wsocket's warnings bare, with no time or level.
+    The host's logger then decides the format, the file and the level
+    (gunicorn's --error-logfile and --log-level).
+    """
+    global _host_log_checked
+    if _host_log_checked:
+        return
+    with _host_log_lock:
+        if _host_log_checked:
+            return
+        _host_log_checked = True
+        host = logging.getLogger(host_logger_name)
+        if logger.handlers or logging.getLogger().handlers or not host.handlers:
+            return
+        logger.addHandler(_ForwardTo(host))
+        if logger.level == logging.NOTSET:
+            logger.setLevel(host.getEffectiveLevel())
+        logger.propagate = False
+
+
 class GunicornAdapter(ServerAdapter):
     """gunicorn's gthread and gevent workers: ``environ["gunicorn.socket"]``.
 
@@ -195,6 +237,7 @@ class GunicornAdapter(ServerAdapter):
         return "gunicorn.socket" in environ
 
     def take_over(self):
+        use_host_error_log("gunicorn.error")
         if not self.environ.get("wsgi.multithread"):
             # Only the sync worker leaves wsgi.multithread False: it serves one
             # request per process and kills a worker busy longer than --timeout.

@@ -572,10 +572,13 @@ class _Presence:
                     self._condition.wait()
                 self._dirty = False
             clients = self._app.clients
-            text = json.dumps({"clients": len(clients)})
+            in_chat = [client for client in clients if wants_chat(client)]
+            # A page in the chat counts the chat, a page in the echo everyone.
+            everyone = json.dumps({"clients": len(clients)})
+            chat = json.dumps({"clients": len(in_chat)})
             for client in clients:
                 if wants_client_count(client) and not client.closed:
                     try:
-                        client.send(text)
+                        client.send(chat if wants_chat(client) else everyone)
                     except (WebSocketError, OSError) as error:
                         logger.debug("client count not sent to %r: %s", client, error)

@@ -1057,6 +1057,19 @@ def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handle
     return server
 
 
+class ServerStartedOnImport(RuntimeError):
+    """``run()`` called while the command line imports the app's module.
+
+    ``wsocket mymodule:app`` serves the app itself; a module-level ``run()``
+    would start a second server before it (two banners, one Ctrl-C each).
+    """
+
+
+# The "module:app" the command line is importing, while it imports it (see
+# __main__.load_app); None the rest of the time.
+_command_line_importing = None
+
+
 def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
@@ -1083,6 +1096,8 @@ def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
         ValueError: An option out of its range, or a bad ``workers`` count.
         OSError: The address cannot be bound, or the certificate cannot be read.
     """
+    if _command_line_importing is not None:
+        raise ServerStartedOnImport(_command_line_importing)
     _configure_logging()
     if workers is not None:
         from .workers import check_worker_count
