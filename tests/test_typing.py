@@ -20,6 +20,7 @@ RUFF_CLEAN = [
     "src/wsocket/reactor.py", "src/wsocket/protocol/__init__.py",
     "src/wsocket/protocol/codes.py", "src/wsocket/protocol/connection.py",
     "src/wsocket/protocol/deflate.py", "src/wsocket/protocol/frames.py",
+    "src/wsocket/protocol/handshake.py", "src/wsocket/_wsgi_types.py", "src/wsocket/client",
     "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
 ]
 
