@@ -22,7 +22,7 @@ RUFF_CLEAN = [
     "src/wsocket/protocol/deflate.py", "src/wsocket/protocol/frames.py",
     "src/wsocket/protocol/handshake.py", "src/wsocket/_wsgi_types.py", "src/wsocket/client",
     "src/wsocket/protocol/http11.py", "src/wsocket/workers.py", "src/wsocket/server.py",
-    "src/wsocket/testing.py", "src/wsocket/framework.py",
+    "src/wsocket/testing.py", "src/wsocket/framework.py", "src/wsocket/__init__.py",
     "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
 ]
 
