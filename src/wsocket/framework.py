@@ -32,11 +32,12 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
 
+from ._wsgi_types import Environ
 from .protocol.http11 import HTTPError, status_phrase
 from .websocket import logger
 
 if TYPE_CHECKING:
-    from ._wsgi_types import Environ, ExcInfo, Headers, StartResponse
+    from ._wsgi_types import ExcInfo, Headers, StartResponse
 
 __all__ = [
     "Framework", "Response", "normalize_status", "normalize_headers", "request_path",
@@ -57,7 +58,7 @@ class RouteStartResponse(Protocol):
 
 
 # A route: a WSGI function that may return anything (str, bytes, a file, ...).
-RouteHandler = Callable[["Environ", RouteStartResponse], Any]
+RouteHandler = Callable[[Environ, RouteStartResponse], Any]
 RouteHandlerT = TypeVar("RouteHandlerT", bound=RouteHandler)
 
 BLOCK_SIZE = 64 * 1024  # bytes (or characters of a text file) read at a time
