@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol
 
 __all__ = ["Environ", "ExcInfo", "Headers", "StartResponse", "Write", "WSGIApp"]
 
@@ -19,11 +19,9 @@ Environ = dict[str, Any]
 # Response headers: (name, value) pairs, in order.
 Headers = list[tuple[str, str]]
 
-# What ``sys.exc_info()`` returns, as ``start_response`` takes it after an error.
-ExcInfo = Union[
-    tuple[type[BaseException], BaseException, Optional[TracebackType]],
-    tuple[None, None, None],
-]
+# What ``sys.exc_info()`` returns while an exception is handled: what
+# ``start_response`` takes after an error (PEP 3333).
+ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 
 # The legacy ``write`` callable that ``start_response`` returns.
 Write = Callable[[bytes], object]

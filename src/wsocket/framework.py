@@ -247,7 +247,8 @@ def _file_length(file: Any) -> int | None:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
             return None
-        return max(info.st_size - int(file.tell()), 0)
+        position: int = file.tell()
+        return max(info.st_size - position, 0)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None
 

@@ -44,7 +44,7 @@ from .websocket import logger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from types import FrameType, TracebackType
+    from types import FrameType
 
     from ._wsgi_types import Environ, ExcInfo, Headers, StartResponse, Write, WSGIApp
     from .app import WSocketApp
@@ -470,7 +470,7 @@ class FixedServerHandler:
         """
         if exc_info:
             try:
-                if self.headers_sent and exc_info[1] is not None:
+                if self.headers_sent:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
@@ -1001,8 +1001,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def __enter__(self) -> ThreadingWSGIServer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
