@@ -56,18 +56,18 @@ __all__ = [
 ]
 
 SERVER_SOFTWARE = "wsocket/0.1"
+MAX_REQUEST_HEAD = 64 * 1024  # the default of max_request_head
 # Limits of the server, each an option of make_server(), run() and the command line.
 SERVER_OPTIONS: dict[str, float | None] = {
     "max_connections": 10000,  # open connections at once; past it new ones get a 503
     "request_timeout": 10.0,  # seconds to send a whole request head (slowloris guard)
     "keep_alive_timeout": 15.0,  # seconds an idle keep-alive connection is kept
-    "max_request_head": 64 * 1024,  # bytes of request line and headers; past it a 431
+    "max_request_head": MAX_REQUEST_HEAD,  # bytes of request line and headers; past it a 431
     "body_timeout": 10.0,  # seconds to wait for more of a request body; past it a 408
     "max_body_size": 64 * 1024 * 1024,  # bytes of a request body; past it a 413 (None: any)
 }
 # Options that may be None (no limit).
 _OPTIONAL_OPTIONS = {"max_body_size"}
-MAX_REQUEST_HEAD = 64 * 1024  # the default of max_request_head
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
