@@ -20,6 +20,9 @@ RUFF_CLEAN = [
     "src/wsocket/reactor.py", "src/wsocket/protocol/__init__.py",
     "src/wsocket/protocol/codes.py", "src/wsocket/protocol/connection.py",
     "src/wsocket/protocol/deflate.py", "src/wsocket/protocol/frames.py",
+    "src/wsocket/protocol/handshake.py", "src/wsocket/_wsgi_types.py", "src/wsocket/client",
+    "src/wsocket/protocol/http11.py", "src/wsocket/workers.py", "src/wsocket/server.py",
+    "src/wsocket/testing.py", "src/wsocket/framework.py", "src/wsocket/__init__.py",
     "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
 ]
 
@@ -68,3 +71,36 @@ def test_ruff_passes_on_the_clean_modules():
         pytest.skip("ruff is not installed (pip install -e '.[lint]')")
     result = run([sys.executable, "-m", "ruff", "check", *RUFF_CLEAN])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# What a user's type checker sees: tests/typecheck/user_code.py reveals these.
+REVEALED = {
+    "connect": "wsocket.websocket.WebSocket",
+    "reconnect": "wsocket.client.reconnect.Reconnecting",
+    "either": "wsocket.websocket.WebSocket | wsocket.client.reconnect.Reconnecting",
+    "make_server": "wsocket.server.ThreadingWSGIServer",
+    "status": "int",
+    "headers": "list[tuple[str, str]]",
+    # a route keeps its own type through the decorator
+    "route": "def (environ: dict[str, Any], start_response: "
+             "wsocket._wsgi_types.StartResponse) -> str",
+    "close code": "Literal[wsocket.protocol.codes.CloseCode.GOING_AWAY]?",
+}
+
+
+def test_users_see_the_public_api_typed():
+    if run([sys.executable, "-m", "mypy", "--version"]).returncode:
+        pytest.skip("mypy is not installed (pip install -e '.[lint]')")
+    user_code = ROOT / "tests" / "typecheck" / "user_code.py"
+    result = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                  "--show-error-codes", "--no-pretty", "--config-file", "/dev/null",
+                  str(user_code)])
+    output = result.stdout + result.stderr
+    lines = user_code.read_text().splitlines()
+    revealed = {}
+    for match in re.finditer(r'user_code\.py:(\d+): note: Revealed type is "(.*)"', output):
+        label = lines[int(match.group(1)) - 1].rpartition("# ")[2]
+        revealed[label] = match.group(2)
+    assert revealed == REVEALED, output
+    # Nothing but the reveal_type notes: the calls above type-check.
+    assert "error:" not in output, output

@@ -6,14 +6,26 @@ The public names of SPEC.md, and nothing else; each lives in its own module.
 from .app import Event, WSocketApp
 from .client import connect
 from .errors import (
-    ConnectError, ConnectionClosed, FrameTooLargeException, HandshakeError, InvalidStatus,
-    ProtocolError, WebSocketError,
+    ConnectError,
+    ConnectionClosed,
+    FrameTooLargeException,
+    HandshakeError,
+    InvalidStatus,
+    ProtocolError,
+    WebSocketError,
 )
 from .framework import Response
 from .hub import Hub, HubError
+from .protocol.codes import CloseCode
 from .server import (
-    FixedHandler, FixedServerHandler, ThreadingWSGIServer, WebSocketHandler, WSocketHandler,
-    WSocketServer, make_server, run,
+    FixedHandler,
+    FixedServerHandler,
+    ThreadingWSGIServer,
+    WebSocketHandler,
+    WSocketHandler,
+    WSocketServer,
+    make_server,
+    run,
 )
 from .websocket import WebSocket, logger
 
@@ -22,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "WebSocket", "WSocketApp", "Event", "Response", "Hub", "HubError",
     "WebSocketError", "ProtocolError", "FrameTooLargeException", "ConnectionClosed",
-    "HandshakeError", "InvalidStatus", "ConnectError", "logger", "connect",
+    "HandshakeError", "InvalidStatus", "ConnectError", "CloseCode", "logger", "connect",
     "run", "make_server", "ThreadingWSGIServer", "WSocketServer", "FixedHandler",
     "FixedServerHandler", "WebSocketHandler", "WSocketHandler",
 ]

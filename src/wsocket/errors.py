@@ -142,3 +142,7 @@ class ConnectError(WebSocketError):
     Raised by ``wsocket.connect()`` before any HTTP was exchanged; the
     message says what failed and where.
     """
+
+    # True when another attempt would meet the same refusal (a proxy's
+    # policy, say): ``connect(reconnect=True)`` then gives up.
+    permanent: bool = False

@@ -21,28 +21,52 @@ An exception gives a 500 page and a logged traceback; the page shows the
 traceback only with ``debug=True``.
 """
 
+from __future__ import annotations
+
 import html
 import io
 import mimetypes
 import os
 import stat
 import traceback
-from http import HTTPStatus
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
 
-from .protocol.http11 import HTTPError
+from ._wsgi_types import Environ
+from .protocol.http11 import HTTPError, status_phrase
 from .websocket import logger
 
-__all__ = ["Framework", "Response", "normalize_status", "normalize_headers", "request_path"]
+if TYPE_CHECKING:
+    from ._wsgi_types import ExcInfo, Headers, StartResponse
+
+__all__ = [
+    "Framework", "Response", "normalize_status", "normalize_headers", "request_path",
+    "HeaderItems", "RouteStartResponse", "RouteHandler",
+]
+
+# Headers as a route may give them: a dict or (name, value) pairs, names str or
+# bytes, values anything (``str()`` makes them text).
+HeaderItems = Union[Mapping[str, object], Mapping[bytes, object],
+                    Iterable[tuple[Union[str, bytes], object]]]
+
+
+class RouteStartResponse(Protocol):
+    """The forgiving ``start_response`` a route gets (see the module docstring)."""
+
+    def __call__(self, status: int | str | bytes = 200, headers: HeaderItems | None = None,
+                 exc_info: ExcInfo | None = None) -> Callable[[object], None]: ...
+
+
+# A route: a WSGI function that may return anything (str, bytes, a file, ...).
+RouteHandler = Callable[[Environ, RouteStartResponse], Any]
+RouteHandlerT = TypeVar("RouteHandlerT", bound=RouteHandler)
 
 BLOCK_SIZE = 64 * 1024  # bytes (or characters of a text file) read at a time
 DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
 
-# Each class of status has a generic phrase for codes HTTPStatus does not know.
-_CLASS_PHRASES = {1: "Informational", 2: "Success", 3: "Redirection", 4: "Client Error",
-                  5: "Server Error"}
 # Materialized in full, sent with a Content-Length; other iterables are streamed.
-_CONTAINERS = (list, tuple, set, frozenset, dict, type({}.keys()), type({}.values()),
-               type({}.items()))
+_CONTAINERS: tuple[type[Iterable[Any]], ...] = (
+    list, tuple, set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
 
 
 class Response:
@@ -68,29 +92,24 @@ class Response:
 
     __slots__ = ("body", "status", "headers")
 
-    def __init__(self, body=b"", status=200, headers=None):
+    def __init__(self, body: object = b"", status: int | str | bytes = 200,
+                 headers: HeaderItems | None = None) -> None:
         self.body = body
         self.status = normalize_status(status)
         self.headers = normalize_headers(headers)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Response %s>" % self.status
 
 
-def _phrase(code):
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return _CLASS_PHRASES.get(code // 100, "Unknown")
-
-
-def normalize_status(status=200):
+def normalize_status(status: int | str | bytes = 200) -> str:
     """``200``, ``"200"``, ``"200 OK"``, ``HTTPStatus.OK`` -> ``"200 OK"``.
 
     A missing phrase is filled in; a given one is kept as it is.
     """
     if isinstance(status, bool):
         raise TypeError("an HTTP status must be an int or a str, not bool")
+    phrase: str | None
     if isinstance(status, int):
         code, phrase = int(status), None
     elif isinstance(status, (str, bytes)):
@@ -107,18 +126,19 @@ def normalize_status(status=200):
         raise ValueError("an HTTP status code has three digits, not %r" % (status,))
     if phrase is not None and ("\r" in phrase or "\n" in phrase):
         raise ValueError("an HTTP status must not contain a line break: %r" % (status,))
-    return "%d %s" % (code, phrase or _phrase(code))
+    return "%d %s" % (code, phrase or status_phrase(code))
 
 
-def normalize_headers(headers):
+def normalize_headers(headers: HeaderItems | None) -> Headers:
     """A list of ``(str, str)`` from None, a list of pairs, or a dict (any mapping)."""
     if headers is None:
         return []
-    items = headers.items() if hasattr(headers, "items") else headers
+    # Anything with .items() counts as a dict.
+    items: Iterable[Any] = headers.items() if hasattr(headers, "items") else headers
     if isinstance(items, (str, bytes)):
         raise TypeError("headers must be a list of (name, value) pairs or a dict, not %s"
                         % type(headers).__name__)
-    result = []
+    result: Headers = []
     for item in items:
         try:
             name, value = item
@@ -136,16 +156,16 @@ def normalize_headers(headers):
     return result
 
 
-def request_path(environ):
+def request_path(environ: Environ) -> str:
     """The request path as text (``PATH_INFO`` holds its UTF-8 bytes as latin-1 characters)."""
-    path = environ.get("PATH_INFO") or "/"
+    path: str = environ.get("PATH_INFO") or "/"
     try:
         return path.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return path
 
 
-def _to_bytes(value):
+def _to_bytes(value: object) -> bytes:
     """One piece of a body: str as UTF-8, bytes as they are, None as nothing, else str()."""
     if isinstance(value, bytes):
         return value
@@ -158,7 +178,7 @@ def _to_bytes(value):
     return str(value).encode("utf-8")
 
 
-def _close(thing):
+def _close(thing: object) -> None:
     close = getattr(thing, "close", None)
     if close is not None:
         try:
@@ -176,11 +196,11 @@ class _Stream:
     ``yield``, so its ``start_response`` is known before the headers go).
     """
 
-    def __init__(self, first, iterator):
-        self._first = first
+    def __init__(self, first: bytes, iterator: Iterator[object]) -> None:
+        self._first: bytes | None = first
         self._iterator = iterator
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
@@ -189,18 +209,18 @@ class _Stream:
             if chunk:
                 yield chunk
 
-    def close(self):
+    def close(self) -> None:
         _close(self._iterator)
 
 
 class _FileBody:
     """A file or file-like object read ``BLOCK_SIZE`` at a time, closed at the end."""
 
-    def __init__(self, file, block_size=BLOCK_SIZE):
+    def __init__(self, file: Any, block_size: int = BLOCK_SIZE) -> None:
         self._file = file
         self._block_size = block_size
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         read = self._file.read
         while True:
             block = read(self._block_size)
@@ -208,11 +228,11 @@ class _FileBody:
                 return
             yield _to_bytes(block)
 
-    def close(self):
+    def close(self) -> None:
         _close(self._file)
 
 
-def _is_binary_file(file):
+def _is_binary_file(file: object) -> bool:
     if isinstance(file, (io.BufferedIOBase, io.RawIOBase)):
         return True
     if isinstance(file, io.TextIOBase):
@@ -221,18 +241,19 @@ def _is_binary_file(file):
     return isinstance(mode, str) and "b" in mode
 
 
-def _file_length(file):
+def _file_length(file: Any) -> int | None:
     """Bytes left in a regular binary file, or None when it cannot be known cheaply."""
     try:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
             return None
-        return max(info.st_size - file.tell(), 0)
+        position: int = file.tell()
+        return max(info.st_size - position, 0)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None
 
 
-def _file_content_type(file, binary):
+def _file_content_type(file: object, binary: bool) -> str | None:
     name = getattr(file, "name", None)
     guessed = mimetypes.guess_type(name)[0] if isinstance(name, str) else None
     if guessed is None:
@@ -245,35 +266,37 @@ def _file_content_type(file, binary):
 class _Reply:
     """Status, headers and body of one route's answer, gathered before anything is sent."""
 
-    def __init__(self):
-        self.status = None
-        self.headers = []
-        self.early = []  # what the route passed to write() before its body
-        self.server_write = None  # the server's write(), once the response started
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.headers: Headers = []
+        self.early: list[bytes] = []  # what the route passed to write() before its body
+        # the server's write(), once the response started
+        self.server_write: Callable[[bytes], object] | None = None
 
-    def start_response(self, status=200, headers=None, exc_info=None):
+    def start_response(self, status: int | str | bytes = 200, headers: HeaderItems | None = None,
+                       exc_info: ExcInfo | None = None) -> Callable[[object], None]:
         """The forgiving ``start_response`` a route gets; the last call counts."""
         self.status = normalize_status(status)
         self.headers = normalize_headers(headers)
         return self.write
 
-    def write(self, data):
+    def write(self, data: object) -> None:
         """WSGI's legacy ``write()``: kept until the response starts, then passed on."""
         if self.server_write is not None:
             self.server_write(_to_bytes(data))
         else:
             self.early.append(_to_bytes(data))
 
-    def has(self, name):
-        name = name.lower()
-        return any(key.lower() == name for key, _ in self.headers)
+    def has(self, name: str) -> bool:
+        lower = name.lower()
+        return any(key.lower() == lower for key, _ in self.headers)
 
-    def drop(self, *names):
-        names = {name.lower() for name in names}
+    def drop(self, *names: str) -> None:
+        lower = {name.lower() for name in names}
         self.headers = [(key, value) for key, value in self.headers
-                        if key.lower() not in names]
+                        if key.lower() not in lower]
 
-    def apply(self, response):
+    def apply(self, response: Response) -> None:
         """A returned ``Response``: its status, its headers over the route's."""
         self.status = response.status
         names = {name.lower() for name, _ in response.headers}
@@ -291,11 +314,11 @@ class Framework:
 
     debug = False
 
-    def __init__(self, debug=False):
-        self.routes = {}
+    def __init__(self, debug: bool = False) -> None:
+        self.routes: dict[str, RouteHandler] = {}
         self.debug = bool(debug)
 
-    def route(self, path):
+    def route(self, path: str) -> Callable[[RouteHandlerT], RouteHandlerT]:
         """Decorator: ``@app.route("/hello")`` or, for a prefix, ``@app.route("/static/*")``.
 
         Registering the same route again replaces its handler.
@@ -307,7 +330,7 @@ class Framework:
             raise ValueError("a route starts with '/' (or is '*' for every path), not %r"
                              % path)
 
-        def register(handler):
+        def register(handler: RouteHandlerT) -> RouteHandlerT:
             if not callable(handler):
                 raise TypeError("a route handler must be callable, not %s"
                                 % type(handler).__name__)
@@ -315,13 +338,14 @@ class Framework:
             return handler
         return register
 
-    def find_route(self, path):
+    def find_route(self, path: str) -> RouteHandler | None:
         """The handler for ``path``: its exact route, else its longest matching prefix."""
         routes = self.routes
         handler = routes.get(path)
         if handler is not None:
             return handler
-        best, best_length = None, -1
+        best: RouteHandler | None = None
+        best_length = -1
         for route, candidate in list(routes.items()):  # a route may be added meanwhile
             if route.endswith("*"):
                 prefix = route[:-1]
@@ -329,7 +353,7 @@ class Framework:
                     best, best_length = candidate, len(prefix)
         return best
 
-    def not_found(self, environ, start_response):
+    def not_found(self, environ: Environ, start_response: RouteStartResponse) -> str:
         """Answers a request no route matched; override it (in a subclass, or per instance).
 
         Args:
@@ -344,7 +368,7 @@ class Framework:
         return _PAGE % {"title": "404 Not Found",
                         "text": "<p>Nothing here at <code>%s</code>.</p>" % path}
 
-    def error_page(self, environ, text):
+    def error_page(self, environ: Environ, text: str) -> str:
         """The body of a 500: the traceback ``text`` appears only with ``debug``."""
         detail = ""
         if self.debug:
@@ -355,10 +379,11 @@ class Framework:
 
     # -- answering a request ----------------------------------------------------
 
-    def respond(self, handler, environ, start_response):
+    def respond(self, handler: RouteHandler, environ: Environ,
+                start_response: StartResponse) -> Iterable[bytes]:
         """Run ``handler`` for an HTTP request and turn what it returns into WSGI."""
         reply = _Reply()
-        result = None
+        result: Any = None
         try:
             result = handler(environ, reply.start_response)
             body, length = self._make_body(result, reply, environ)
@@ -380,7 +405,8 @@ class Framework:
             body, length = self._make_body(self.error_page(environ, text), reply, environ)
         return self._send(reply, body, length, environ, start_response)
 
-    def _make_body(self, result, reply, environ):
+    def _make_body(self, result: Any, reply: _Reply,
+                   environ: Environ) -> tuple[Iterable[bytes], int | None]:
         """(WSGI iterable, its length in bytes or None), for any value a route returned."""
         if isinstance(result, Response):
             reply.apply(result)
@@ -400,7 +426,7 @@ class Framework:
         data = _to_bytes(result)
         return [data], len(data)
 
-    def _stream_body(self, result):
+    def _stream_body(self, result: Iterable[object]) -> Iterable[bytes]:
         iterator = iter(result)
         try:
             # Run the route to its first non-empty chunk: its start_response
@@ -417,7 +443,8 @@ class Framework:
             raise
         return _Stream(first, iterator)
 
-    def _file_body(self, file, reply, environ):
+    def _file_body(self, file: Any, reply: _Reply,
+                   environ: Environ) -> tuple[Iterable[bytes], int | None]:
         binary = _is_binary_file(file)
         if not reply.has("Content-Type"):
             content_type = _file_content_type(file, binary)
@@ -429,7 +456,8 @@ class Framework:
             return wrapper(file, BLOCK_SIZE), length
         return _FileBody(file), length
 
-    def _send(self, reply, body, length, environ, start_response):
+    def _send(self, reply: _Reply, body: Iterable[bytes], length: int | None, environ: Environ,
+              start_response: StartResponse) -> Iterable[bytes]:
         """Fill in what the route left out, drop what must not go, start the response."""
         if reply.status is None:
             reply.status = "200 OK"
@@ -460,19 +488,19 @@ class Framework:
 class _Chain:
     """What a route passed to ``write()``, then its body."""
 
-    def __init__(self, early, body):
+    def __init__(self, early: list[bytes], body: Iterable[bytes]) -> None:
         self._early = early
         self._body = body
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         yield from self._early
         yield from self._body
 
-    def close(self):
+    def close(self) -> None:
         _close(self._body)
 
 
-def _name(handler):
+def _name(handler: object) -> str:
     return getattr(handler, "__qualname__", None) or repr(handler)
 
 

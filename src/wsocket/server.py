@@ -8,6 +8,8 @@ the raw socket and the bytes already read past the request to the
 middleware, after which the server writes nothing more on it.
 """
 
+from __future__ import annotations
+
 import functools
 import logging
 import os
@@ -20,15 +22,33 @@ import threading
 import time
 import traceback
 from email.utils import formatdate
-from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_to_bytes
 
+from ._sockets import READ_SIZE
+from .protocol.codes import CloseCode
 from .protocol.http11 import (
-    BodyTooLarge, ChunkedDecoder, HTTPError, InvalidResponse, check_response_header, check_response_status,
-    find_head_end, parse_head,
+    BodyTooLarge,
+    ChunkedDecoder,
+    HTTPError,
+    InvalidResponse,
+    check_response_header,
+    check_response_status,
+    find_head_end,
+    parse_head,
+    status_phrase,
 )
-from .reactor import Reactor, available as reactor_available
+from .reactor import Reactor
+from .reactor import available as reactor_available
 from .websocket import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from types import FrameType
+
+    from ._wsgi_types import Environ, ExcInfo, Headers, StartResponse, Write, WSGIApp
+    from .app import WSocketApp
+    from .websocket import WebSocket
 
 __all__ = [
     "ThreadingWSGIServer", "WSocketServer", "FixedHandler", "FixedServerHandler",
@@ -36,19 +56,18 @@ __all__ = [
 ]
 
 SERVER_SOFTWARE = "wsocket/0.1"
+MAX_REQUEST_HEAD = 64 * 1024  # the default of max_request_head
 # Limits of the server, each an option of make_server(), run() and the command line.
-SERVER_OPTIONS = {
+SERVER_OPTIONS: dict[str, float | None] = {
     "max_connections": 10000,  # open connections at once; past it new ones get a 503
     "request_timeout": 10.0,  # seconds to send a whole request head (slowloris guard)
     "keep_alive_timeout": 15.0,  # seconds an idle keep-alive connection is kept
-    "max_request_head": 64 * 1024,  # bytes of request line and headers; past it a 431
+    "max_request_head": MAX_REQUEST_HEAD,  # bytes of request line and headers; past it a 431
     "body_timeout": 10.0,  # seconds to wait for more of a request body; past it a 408
     "max_body_size": 64 * 1024 * 1024,  # bytes of a request body; past it a 413 (None: any)
 }
 # Options that may be None (no limit).
 _OPTIONAL_OPTIONS = {"max_body_size"}
-MAX_REQUEST_HEAD = SERVER_OPTIONS["max_request_head"]
-_READ_SIZE = 65536
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -57,6 +76,8 @@ class BadRequest(HTTPError):
 
 
 class BodyTimeout(HTTPError):
+    """The rest of a request body did not come within ``body_timeout``."""
+
     status = 408
 
 
@@ -64,21 +85,14 @@ class IncompleteBody(HTTPError):
     """The client closed the connection before the end of the body it announced."""
 
 
-def _reason(status):
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
 class _DateHeader:
     """The Date header's value, formatted once a second rather than once a response."""
 
-    def __init__(self):
-        self._second = None
+    def __init__(self) -> None:
+        self._second: int | None = None
         self._value = ""
 
-    def __call__(self):
+    def __call__(self) -> str:
         second = int(time.time())
         if second != self._second:
             self._value = formatdate(second, usegmt=True)
@@ -91,10 +105,10 @@ _date = _DateHeader()
 
 # -- reading requests -------------------------------------------------------------
 
-_environ_keys = {}  # header name -> environ key, for the names seen most
+_environ_keys: dict[str, str] = {}  # header name -> environ key, for the names seen most
 
 
-def _environ_key(name):
+def _environ_key(name: str) -> str:
     """``HTTP_X_NAME`` for ``X-Name``; "" for a name to drop."""
     if "_" in name:
         key = ""  # X_Forwarded could pose as X-Forwarded: dropped, as gunicorn does
@@ -116,7 +130,8 @@ class RequestBody:
     ``HTTPError``, which the server answers (400, 408, 413) before closing.
     """
 
-    def __init__(self, handler, length=None, chunked=False, expect_continue=False):
+    def __init__(self, handler: FixedHandler, length: int | None = None, chunked: bool = False,
+                 expect_continue: bool = False) -> None:
         self._handler = handler
         self._pending = bytearray()  # decoded, not yet read by the app
         self._remaining = length or 0  # of a Content-Length body
@@ -127,16 +142,16 @@ class RequestBody:
         self.failed = False  # an HTTPError was raised: the connection's framing is lost
 
     @property
-    def awaits_continue(self):
+    def awaits_continue(self) -> bool:
         """The client asked for ``100 Continue`` and has not had it."""
         return self._expect_continue
 
     @property
-    def complete(self):
+    def complete(self) -> bool:
         """The whole body was read off the connection (what the app left is buffered)."""
         return self._done
 
-    def _more(self):
+    def _more(self) -> bool:
         """Append some more of the body to ``_pending``; False at its end."""
         if self._done:
             return False
@@ -147,7 +162,7 @@ class RequestBody:
         try:
             while True:
                 if self._decoder is not None:
-                    data = self._decoder.decode(handler.buffer, _READ_SIZE)
+                    data = self._decoder.decode(handler.buffer, READ_SIZE)
                     if data is None:
                         handler.fill_body_buffer()
                         continue
@@ -176,12 +191,12 @@ class RequestBody:
             self._done = True
             raise
 
-    def _take(self, count):
+    def _take(self, count: int) -> bytes:
         data = bytes(self._pending[:count])
         del self._pending[:count]
         return data
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             while self._more():
                 pass
@@ -190,7 +205,7 @@ class RequestBody:
             pass
         return self._take(size)
 
-    def readline(self, size=-1):
+    def readline(self, size: int | None = -1) -> bytes:
         start = 0
         while True:
             end = self._pending.find(b"\n", start)
@@ -208,17 +223,17 @@ class RequestBody:
             count = min(count, size)
         return self._take(count)
 
-    def readlines(self, hint=-1):
+    def readlines(self, hint: int = -1) -> list[bytes]:
         return list(self)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while True:
             line = self.readline()
             if not line:
                 return
             yield line
 
-    def drain(self, limit):
+    def drain(self, limit: int) -> bool:
         """Read the rest of the body; False if more than ``limit`` bytes remain."""
         self._pending.clear()
         while self._more():
@@ -242,10 +257,12 @@ class FixedHandler(socketserver.BaseRequestHandler):
     class only reads them off the socket.
     """
 
+    server: ThreadingWSGIServer
     server_software = SERVER_SOFTWARE
     idle = False  # waiting for a next request: the server may end the connection to stop
+    keep_alive = True  # what the last request asked for (set by make_environ)
 
-    def setup(self):
+    def setup(self) -> None:
         self.buffer = bytearray()
         self.taken_over = False
         self.response_started = False  # a response head is on the wire: no 100 Continue
@@ -263,13 +280,13 @@ class FixedHandler(socketserver.BaseRequestHandler):
         if context is not None:
             self.request.settimeout(self.server.request_timeout)
             self.request = context.wrap_socket(self.request, server_side=True)
-        self.connection = self.request
+        self.connection: socket.socket = self.request
         self.server.connection_opened(self)
 
-    def finish(self):
+    def finish(self) -> None:
         self.server.connection_closed(self)
 
-    def handle(self):
+    def handle(self) -> None:
         first = True
         try:
             while not self.taken_over:
@@ -293,24 +310,24 @@ class FixedHandler(socketserver.BaseRequestHandler):
 
     # -- low-level reading, shared with RequestBody ------------------------------
 
-    def fill_body_buffer(self):
+    def fill_body_buffer(self) -> None:
         """More bytes of a body, within ``body_timeout``."""
         try:
             self.connection.settimeout(self.server.body_timeout)
-            data = self.connection.recv(_READ_SIZE)
+            data = self.connection.recv(READ_SIZE)
         except socket.timeout:
             raise BodyTimeout("request body not received within %g s"
-                              % self.server.body_timeout)
+                              % self.server.body_timeout) from None
         if not data:
             raise IncompleteBody("connection closed in the middle of the request body")
         self.buffer += data
 
-    def send_continue(self):
+    def send_continue(self) -> None:
         """``100 Continue``: the app reads the body the client waits to send."""
         if not self.response_started:
             self.connection.sendall(_CONTINUE)
 
-    def read_request(self, first=False):
+    def read_request(self, first: bool = False) -> Environ | None:
         """Parse the next request head into a WSGI environ; None at a clean end.
 
         A request head must arrive within ``request_timeout`` seconds, counted
@@ -319,7 +336,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         its first byte for the next ones; between requests a connection may
         idle ``keep_alive_timeout`` seconds.
         """
-        started = self.connected_at if first else None
+        started: float | None = self.connected_at if first else None
         limit = self.max_request_head
         while True:
             while self.buffer[:2] == b"\r\n":
@@ -338,11 +355,11 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 if timeout <= 0:
                     raise socket.timeout
                 self.connection.settimeout(timeout)
-                data = self.connection.recv(_READ_SIZE)
+                data = self.connection.recv(READ_SIZE)
             except socket.timeout:
                 if self.buffer:
                     raise BadRequest("request head not complete within %g s"
-                                     % self.server.request_timeout, 408)
+                                     % self.server.request_timeout, 408) from None
                 return None
             if not data:
                 if self.buffer.strip():
@@ -353,7 +370,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         del self.buffer[:end + 4]
         return self.make_environ(head)
 
-    def make_environ(self, head):
+    def make_environ(self, head: bytes) -> Environ:
         request = parse_head(head)
         limit = self.server.max_body_size
         if request.content_length is not None and limit is not None \
@@ -392,19 +409,19 @@ class FixedHandler(socketserver.BaseRequestHandler):
         self.keep_alive = request.keep_alive
         return environ
 
-    def send_error(self, status, message):
+    def send_error(self, status: int, message: str) -> None:
         """A plain-text error for a request the app never saw; closes the connection."""
-        body = ("%d %s: %s\n" % (status, _reason(status), message)).encode("utf-8")
+        phrase = status_phrase(status)
+        body = ("%d %s: %s\n" % (status, phrase, message)).encode("utf-8")
         head = ("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                "Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, _reason(status),
-                                                                     len(body)))
+                "Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, phrase, len(body)))
         try:
             self.connection.sendall(head.encode("latin-1") + body)
         except OSError:
             pass
         logger.info('%s - refused: %d %s', self.client_address[0], status, message)
 
-    def log_request(self, request_line, status, size):
+    def log_request(self, request_line: str, status: int | str, size: int | None) -> None:
         logger.info('%s - "%s" %s %s', self.client_address[0], request_line, status,
                     size if size is not None else "-")
 
@@ -423,22 +440,24 @@ class FixedServerHandler:
         environ (dict): The request's WSGI environ.
     """
 
-    def __init__(self, handler, environ):
+    def __init__(self, handler: FixedHandler, environ: Environ) -> None:
         self.handler = handler
         self.environ = environ
-        self.method = environ["REQUEST_METHOD"]
-        self.status = None
-        self.headers = None
+        self.method: str = environ["REQUEST_METHOD"]
+        self.status: str | None = None
+        self.headers: Headers = []
         self.headers_sent = False
         self.chunked = False
-        self.length = None  # Content-Length the app promised
+        self.length: int | None = None  # Content-Length the app promised
         self.bytes_sent = 0
         self.keep_alive = handler.keep_alive
-        self.body = environ["wsgi.input"]  # ours, even if an app puts another in environ
+        # ours, even if an app puts another in environ
+        self.body: RequestBody = environ["wsgi.input"]
         handler.response_started = False
         self.http11 = environ["SERVER_PROTOCOL"] == "HTTP/1.1"
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(self, status: str, headers: Headers,
+                       exc_info: ExcInfo | None = None) -> Write:
         """The strict WSGI ``start_response`` of PEP 3333 (routes get a forgiving one).
 
         Returns:
@@ -468,8 +487,9 @@ class FixedServerHandler:
         self.headers = list(headers)
         return self.write
 
-    def run(self, app):
-        result = None
+    def run(self, app: WSGIApp) -> bool:
+        """Answer the request with ``app``; whether the connection may serve another."""
+        result: Iterable[bytes] | None = None
         try:
             result = app(self.environ, self.start_response)
             if self.handler.taken_over:
@@ -484,7 +504,7 @@ class FixedServerHandler:
             for chunk in result:
                 if chunk:
                     self.write(chunk)
-            if self.handler.taken_over:
+            if self._taken_over():  # the app's iterable may take the socket over too
                 return False
             if self.status is None:
                 raise AssertionError("WSGI application returned without start_response()")
@@ -529,7 +549,7 @@ class FixedServerHandler:
                 except Exception:
                     logger.error("error closing the WSGI response of %s %s\n%s", self.method,
                                  self.environ.get("PATH_INFO"), traceback.format_exc())
-        self._log(int(self.status[:3]))
+        self._log(self._code())
         body = self.body
         if body.failed or not self.keep_alive:
             return False
@@ -541,28 +561,37 @@ class FixedServerHandler:
                         self.handler.client_address[0], error)
             return False
 
-    def _replace_response(self, status, message):
+    def _taken_over(self) -> bool:
+        """Whether a WebSocket took the connection over (a call: it changes as the app runs)."""
+        return self.handler.taken_over
+
+    def _replace_response(self, status: int, message: str) -> None:
         """Answer with a plain-text error instead of what the app did not finish."""
-        self.status = "%d %s" % (status, _reason(status))
+        self.status = "%d %s" % (status, status_phrase(status))
         self.headers = [("Content-Type", "text/plain; charset=utf-8")]
         self.keep_alive = False
         body = (message + "\n").encode("utf-8")
         self._set_length(len(body))
         self.write(body)
 
-    def _set_length(self, length):
-        code = int(self.status[:3])
+    def _code(self) -> int:
+        """The status code of the response started (``start_response`` was called)."""
+        assert self.status is not None
+        return int(self.status[:3])
+
+    def _set_length(self, length: int) -> None:
+        code = self._code()
         if code < 200 or code in (204, 304):
             return  # RFC 9110 8.6: no Content-Length on 1xx and 204; on 304 it is the GET's
         if not any(name.lower() == "content-length" for name, _ in self.headers):
             self.headers.append(("Content-Length", str(length)))
 
-    def _body_allowed(self):
-        code = int(self.status[:3])
+    def _body_allowed(self) -> bool:
+        code = self._code()
         return not (code < 200 or code in (204, 304) or self.method == "HEAD")
 
-    def _send_headers(self):
-        code = int(self.status[:3])
+    def _send_headers(self) -> bytes:
+        code = self._code()
         names = set()
         for name, value in self.headers:
             lower = name.lower()
@@ -597,7 +626,7 @@ class FixedServerHandler:
         # Not sent yet: it goes out with the first piece of body, in one send.
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """The WSGI ``write`` callable, also used for the returned iterable."""
         if self.status is None:
             raise AssertionError("write() before start_response()")
@@ -616,10 +645,11 @@ class FixedServerHandler:
             self._send(data)
         self.bytes_sent += len(data)
 
-    def _finish_body(self):
+    def _finish_body(self) -> None:
         head = b""
         if not self.headers_sent:
-            self._set_length(0) if self._body_allowed() else None
+            if self._body_allowed():
+                self._set_length(0)
             head = self._send_headers()
         if self.chunked:
             self._send(head + b"0\r\n\r\n")
@@ -632,10 +662,10 @@ class FixedServerHandler:
                          "promised", self.bytes_sent, self.length)
             self.keep_alive = False
 
-    def _send(self, data):
+    def _send(self, data: bytes) -> None:
         self.handler.connection.sendall(data)
 
-    def _log(self, status):
+    def _log(self, status: int) -> None:
         line = "%s %s %s" % (self.method, self.environ.get("REQUEST_URI", ""),
                              self.environ["SERVER_PROTOCOL"])
         self.handler.log_request(line, status, self.bytes_sent)
@@ -651,7 +681,7 @@ class WebSocketHandler(FixedHandler):
 
     detached = False  # the app goes on with the socket after the request returned
 
-    def make_environ(self, head):
+    def make_environ(self, head: bytes) -> Environ:
         environ = super().make_environ(head)
         environ["wsocket.takeover"] = self.take_over
         environ["wsocket.server"] = self.server
@@ -659,7 +689,7 @@ class WebSocketHandler(FixedHandler):
             environ["wsocket.detach"] = self.detach
         return environ
 
-    def detach(self):
+    def detach(self) -> tuple[Reactor, Callable[[], None]]:
         """Let the taken-over connection outlive this thread; returns ``(reactor, give_back)``.
 
         The app (the event app) waits for the socket with the server's
@@ -669,7 +699,7 @@ class WebSocketHandler(FixedHandler):
         self.detached = True
         return self.server.reactor, functools.partial(self.server.shutdown_request, self.request)
 
-    def take_over(self):
+    def take_over(self) -> tuple[socket.socket, bytes]:
         """Hand the raw socket over; returns ``(socket, bytes read past the request)``.
 
         The connection leaves HTTP: the handler writes nothing more on it,
@@ -723,10 +753,21 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     block_on_close = False
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
+    RequestHandlerClass: Callable[[Any, Any, ThreadingWSGIServer], socketserver.BaseRequestHandler]
+    # The limits of SERVER_OPTIONS, set by __init__.
+    max_connections: int
+    request_timeout: float
+    keep_alive_timeout: float
+    max_request_head: int
+    body_timeout: float
+    max_body_size: int | None
 
-    def __init__(self, server_address, RequestHandlerClass=WebSocketHandler,
-                 bind_and_activate=True, ssl_context=None, reuse_port=False,
-                 listening_socket=None, **limits):
+    def __init__(self, server_address: tuple[str, int],
+                 RequestHandlerClass: Callable[..., socketserver.BaseRequestHandler]
+                 = WebSocketHandler,
+                 bind_and_activate: bool = True, ssl_context: ssl.SSLContext | None = None,
+                 reuse_port: bool = False, listening_socket: socket.socket | None = None,
+                 **limits: float | None) -> None:
         unknown = set(limits) - set(SERVER_OPTIONS)
         if unknown:
             raise TypeError("unknown server option(s) %s; known: %s" % (
@@ -743,14 +784,14 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.address_family = socket.AF_INET6
         self.ssl_context = ssl_context
         self._active = 0  # connections accepted and not yet shut down
-        self.application = None
-        self.base_environ = {}
-        self._connections = set()
-        self._websockets = set()
+        self.application: WSGIApp | None = None
+        self.base_environ: Environ = {}
+        self._connections: set[FixedHandler] = set()
+        self._websockets: set[WebSocket] = set()
         self._lock = threading.Lock()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._stopping = False
-        self._reactor = None
+        self._reactor: Reactor | None = None
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -765,14 +806,14 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             super().__init__(server_address, RequestHandlerClass, bind_and_activate)
 
     @property
-    def reactor(self):
+    def reactor(self) -> Reactor:
         """The epoll loop where the event app's idle connections wait, started on first use."""
         with self._lock:
             if self._reactor is None:
                 self._reactor = Reactor()
             return self._reactor
 
-    def server_bind(self):
+    def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if self.reuse_port:
@@ -780,13 +821,13 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         super().server_bind()
         self._named()
 
-    def _named(self):
+    def _named(self) -> None:
         host, port = self.server_address[:2]
-        self.server_name = host  # no reverse DNS lookup, unlike http.server
-        self.server_port = port
+        self.server_name = str(host)  # no reverse DNS lookup, unlike http.server
+        self.server_port = int(port)
         self.setup_environ()
 
-    def setup_environ(self):
+    def setup_environ(self) -> None:
         self.base_environ = {
             "SERVER_NAME": self.server_name,
             "SERVER_PORT": str(self.server_port),
@@ -800,22 +841,25 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             "wsgi.input_terminated": True,
         }
 
-    def get_app(self):
-        return self.application
+    def get_app(self) -> WSGIApp:
+        return self.application or _no_application
 
-    def set_app(self, application):
+    def set_app(self, application: WSGIApp) -> None:
         self.application = application
 
     @property
-    def url(self):
-        """The address to reach the server at, e.g. ``http://127.0.0.1:8080/`` (``https://`` with TLS)."""
+    def url(self) -> str:
+        """The address to reach the server at, e.g. ``http://127.0.0.1:8080/``.
+
+        ``https://`` with TLS.
+        """
         host = self.server_name
         if ":" in host:
             host = "[%s]" % host
         scheme = "https" if self.ssl_context is not None else "http"
         return "%s://%s:%d/" % (scheme, host, self.server_port)
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
         if isinstance(error, (ssl.SSLError, ConnectionError, socket.timeout)):
             # A client that failed the TLS handshake (in the handler's setup), or left.
@@ -826,7 +870,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     # -- accepting, within max_connections --------------------------------------
 
-    def process_request(self, request, client_address):
+    def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
             full = self._active >= self.max_connections
             if not full:
@@ -838,7 +882,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # which gives the place back.
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request, client_address):
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
         # socketserver's, but a detached connection is not closed here: the
         # app that took it closes it, and gives its place back, when it ends.
         detached = False
@@ -851,12 +895,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             if not detached:
                 self.shutdown_request(request)
 
-    def shutdown_request(self, request):
+    def shutdown_request(self, request: Any) -> None:
         with self._lock:
             self._active -= 1
         super().shutdown_request(request)
 
-    def _refuse(self, request, client_address):
+    def _refuse(self, request: socket.socket, client_address: Any) -> None:
         """Past max_connections: a 503 at once, from the accepting thread, never blocking."""
         logger.warning("refused a connection from %s: %d connections open (max_connections)",
                        client_address[0], self.max_connections)
@@ -874,33 +918,33 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     # -- what the handlers and the middleware report ----------------------------
 
-    def connection_opened(self, handler):
+    def connection_opened(self, handler: FixedHandler) -> None:
         with self._lock:
             self._connections.add(handler)
 
-    def connection_idle(self, handler):
+    def connection_idle(self, handler: FixedHandler) -> bool:
         """A handler is about to wait for a request; False when the server is stopping."""
         with self._lock:
             handler.idle = not self._stopping
             return handler.idle
 
-    def connection_closed(self, handler):
+    def connection_closed(self, handler: FixedHandler) -> None:
         with self._lock:
             self._connections.discard(handler)
 
-    def websocket_opened(self, websocket):
+    def websocket_opened(self, websocket: WebSocket) -> None:
         with self._lock:
             if self._stopping:
-                websocket._start_closing(1001, "server shutting down")
+                websocket._start_closing(CloseCode.GOING_AWAY, "server shutting down")
             self._websockets.add(websocket)
 
-    def websocket_closed(self, websocket):
+    def websocket_closed(self, websocket: WebSocket) -> None:
         with self._lock:
             self._websockets.discard(websocket)
 
     # -- running and stopping -----------------------------------------------------
 
-    def start(self):
+    def start(self) -> ThreadingWSGIServer:
         """Serve in a background thread (for tests and embedding).
 
         Returns:
@@ -911,7 +955,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread.start()
         return self
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, close open WebSockets with 1001, wait for their threads.
 
         Idle keep-alive connections are ended at once; a request in progress
@@ -937,7 +981,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         for websocket in websockets:
             # Within the one timeout in all: a client that does not read (its
             # send lock held by a blocked send) is dropped, not waited for.
-            websocket._start_closing(1001, "server shutting down",
+            websocket._start_closing(CloseCode.GOING_AWAY, "server shutting down",
                                      max(deadline - time.monotonic(), 0))
         for handler in idle:
             try:
@@ -954,10 +998,10 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if reactor is not None:
             reactor.close()  # connections still there end now (1006)
 
-    def __enter__(self):
+    def __enter__(self) -> ThreadingWSGIServer:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -969,9 +1013,9 @@ class WSocketServer(ThreadingWSGIServer):
     The default ``server_class`` of ``make_server()`` and ``run()``.
     """
 
-    websocket_options = {}
+    websocket_options: dict[str, Any] = {}
 
-    def set_app(self, application):
+    def set_app(self, application: WSGIApp | WSocketApp) -> None:
         """Serve ``application``, wrapped in ``WSocketApp(application, **websocket_options)``.
 
         Args:
@@ -984,7 +1028,12 @@ class WSocketServer(ThreadingWSGIServer):
         super().set_app(application)
 
 
-def _ssl_context(certfile, keyfile):
+def _no_application(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """What a server without ``set_app()`` runs: each request gets a 500, logged."""
+    raise RuntimeError("the server has no application: call set_app() first")
+
+
+def _ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
     if certfile is None:
         if keyfile is not None:
             raise ValueError("keyfile given without certfile")
@@ -994,9 +1043,13 @@ def _ssl_context(certfile, keyfile):
     return context
 
 
-def make_server(host="127.0.0.1", port=8080, app=None, server_class=None, handler_class=None,
-                certfile=None, keyfile=None, ssl_context=None, reuse_port=False,
-                listening_socket=None, bind_and_activate=True, **options):
+def make_server(host: str = "127.0.0.1", port: int = 8080, app: WSGIApp | None = None,
+                server_class: type[ThreadingWSGIServer] | None = None,
+                handler_class: type[FixedHandler] | None = None,
+                certfile: str | None = None, keyfile: str | None = None,
+                ssl_context: ssl.SSLContext | None = None, reuse_port: bool = False,
+                listening_socket: socket.socket | None = None, bind_and_activate: bool = True,
+                **options: Any) -> ThreadingWSGIServer:
     """A ready server bound to ``host``:``port`` (0 picks a free port) serving ``app``.
 
     No ``app`` serves the demo. The options of ``SERVER_OPTIONS`` (limits)
@@ -1067,10 +1120,11 @@ class ServerStartedOnImport(RuntimeError):
 
 # The "module:app" the command line is importing, while it imports it (see
 # __main__.load_app); None the rest of the time.
-_command_line_importing = None
+_command_line_importing: str | None = None
 
 
-def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
+def run(app: WSGIApp | None = None, host: str = "127.0.0.1", port: int = 8080,
+        workers: int | None = None, **options: Any) -> ThreadingWSGIServer | None:
     """Serve ``app`` (the demo when None) until Ctrl-C or SIGTERM.
 
     Prints the address it serves on (useful with ``port=0``). Stopping closes
@@ -1103,10 +1157,11 @@ def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
         from .workers import check_worker_count
         count = check_worker_count(workers)
         if count > 1:
-            return _run_workers(app, host, port, count, options)
+            _run_workers(app, host, port, count, options)
+            return None
     server = make_server(host, port, app, **options)
 
-    def terminate(signum, frame):
+    def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = None
@@ -1125,10 +1180,11 @@ def run(app=None, host="127.0.0.1", port=8080, workers=None, **options):
     return server
 
 
-def _run_workers(app, host, port, workers, options):
+def _run_workers(app: WSGIApp | None, host: str, port: int, workers: int,
+                 options: dict[str, Any]) -> None:
     from .workers import Supervisor, reuse_port_available
 
-    def make_worker_server(shared_socket):
+    def make_worker_server(shared_socket: socket.socket | None) -> ThreadingWSGIServer:
         if shared_socket is not None:
             return make_server(host, port, app, listening_socket=shared_socket, **options)
         return make_server(host, supervisor.port, app, reuse_port=True, **options)
@@ -1142,7 +1198,7 @@ def _run_workers(app, host, port, workers, options):
     scheme = "https" if checked.ssl_context is not None else "http"
     checked.server_close()
 
-    def announce():
+    def announce() -> None:
         print("wsocket serving on %s://%s:%d/ (Ctrl-C to stop)"
               % (scheme, host_text, supervisor.port), flush=True)
         logger.info("%d worker processes, %s", workers,
@@ -1155,7 +1211,7 @@ def _run_workers(app, host, port, workers, options):
     return None
 
 
-def _configure_logging():
+def _configure_logging() -> None:
     """Give the access log a place to go when nobody configured logging."""
     if not logging.getLogger().handlers and not logger.handlers:
         level = os.environ.get("WSOCKET_LOG_LEVEL", "INFO").upper()

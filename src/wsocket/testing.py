@@ -19,10 +19,13 @@ refuses raises ``InvalidStatus`` with its ``status``, ``headers`` and
 ``body``.
 """
 
+from __future__ import annotations
+
 import json
 import socket
 import time
-from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from .app import WSocketApp
@@ -32,9 +35,12 @@ from .protocol.handshake import check_response, client_request, make_key
 from .server import WebSocketHandler, WSocketServer
 from .websocket import WebSocket
 
+if TYPE_CHECKING:
+    from ._wsgi_types import WSGIApp
+
 __all__ = ["TestClient", "TestResponse"]
 
-Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]], None]
+Headers = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
 
 DEFAULT_TIMEOUT = 10.0  # seconds a response may take
 MAX_RESPONSE_HEAD = 64 * 1024
@@ -46,14 +52,14 @@ class TestResponse:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self, status: int, reason: str, headers: List[Tuple[str, str]],
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]],
                  body: bytes) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
 
-    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def header(self, name: str, default: str | None = None) -> str | None:
         """The value of header ``name`` (any case); several are joined with ", "."""
         values = [value for key, value in self.headers if key.lower() == name.lower()]
         return ", ".join(values) if values else default
@@ -80,13 +86,12 @@ class TestClient:
 
     __test__ = False
 
-    def __init__(self, app: Any, host: str = "testserver", timeout: float = DEFAULT_TIMEOUT,
-                 **options: Any) -> None:
-        if isinstance(app, WSocketApp):
-            if options:
-                raise TypeError("options %s go to WSocketApp(...) itself when you pass one"
-                                % ", ".join(sorted(options)))
-        else:
+    def __init__(self, app: WSGIApp | WSocketApp, host: str = "testserver",
+                 timeout: float = DEFAULT_TIMEOUT, **options: Any) -> None:
+        if isinstance(app, WSocketApp) and options:
+            raise TypeError("options %s go to WSocketApp(...) itself when you pass one"
+                            % ", ".join(sorted(options)))
+        if not isinstance(app, WSocketApp):
             app = WSocketApp(app, **options)
         self.app = app
         self.host = host
@@ -106,9 +111,9 @@ class TestClient:
         lines = ["%s %s HTTP/1.1" % (method, _resource(path)), "Host: %s" % self.host]
         extra = _header_pairs(headers)
         names = {name.lower() for name, _ in extra}
-        if body or method in ("POST", "PUT", "PATCH"):
-            if "content-length" not in names and "transfer-encoding" not in names:
-                extra.append(("Content-Length", str(len(body))))
+        if (body or method in ("POST", "PUT", "PATCH")) \
+                and "content-length" not in names and "transfer-encoding" not in names:
+            extra.append(("Content-Length", str(len(body))))
         if "connection" not in names:
             extra.append(("Connection", "close"))
         lines.extend("%s: %s" % pair for pair in extra)
@@ -129,7 +134,7 @@ class TestClient:
     def head(self, path: str = "/", headers: Headers = None) -> TestResponse:
         return self.request("HEAD", path, headers)
 
-    def post(self, path: str = "/", body: Union[bytes, str] = b"",
+    def post(self, path: str = "/", body: bytes | str = b"",
              headers: Headers = None) -> TestResponse:
         return self.request("POST", path, headers,
                             body.encode("utf-8") if isinstance(body, str) else body)
@@ -137,7 +142,7 @@ class TestClient:
     # -- WebSockets ----------------------------------------------------------------------
 
     def websocket(self, path: str = "/", headers: Headers = None,
-                  protocols: Optional[List[str]] = None, origin: Optional[str] = None,
+                  protocols: list[str] | None = None, origin: str | None = None,
                   compression: bool = True, **options: Any) -> WebSocket:
         """Open a WebSocket to ``path`` (with its query): the client side, ready to use.
 
@@ -160,10 +165,10 @@ class TestClient:
                     "the app answered the WebSocket request for %s with %d %s instead of "
                     "101 Switching Protocols: %r" % (path, status, reason, body[:200]),
                     status, response_headers, body)
-            by_name = {}
+            by_name: dict[str, str] = {}
             for name, value in response_headers:
-                name = name.lower()
-                by_name[name] = by_name[name] + ", " + value if name in by_name else value
+                lower = name.lower()
+                by_name[lower] = by_name[lower] + ", " + value if lower in by_name else value
             subprotocol, deflate = check_response(status, by_name, key, protocols, compression)
         except BaseException:
             sock.close()
@@ -190,7 +195,7 @@ class TestClient:
             self._closed = True
             self._server.stop(timeout=2.0)
 
-    def __enter__(self) -> "TestClient":
+    def __enter__(self) -> TestClient:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -203,10 +208,10 @@ def _resource(path: str) -> str:
     return path
 
 
-def _header_pairs(headers: Headers) -> List[Tuple[str, str]]:
+def _header_pairs(headers: Headers) -> list[tuple[str, str]]:
     if headers is None:
         return []
-    items = headers.items() if hasattr(headers, "items") else headers
+    items: Iterable[tuple[Any, Any]] = headers.items() if hasattr(headers, "items") else headers
     return [(str(name), str(value)) for name, value in items]
 
 
@@ -221,7 +226,8 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
         raise TimeoutError("the app did not answer within the TestClient's timeout") from None
 
 
-def _read_head(sock: socket.socket, deadline: float):
+def _read_head(sock: socket.socket, deadline: float,
+               ) -> tuple[int, str, list[tuple[str, str]], bytes]:
     """(status, reason, headers as pairs, bytes past the head)."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -238,7 +244,7 @@ def _read_head(sock: socket.socket, deadline: float):
     code, _, reason = status_text.partition(" ")
     if not version.startswith("HTTP/") or not (code.isdigit() and len(code) == 3):
         raise HandshakeError("not an HTTP response: %r" % lines[0][:100], 0)
-    headers = []
+    headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
@@ -247,7 +253,7 @@ def _read_head(sock: socket.socket, deadline: float):
     return int(code), reason, headers, rest
 
 
-def _read_body(sock: socket.socket, method: str, status: int, headers: List[Tuple[str, str]],
+def _read_body(sock: socket.socket, method: str, status: int, headers: list[tuple[str, str]],
                data: bytes, deadline: float) -> bytes:
     """The body framed as RFC 9112 6.3 says: none, chunked, Content-Length, or to the end."""
     if method in _NO_BODY_METHODS or status < 200 or status in (204, 304):

@@ -8,23 +8,31 @@ follows redirects, and with ``reconnect=True`` keeps a connection up
 URL``, see ``__main__.py``) is a small terminal client.
 """
 
+from __future__ import annotations
+
 import base64
 import re
 import socket
 import ssl
 import time
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import ConnectError, HandshakeError, InvalidStatus
 from ..protocol.connection import CLIENT, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.handshake import check_response, client_request, make_key
 from ..websocket import (
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, WebSocket,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    WebSocket,
 )
 from .httphead import ResponseHead, read_response_head
 from .proxy import Proxy, proxy_from_environment
 from .reconnect import RECONNECT_CODES, Backoff, Reconnecting
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["connect", "Reconnecting", "RECONNECT_CODES", "REDIRECT_STATUSES", "MAX_REDIRECTS"]
 
@@ -40,7 +48,7 @@ _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and
 class _Target:
     """What a ws:// or wss:// URL says: where to connect and what to ask for."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss"):
             raise ValueError("not a WebSocket URL (ws:// or wss://): %r" % url)
@@ -57,7 +65,7 @@ class _Target:
         host = "[%s]" % self.host if ":" in self.host else self.host
         default_port = 443 if self.secure else 80
         self.host_header = host if self.port == default_port else "%s:%d" % (host, self.port)
-        self.authorization = None
+        self.authorization: str | None = None
         if parts.username is not None:
             credentials = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
             self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
@@ -68,16 +76,69 @@ class _Target:
         self.origin = (self.secure, self.host.lower(), self.port)
 
 
-def connect(url: str, protocols: Optional[Iterable[str]] = None, headers=None,
-            origin: Optional[str] = None, compression: bool = True,
-            max_message_size: Optional[int] = DEFAULT_MAX_MESSAGE_SIZE, open_timeout: float = 10,
-            ping_interval: Optional[float] = DEFAULT_PING_INTERVAL,
-            ping_timeout: Optional[float] = DEFAULT_PING_TIMEOUT,
-            close_timeout: Optional[float] = DEFAULT_CLOSE_TIMEOUT,
-            ssl_context: Optional[ssl.SSLContext] = None, websocket_class=WebSocket, *,
-            proxy: Union[str, bool, None] = True, max_redirects: int = MAX_REDIRECTS,
-            reconnect: bool = False, backoff_initial: float = 1.0, backoff_max: float = 60.0,
-            backoff_factor: float = 2.0, backoff_jitter: float = 0.5):
+@overload
+def connect(url: str, protocols: Iterable[str] | None = None,
+            headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+            origin: str | None = None, compression: bool = True,
+            max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, open_timeout: float = 10,
+            ping_interval: float | None = DEFAULT_PING_INTERVAL,
+            ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+            close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+            ssl_context: ssl.SSLContext | None = None,
+            websocket_class: type[WebSocket] = WebSocket, *,
+            proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
+            reconnect: Literal[False] = False,
+            backoff_initial: float = 1.0, backoff_max: float = 60.0,
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5) -> WebSocket: ...
+
+
+@overload
+def connect(url: str, protocols: Iterable[str] | None = None,
+            headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+            origin: str | None = None, compression: bool = True,
+            max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, open_timeout: float = 10,
+            ping_interval: float | None = DEFAULT_PING_INTERVAL,
+            ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+            close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+            ssl_context: ssl.SSLContext | None = None,
+            websocket_class: type[WebSocket] = WebSocket, *,
+            proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
+            reconnect: Literal[True],
+            backoff_initial: float = 1.0, backoff_max: float = 60.0,
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5) -> Reconnecting: ...
+
+
+@overload
+def connect(url: str, protocols: Iterable[str] | None = None,
+            headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+            origin: str | None = None, compression: bool = True,
+            max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, open_timeout: float = 10,
+            ping_interval: float | None = DEFAULT_PING_INTERVAL,
+            ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+            close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+            ssl_context: ssl.SSLContext | None = None,
+            websocket_class: type[WebSocket] = WebSocket, *,
+            proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
+            reconnect: bool = False,
+            backoff_initial: float = 1.0, backoff_max: float = 60.0,
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            ) -> WebSocket | Reconnecting: ...
+
+
+def connect(url: str, protocols: Iterable[str] | None = None,
+            headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+            origin: str | None = None, compression: bool = True,
+            max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, open_timeout: float = 10,
+            ping_interval: float | None = DEFAULT_PING_INTERVAL,
+            ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+            close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+            ssl_context: ssl.SSLContext | None = None,
+            websocket_class: type[WebSocket] = WebSocket, *,
+            proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
+            reconnect: bool = False,
+            backoff_initial: float = 1.0, backoff_max: float = 60.0,
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            ) -> WebSocket | Reconnecting:
     """Open a WebSocket connection to ``url`` and return the connected ``WebSocket``.
 
     ``protocols`` are offered in order; ``headers`` (a dict or pairs) go
@@ -158,10 +219,12 @@ def connect(url: str, protocols: Optional[Iterable[str]] = None, headers=None,
 class _Opener:
     """One opening: the settings of a ``connect()`` call, checked; ``open()`` runs it."""
 
-    def __init__(self, url: str, protocols: Optional[Iterable[str]], headers,
-                 origin: Optional[str], compression: bool, open_timeout: float,
-                 ssl_context: Optional[ssl.SSLContext], proxy: Union[str, bool, None],
-                 max_redirects: int, websocket_options: dict, websocket_class: type):
+    def __init__(self, url: str, protocols: Iterable[str] | None,
+                 headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+                 origin: str | None, compression: bool, open_timeout: float,
+                 ssl_context: ssl.SSLContext | None, proxy: str | bool | None,
+                 max_redirects: int, websocket_options: dict[str, Any],
+                 websocket_class: type[WebSocket]) -> None:
         self.target = _Target(url)
         self.protocols = list(protocols) if protocols else None
         self.headers = _checked_headers(headers)
@@ -172,8 +235,9 @@ class _Opener:
                              % (open_timeout,))
         self.open_timeout = open_timeout
         self.ssl_context = ssl_context
+        self.proxy: Proxy | Literal[True] | None  # True: from the environment, for each target
         if proxy is True:
-            self.proxy = True  # from the environment, for each target
+            self.proxy = True
         elif proxy is None or proxy is False:
             self.proxy = None
         elif isinstance(proxy, str):
@@ -288,10 +352,11 @@ def _direct_connection(target: _Target, deadline: float, open_timeout: float) ->
     return sock
 
 
-def _checked_headers(headers) -> List[Tuple[str, str]]:
+def _checked_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+                     ) -> list[tuple[str, str]]:
     """The extra request headers as pairs; ValueError for what could split the request."""
     pairs = list(headers.items() if isinstance(headers, dict) else headers or ())
-    checked = []
+    checked: list[tuple[str, str]] = []
     for pair in pairs:
         try:
             name, value = pair
@@ -308,11 +373,11 @@ def _checked_headers(headers) -> List[Tuple[str, str]]:
     return checked
 
 
-def _has(headers: List[Tuple[str, str]], name: str) -> bool:
+def _has(headers: list[tuple[str, str]], name: str) -> bool:
     return any(existing.lower() == name for existing, _ in headers)
 
 
-def _redirect_target(current_url: str, location: str) -> Optional[_Target]:
+def _redirect_target(current_url: str, location: str) -> _Target | None:
     """The ``_Target`` a Location leads to (relative ones resolved), or None if not ws/http."""
     url = urljoin(current_url, location.strip())
     scheme, sep, rest = url.partition("://")
@@ -325,8 +390,8 @@ def _redirect_target(current_url: str, location: str) -> Optional[_Target]:
         return None
 
 
-def _headers_for_redirect(headers: List[Tuple[str, str]], old: _Target,
-                          new: _Target) -> List[Tuple[str, str]]:
+def _headers_for_redirect(headers: list[tuple[str, str]], old: _Target,
+                          new: _Target) -> list[tuple[str, str]]:
     """The request headers for ``new``: credentials stay with their origin."""
     if new.origin != old.origin:
         headers = [(name, value) for name, value in headers

@@ -6,18 +6,26 @@ waits until the server has been quiet for ``--wait`` seconds, so replies to
 the last lines are printed, then closes.
 """
 
+from __future__ import annotations
+
 import argparse
 import ssl
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConnectionClosed
 from . import connect
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def main(argv=None):
+    from ..websocket import WebSocket
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="wsocket connect", description="Talk to a WebSocket server from the terminal.")
     parser.add_argument("url", help="ws:// or wss:// URL")
@@ -38,7 +46,7 @@ def main(argv=None):
                         help="at the end of stdin, close once the server was quiet this long")
     args = parser.parse_args(argv)
 
-    headers = []
+    headers: list[tuple[str, str]] = []
     for header in args.header:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
@@ -77,12 +85,12 @@ def main(argv=None):
 
 
 class _Printer(threading.Thread):
-    def __init__(self, websocket):
+    def __init__(self, websocket: WebSocket) -> None:
         super().__init__(daemon=True)
         self.websocket = websocket
         self.last_message = time.monotonic()
 
-    def run(self):
+    def run(self) -> None:
         for message in self.websocket:
             self.last_message = time.monotonic()
             print(message if isinstance(message, str) else "<binary %d bytes> %s"

@@ -1,8 +1,10 @@
 """Reading an HTTP response head from a socket, for the handshake and for CONNECT proxies."""
 
+from __future__ import annotations
+
 import socket
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable
 
 from ..errors import ConnectError, WebSocketError
 
@@ -14,12 +16,12 @@ MAX_RESPONSE_HEAD = 64 * 1024
 class ResponseHead:
     """Status line and headers; ``headers`` maps lower-case names to values (repeats joined)."""
 
-    def __init__(self, status: int, reason: str, header_list: List[Tuple[str, str]],
-                 leftover: bytes):
+    def __init__(self, status: int, reason: str, header_list: list[tuple[str, str]],
+                 leftover: bytes) -> None:
         self.status = status
         self.reason = reason
         self.header_list = header_list  # (lower-case name, value) in the order received
-        self.headers: Dict[str, str] = {}
+        self.headers: dict[str, str] = {}
         for name, value in header_list:
             self.headers[name] = self.headers[name] + ", " + value \
                 if name in self.headers else value
@@ -64,7 +66,7 @@ def read_response_head(sock: socket.socket, deadline: float, peer: str,
             or len(parts[1]) != 3:
         raise malformed("%s did not answer with HTTP: %r" % (peer, lines[0][:100]))
     reason = _printable(parts[2] if len(parts) > 2 else "")
-    header_list = []
+    header_list: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep or not name.strip():

@@ -6,13 +6,14 @@ here is standard library: SOCKS5's client side (RFC 1928, with RFC 1929's
 username and password) is a few bytes each way.
 """
 
+from __future__ import annotations
+
 import base64
 import ipaddress
 import socket
 import struct
 import time
 import urllib.request
-from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConnectError
@@ -54,7 +55,7 @@ class Proxy:
     ``str(proxy)`` and every error message show the proxy without them.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str) -> None:
         if "://" not in url:
             url = "http://" + url  # "host:port", as proxy variables are often written
         parts = urlsplit(url)
@@ -75,13 +76,17 @@ class Proxy:
         self.scheme = scheme
         self.host = parts.hostname
         self.port = port or _DEFAULT_PORTS[scheme]
-        self.username = None if parts.username is None else unquote(parts.username)
-        self.password = None if parts.username is None else unquote(parts.password or "")
+        # (username, password) when the URL has a userinfo
+        self._credentials: tuple[str, str] | None = None
+        if parts.username is not None:
+            self._credentials = (unquote(parts.username), unquote(parts.password or ""))
+        self.username = None if self._credentials is None else self._credentials[0]
+        self.password = None if self._credentials is None else self._credentials[1]
         host = "[%s]" % self.host if ":" in self.host else self.host
         self.display = "%s://%s:%d" % (scheme, host, self.port)
-        if scheme != "http" and self.username is not None:
+        if scheme != "http" and self._credentials is not None:
             # RFC 1929: each is one length byte and at most 255 bytes.
-            for name, value in (("username", self.username), ("password", self.password)):
+            for name, value in zip(("username", "password"), self._credentials):
                 if not 0 < len(value.encode()) <= 255:
                     raise ValueError("SOCKS5 %s must be 1 to 255 bytes (proxy %s)"
                                      % (name, self.display))
@@ -110,7 +115,8 @@ class Proxy:
                 self._socks5_connect(sock, host, port, deadline)
         except socket.timeout:
             sock.close()
-            raise ConnectError("timed out waiting for %s %s" % (self.kind, self.display))
+            raise ConnectError("timed out waiting for %s %s"
+                               % (self.kind, self.display)) from None
         except ConnectError:
             sock.close()
             raise
@@ -126,7 +132,8 @@ class Proxy:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except socket.timeout:
-            raise ConnectError("timed out connecting to %s %s" % (self.kind, self.display))
+            raise ConnectError("timed out connecting to %s %s"
+                               % (self.kind, self.display)) from None
         except OSError as error:
             raise ConnectError("cannot connect to %s %s: %s"
                                % (self.kind, self.display, error)) from error
@@ -168,8 +175,8 @@ class Proxy:
         if version != 5:
             raise permanent(ConnectError("%s %s did not answer as a SOCKS5 proxy"
                                          % (self.kind, self.display)))
-        if method == _USERNAME_PASSWORD and self.username is not None:
-            username, password = self.username.encode(), self.password.encode()
+        if method == _USERNAME_PASSWORD and self._credentials is not None:
+            username, password = (part.encode() for part in self._credentials)
             sock.sendall(b"\x01" + bytes([len(username)]) + username
                          + bytes([len(password)]) + password)
             _, status = self._receive(sock, 2, deadline, "authentication")
@@ -248,7 +255,7 @@ def _authority(host: str, port: int) -> str:
     return "%s:%d" % ("[%s]" % host if ":" in host else host, port)
 
 
-def proxy_from_environment(host: str, port: int, secure: bool) -> Optional[str]:
+def proxy_from_environment(host: str, port: int, secure: bool) -> str | None:
     """The proxy the environment asks for to reach ``host``:``port``, or None.
 
     As websockets does (since 15.0): none when ``no_proxy`` lists the host;

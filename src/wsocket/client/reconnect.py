@@ -11,17 +11,28 @@ certificate, a proxy's refusal, a redirect that cannot be followed) are
 raised, ending the loop.
 """
 
+from __future__ import annotations
+
 import logging
 import random
 import ssl
 import time
-from typing import Callable, Iterator, List
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConnectError, HandshakeError, InvalidStatus
+from ..protocol.codes import CloseCode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..websocket import WebSocket
 
 __all__ = ["Backoff", "Reconnecting", "RECONNECT_CODES", "is_transient"]
 
-RECONNECT_CODES = frozenset({1006, 1011, 1012, 1013, 1014})
+RECONNECT_CODES = frozenset({
+    CloseCode.ABNORMAL_CLOSURE, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART,
+    CloseCode.TRY_AGAIN_LATER, CloseCode.BAD_GATEWAY,
+})
 
 logger = logging.getLogger("wsocket")
 
@@ -35,7 +46,7 @@ class Backoff:
     """
 
     def __init__(self, initial: float = 1.0, maximum: float = 60.0, factor: float = 2.0,
-                 jitter: float = 0.5, rng: Callable[[], float] = random.random):
+                 jitter: float = 0.5, rng: Callable[[], float] = random.random) -> None:
         for name, value in (("backoff_initial", initial), ("backoff_max", maximum)):
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError("%s must be a number of seconds >= 0, not %r" % (name, value))
@@ -71,7 +82,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, ConnectError):
         if isinstance(error.__cause__, ssl.SSLCertVerificationError):
             return False
-        return not getattr(error, "permanent", False)
+        return not error.permanent
     return isinstance(error, OSError) and not isinstance(error, ssl.SSLCertVerificationError)
 
 
@@ -82,21 +93,21 @@ class Reconnecting:
     the connection attempts (successful or not).
     """
 
-    def __init__(self, open_connection: Callable[[], object], backoff: Backoff, url: str,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, open_connection: Callable[[], WebSocket], backoff: Backoff, url: str,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._open_connection = open_connection
         self._backoff = backoff
         self._url = url
         self._sleep = sleep
-        self._current = None
+        self._current: WebSocket | None = None
         self._finished = False
-        self.delays: List[float] = []
+        self.delays: list[float] = []
         self.attempts = 0
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[WebSocket]:
         return self
 
-    def __next__(self):
+    def __next__(self) -> WebSocket:
         if self._finished:
             raise StopIteration
         previous = self._current

@@ -6,41 +6,52 @@ what the 101 response needs or raises ``HandshakeError`` with the status to
 answer. The client side builds a request and checks the server's answer.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 from ..errors import HandshakeError
 from .deflate import accept_client_response, client_offer, negotiate_server
+
+if TYPE_CHECKING:
+    from .._wsgi_types import Environ, Headers
+    from .deflate import DeflateParams
 
 __all__ = [
     "GUID", "SUPPORTED_VERSIONS", "accept_key", "headers_from_environ",
     "is_upgrade_request", "ServerHandshake", "server_handshake",
     "choose_subprotocol", "split_header", "make_key", "client_request",
-    "check_response", "check_extra_headers", "HANDSHAKE_HEADERS",
+    "check_response", "check_extra_headers", "HANDSHAKE_HEADERS", "ExtraHeaders",
 ]
+
+# Headers an application or a client adds: a dict or (name, value) pairs.
+ExtraHeaders = Union[Mapping[str, str], Iterable[tuple[str, str]]]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 SUPPORTED_VERSIONS = (13, 8, 7)
 _VERSIONS_HEADER = ("Sec-WebSocket-Version", ", ".join(map(str, SUPPORTED_VERSIONS)))
 
 
-def accept_key(key):
+def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key."""
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
-def make_key():
+def make_key() -> str:
     """A fresh Sec-WebSocket-Key: 16 random bytes, base64."""
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
-def headers_from_environ(environ):
+def headers_from_environ(environ: Environ) -> dict[str, str]:
     """The request headers of a WSGI environ as ``{lower-case name: value}``."""
-    headers = {}
+    headers: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             headers[key[5:].replace("_", "-").lower()] = value
@@ -51,18 +62,18 @@ def headers_from_environ(environ):
     return headers
 
 
-def split_header(value):
+def split_header(value: str | None) -> list[str]:
     """The comma-separated tokens of a header value, stripped, empty ones dropped."""
     if not value:
         return []
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _has_token(value, token):
+def _has_token(value: str | None, token: str) -> bool:
     return any(item.lower() == token for item in split_header(value))
 
 
-def is_upgrade_request(headers):
+def is_upgrade_request(headers: Mapping[str, str]) -> bool:
     """Whether the request asks for a WebSocket at all (``Upgrade: websocket``).
 
     Requests that do not are plain HTTP and pass through to the application;
@@ -71,11 +82,12 @@ def is_upgrade_request(headers):
     return _has_token(headers.get("upgrade"), "websocket")
 
 
-def choose_subprotocol(offered, supported):
+def choose_subprotocol(offered: str | Iterable[str] | None,
+                       supported: Iterable[str] | None) -> str | None:
     """The first of the server's ``supported`` protocols that the client offered."""
-    offered = split_header(offered) if isinstance(offered, str) else list(offered or ())
+    offered_list = split_header(offered) if isinstance(offered, str) else list(offered or ())
     for protocol in supported or ():
-        if protocol in offered:
+        if protocol in offered_list:
             return protocol
     return None
 
@@ -88,7 +100,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def check_extra_headers(headers):
+def check_extra_headers(headers: ExtraHeaders | None) -> Headers:
     """``headers`` (pairs or a dict) an app adds to the 101, as a list of ``(str, str)``.
 
     Raises ValueError for a name the handshake owns (Upgrade, Connection,
@@ -97,11 +109,12 @@ def check_extra_headers(headers):
     """
     if headers is None:
         return []
-    items = headers.items() if hasattr(headers, "items") else headers
+    # Anything with .items() counts as a dict (werkzeug's Headers, say).
+    items: Iterable[Any] = headers.items() if hasattr(headers, "items") else headers
     if isinstance(items, (str, bytes)):
         raise TypeError("headers are a list of (name, value) pairs or a dict, not %s"
                         % type(headers).__name__)
-    checked = []
+    checked: Headers = []
     for item in items:
         try:
             name, value = item
@@ -126,7 +139,9 @@ class ServerHandshake:
 
     __slots__ = ("key", "version", "subprotocol", "deflate", "origin", "offered")
 
-    def __init__(self, key, version, subprotocol, deflate, origin, offered=()):
+    def __init__(self, key: str, version: int, subprotocol: str | None,
+                 deflate: DeflateParams | None, origin: str | None,
+                 offered: Iterable[str] = ()) -> None:
         self.key = key
         self.version = version
         self.subprotocol = subprotocol  # the server's choice; accept(protocol=) may change it
@@ -135,11 +150,12 @@ class ServerHandshake:
         self.offered = tuple(offered)  # the subprotocols the client offered, in its order
 
     @property
-    def headers(self):
+    def headers(self) -> Headers:
         """The 101 response headers."""
         return self.response_headers(self.subprotocol)
 
-    def response_headers(self, subprotocol, extra=()):
+    def response_headers(self, subprotocol: str | None,
+                         extra: Iterable[tuple[str, str]] = ()) -> Headers:
         """The 101's headers with ``subprotocol`` chosen and ``extra`` (checked) added."""
         headers = [
             ("Upgrade", "websocket"),
@@ -153,15 +169,18 @@ class ServerHandshake:
         headers.extend(extra)
         return headers
 
-    def response(self, subprotocol, extra=()):
+    def response(self, subprotocol: str | None,
+                 extra: Iterable[tuple[str, str]] = ()) -> bytes:
         """The bytes of the 101 response."""
         lines = ["HTTP/1.1 101 Switching Protocols"]
         lines.extend("%s: %s" % header for header in self.response_headers(subprotocol, extra))
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=None,
-                     allowed_origins=None, compression=True):
+def server_handshake(headers: Mapping[str, str], method: str = "GET",
+                     http_version: str = "HTTP/1.1", protocols: Iterable[str] | None = None,
+                     allowed_origins: Iterable[str | None] | None = None,
+                     compression: bool = True) -> ServerHandshake:
     """Check an upgrade request; returns a ``ServerHandshake``.
 
     Raises ``HandshakeError`` with status 400 (malformed), 426 (missing or
@@ -190,10 +209,10 @@ def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=N
         raise HandshakeError("unsupported Sec-WebSocket-Version: %s" % version_header, 426,
                              [_VERSIONS_HEADER])
 
-    key = headers.get("sec-websocket-key")
-    if key is None:
+    key_header = headers.get("sec-websocket-key")
+    if key_header is None:
         raise HandshakeError("missing header: Sec-WebSocket-Key", 400)
-    key = key.strip()
+    key = key_header.strip()
     try:
         raw_key = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -214,7 +233,7 @@ def server_handshake(headers, method="GET", http_version="HTTP/1.1", protocols=N
     return ServerHandshake(key, int(version), subprotocol, deflate, origin, offered)
 
 
-def has_body(headers):
+def has_body(headers: Mapping[str, str]) -> bool:
     """Whether a request announces a body: any Transfer-Encoding, or a Content-Length but 0."""
     if "transfer-encoding" in headers:
         return True
@@ -224,8 +243,10 @@ def has_body(headers):
 
 # -- client side ------------------------------------------------------------------
 
-def client_request(host, resource, key, protocols=None, origin=None, compression=True,
-                   extra_headers=()):
+def client_request(host: str, resource: str, key: str,
+                   protocols: Iterable[str] | None = None, origin: str | None = None,
+                   compression: bool = True,
+                   extra_headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """The bytes of a client's upgrade request."""
     lines = [
         "GET %s HTTP/1.1" % resource,
@@ -246,7 +267,9 @@ def client_request(host, resource, key, protocols=None, origin=None, compression
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def check_response(status, headers, key, protocols=None, compression=True):
+def check_response(status: int, headers: Mapping[str, str], key: str,
+                   protocols: Iterable[str] | None = None,
+                   compression: bool = True) -> tuple[str | None, DeflateParams | None]:
     """Check a server's answer to ``client_request``.
 
     ``headers`` maps lower-case names to values. Returns
@@ -258,7 +281,7 @@ def check_response(status, headers, key, protocols=None, compression=True):
         raise HandshakeError("server answered %d instead of 101 Switching Protocols" % status,
                              status, header_list)
 
-    def refuse(message):
+    def refuse(message: str) -> NoReturn:
         raise HandshakeError(message, status, header_list)
 
     if not _has_token(headers.get("upgrade"), "websocket"):

@@ -18,12 +18,14 @@ colon, no control character in a field value but HTAB.
 """
 
 import re
-from typing import NamedTuple, Optional
+from http import HTTPStatus
+from typing import NamedTuple, Optional, Union
 
 __all__ = [
     "HTTPError", "BadRequest", "HeadTooLarge", "BodyTooLarge", "UnsupportedCoding",
     "VersionNotSupported", "RequestHead", "find_head_end", "parse_head", "ChunkedDecoder",
     "InvalidResponse", "check_response_status", "check_response_header", "is_token",
+    "status_phrase",
 ]
 
 
@@ -151,7 +153,7 @@ def is_token(text: str) -> bool:
     return _token_text.fullmatch(text) is not None
 
 
-def find_head_end(buffer: bytes, limit: int) -> int:
+def find_head_end(buffer: Union[bytes, bytearray], limit: int) -> int:
     """Where the head in ``buffer`` ends (the index of its CRLFCRLF), or -1 for not yet.
 
     Refuses at once what more bytes cannot mend: a bare LF (which a proxy
@@ -443,3 +445,22 @@ def check_response_header(name: str, value: str) -> None:
     if name.lower() == "content-length" and _content_length.fullmatch(value.strip(" \t")) \
             is None:
         raise InvalidResponse("invalid response header Content-Length: %r" % (value,))
+
+
+# -- status phrases --------------------------------------------------------------
+
+# Each class of status has a generic phrase for the codes HTTPStatus does not know.
+_CLASS_PHRASES = {1: "Informational", 2: "Success", 3: "Redirection", 4: "Client Error",
+                  5: "Server Error"}
+
+
+def status_phrase(code: int) -> str:
+    """The reason phrase for status ``code``: ``404`` -> ``"Not Found"``.
+
+    A code ``http.HTTPStatus`` does not name gets the generic phrase of its
+    class (``"Client Error"`` for 499), and ``"Unknown"`` past 599.
+    """
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return _CLASS_PHRASES.get(code // 100, "Unknown")
