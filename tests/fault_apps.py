@@ -18,6 +18,7 @@ def faults(environ, start_response):
     if websocket is None:
         return echo(environ, start_response)
     if path == "/raise":
+        websocket.accept()  # the 101 first: this app breaks after it (before it: a 500)
         raise RuntimeError("the app broke right after the upgrade")
     if path == "/never-read":
         # Messages pile up unread; the thread ends when a send fails (the
@@ -28,6 +29,7 @@ def faults(environ, start_response):
             websocket.send("tick %d" % count)
             time.sleep(0.2)
     if path == "/block":
+        websocket.accept()
         while True:  # never returns, never reads: only the process's end stops it
             time.sleep(0.1)
     return echo(environ, start_response)

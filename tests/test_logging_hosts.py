@@ -16,6 +16,11 @@ APP = """
 from wsocket import WSocketApp
 
 def plain(environ, start_response):
+    websocket = environ.get("wsgi.websocket")
+    if websocket is not None:  # accepting is what gunicorn's sync worker cannot do
+        for message in websocket:
+            websocket.send(message)
+        return []
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"plain"]
 
