@@ -3,7 +3,7 @@
 ``mkdocs build --strict`` fails on any warning: a broken link, a reference
 to a name no page documents, an included example that is missing, a
 docstring that does not match its signature. The built site is served on
-127.0.0.1 and its home page and WebSocket page are opened at desktop and
+127.0.0.1 and its home page, WebSocket page and testing page are opened at desktop and
 phone width; the screenshots are kept in reports/docs-screenshots/
 (git-ignored) for a person to look at.
 """
@@ -211,5 +211,38 @@ def test_websocket_page_in_chromium(browser, served, width_name):
         expect(page.locator("[id='wsocket.WebSocket.receive']")).to_be_in_viewport()
         check_reads_on_its_own(page, requested, served)
         save(page, "websocket-receive-%s" % width_name)
+    finally:
+        context.close()
+
+
+def test_readme_links_into_the_site(site):
+    """README's relative links (docs/*.md#anchor, examples/) lead somewhere, on GitHub and the site."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    assert "docs/testing.md" in local and "docs/security.md#authentication" in local
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).exists(), link
+        if path.startswith("docs/") and path.endswith(".md"):
+            page = path[len("docs/"):-len(".md")]
+            text = (site / ("" if page == "index" else page) / "index.html").read_text(
+                encoding="utf-8")
+            if anchor:
+                assert 'id="%s"' % anchor in text, link
+
+
+@pytest.mark.parametrize("width_name", list(WIDTHS))
+def test_testing_page_in_chromium(browser, served, width_name):
+    context, page, requested = open_page(browser, served + "testing/", width_name)
+    try:
+        expect(page).to_have_title("Testing your app - wsocket")
+        expect(page.locator("article h1")).to_have_text(re.compile("^Testing your app"))
+        # The pytest example, included from examples/, and the reference.
+        expect(page.locator("article")).to_contain_text("from auth_token import app")
+        expect(page.locator("[id='wsocket.testing.TestClient.websocket']")).to_contain_text(
+            "websocket")
+        check_reads_on_its_own(page, requested, served)
+        save(page, "testing-%s" % width_name)
     finally:
         context.close()

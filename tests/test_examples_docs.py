@@ -1,4 +1,5 @@
-"""examples/rooms.py and client.py (shown on the documentation site), each run as written.
+"""examples/rooms.py, client.py, auth_token.py, auth_flask.py and test_auth_token.py
+(shown on the documentation site), each run as written.
 
 Also checks that every example the site includes is run by a test.
 """
@@ -7,7 +8,10 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.request
 
+import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.netutil import ROOT, TIMEOUT
@@ -64,6 +68,53 @@ def test_client_example_on_a_page_without_websocket(example):  # noqa: F811
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == "the server answered 404 instead of a WebSocket\n"
+
+
+def test_auth_token_example_as_a_server(example):  # noqa: F811
+    """python auth_token.py: the token in the query or as a subprotocol, else 401 before the 101."""
+    server = example("auth_token.py")
+    options = dict(open_timeout=TIMEOUT, close_timeout=TIMEOUT)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + "ws?token=wrong", **options)
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.headers["WWW-Authenticate"] == "Bearer"
+    with connect(server.ws_url + "ws", subprotocols=["token.def456"], **options) as bob:
+        assert bob.subprotocol == "token.def456"
+        assert bob.recv(timeout=TIMEOUT) == "hello bob"
+        bob.send("hi")
+        assert bob.recv(timeout=TIMEOUT) == "bob: hi"
+
+
+def test_auth_flask_example_as_a_server(wsocket_process):
+    """wsocket auth_flask:app: the session cookie decides before the 101, the origin first."""
+    server = wsocket_process("auth_flask:app", "--port", "0", cwd=ROOT / "examples")
+    port = server.port
+    origin = "http://127.0.0.1:5000"  # the example allows this origin (its flask run's)
+    options = dict(open_timeout=TIMEOUT, close_timeout=TIMEOUT, origin=origin)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + "ws", **options)
+    assert refused.value.response.status_code == 401
+    with urllib.request.urlopen("http://127.0.0.1:%d/login" % port, timeout=TIMEOUT) as login:
+        cookie = login.headers["Set-Cookie"].split(";")[0]
+    with pytest.raises(InvalidStatus) as elsewhere:  # the cookie, from another site's page
+        connect(server.ws_url + "ws", **dict(options, origin="https://evil.example"),
+                additional_headers={"Cookie": cookie})
+    assert elsewhere.value.response.status_code == 403
+    with connect(server.ws_url + "ws", additional_headers={"Cookie": cookie},
+                 **options) as alice:
+        alice.send("hi")
+        assert alice.recv(timeout=TIMEOUT) == "alice: hi"
+    assert server.terminate() == 0
+    assert "Traceback" not in server.stderr(), server.stderr()
+
+
+def test_the_test_client_example_passes():
+    """examples/test_auth_token.py, the testing page's example, run by pytest as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_auth_token.py"],
+        cwd=str(ROOT / "examples"), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout, result.stdout
 
 
 def test_every_example_on_the_site_is_run_by_a_test():

@@ -214,6 +214,11 @@ class WSocketApp(WebSocketMiddleware, Framework):
     onclose = _EventSlot()
     """Event: ``handler(reason, client)`` exactly once per connection, whatever ended it."""
     onrequest = _RequestHookSlot()
+    """Hook: ``handler(client)`` before the 101; returns None to accept, or a refusal.
+
+    A refusal is a ``Response``, a status (``401``) or ``False`` (403). Set it
+    with ``app.onrequest = check`` or ``@app.onrequest``.
+    """
 
     def __init__(self, app=None, protocols=None, debug=False, **options):
         self.onconnect = Event()

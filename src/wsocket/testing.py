@@ -66,9 +66,11 @@ class TestResponse:
 
     @property
     def text(self) -> str:
+        """The body decoded as UTF-8."""
         return self.body.decode("utf-8")
 
     def json(self) -> Any:
+        """The body parsed as JSON."""
         return json.loads(self.body)
 
     def __repr__(self) -> str:
@@ -129,13 +131,16 @@ class TestClient:
             sock.close()
 
     def get(self, path: str = "/", headers: Headers = None) -> TestResponse:
+        """A ``GET`` request: see ``request()``."""
         return self.request("GET", path, headers)
 
     def head(self, path: str = "/", headers: Headers = None) -> TestResponse:
+        """A ``HEAD`` request: the response's headers, and an empty body."""
         return self.request("HEAD", path, headers)
 
     def post(self, path: str = "/", body: bytes | str = b"",
              headers: Headers = None) -> TestResponse:
+        """A ``POST`` request with ``body`` (a ``str`` goes as UTF-8)."""
         return self.request("POST", path, headers,
                             body.encode("utf-8") if isinstance(body, str) else body)
 

@@ -75,6 +75,8 @@ class WebSocket:
         ping_timeout (float | None): Seconds a ping may go unanswered before the peer is
             taken for dead.
         close_timeout (float): Seconds ``close()`` waits for the peer's close frame.
+        data (dict): Whatever the app keeps with this connection (an ``onrequest``
+            check's user, say); empty at first.
     """
 
     logger = logger
