@@ -436,11 +436,11 @@ class _EventSession:
             self._ended_by_error()
             return
         detach = client.environ.get("wsocket.detach")
-        if detach is None or client._nowait is None:
+        if detach is None or not client.writes_without_blocking:
             self.handle_messages(None)  # this thread until the end
             return
         self.reactor, self.release = detach()
-        client._closed_callback = self._wake
+        client.set_close_callback(self._wake)
         if not self._handle_and_linger():
             self._wait()
 
@@ -468,7 +468,7 @@ class _EventSession:
             lingering.release()
 
     def _wait(self):
-        self.reactor.watch(self.client.sock, self.resume, self.client._keepalive_due())
+        self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
 
     def _wake(self):
         self.reactor.wake(self.client.sock)
@@ -511,7 +511,7 @@ class _EventSession:
             app.onclose(client.close_reason or "", client)
         finally:
             if self.reactor is not None:
-                client._closed_callback = None
+                client.set_close_callback(None)
                 self.reactor.unwatch(client.sock)  # before the socket is closed
                 self.release()
 

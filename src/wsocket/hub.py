@@ -8,7 +8,7 @@ binary=None)`` sends one message to every connection, or to a room's:
 - The frame is built once and the same bytes go to every client (server
   frames are unmasked; broadcasts go uncompressed, which RFC 7692 allows
   even where permessage-deflate was negotiated), through
-  ``WebSocket._deliver``: one non-blocking write per client, or a place in
+  ``WebSocket.deliver``: one non-blocking write per client, or a place in
   that client's bounded outgoing queue. A broadcast never waits for a slow
   client; one whose queue overflows is closed with 1013.
 - Backends: ``memory://`` (the default) reaches the clients of this process;
@@ -145,12 +145,15 @@ class Hub:
         """
         _check_client(client)
         if not client.accepted:
-            client._when_accepted(lambda: self.add(client))
+            client.when_accepted(lambda: self.add(client))
             return True
-        return self._admit(client)
+        return self.admit(client)
 
-    def _admit(self, client):
-        """Add ``client``; the middleware calls it just before the 101 goes (send lock held)."""
+    def admit(self, client):
+        """Add an accepted ``client`` now; the middleware calls it just before the 101 goes.
+
+        (It runs with the client's send lock held: see ``WebSocket.send_opening``.)
+        """
         self._check_fork()
         with self._lock:
             if client.closed:
@@ -191,7 +194,7 @@ class Hub:
         room = _check_room(room)
         _check_client(client)
         if not client.accepted:
-            client._when_accepted(lambda: self.join(client, room))
+            client.when_accepted(lambda: self.join(client, room))
             return True  # it joins with its 101
         if not self.add(client):
             return False
@@ -354,9 +357,9 @@ class Hub:
             if client in excluded or client.closed:
                 continue
             if client.side != SERVER:  # a client-side WebSocket masks each frame
-                if client._deliver(serialize_frame(opcode, payload, masked=True)):
+                if client.deliver(serialize_frame(opcode, payload, masked=True)):
                     count += 1
-            elif client._deliver(frame):
+            elif client.deliver(frame):
                 count += 1
         return count
 

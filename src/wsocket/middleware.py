@@ -279,11 +279,12 @@ class _Upgrade:
 
     def _start_http_answer(self):
         """From now on the WebSocket cannot be accepted; False if it was meanwhile."""
-        with self.websocket._accept_lock:
-            if self.accepted:
-                return False
-            self.response_started = True
-            return True
+        if not self.websocket.decline(
+                "too late to accept the WebSocket for %s: the app answered the request with "
+                "an HTTP response (%s)" % (self.websocket.path, self.status)):
+            return False
+        self.response_started = True
+        return True
 
     def _send_status(self):
         if self.server_write is not None:
@@ -325,10 +326,6 @@ class _Upgrade:
 
     def _open(self, websocket, protocol, headers):
         """``websocket.accept()``: take the connection over and send the 101 (accept lock held)."""
-        if self.response_started:
-            raise RuntimeError("too late to accept the WebSocket for %s: the app answered the "
-                               "request with an HTTP response (%s)" % (websocket.path,
-                                                                       self.status))
         handshake = self.handshake
         if protocol is not None and protocol not in handshake.offered:
             raise ValueError("subprotocol %r was not offered by the client (it offered: %s)"
@@ -346,22 +343,17 @@ class _Upgrade:
             raise
         subprotocol = protocol if protocol is not None else handshake.subprotocol
         websocket.protocol = subprotocol
-        websocket._attach(transport.sock, transport.initial_data)
+        websocket.attach(transport.sock, transport.initial_data)
         self.transport = transport
         response = handshake.response(subprotocol, extra)
-        # A client that has its 101 is a client of the hub: it joins before
-        # the 101 goes, with the send lock held, so that a broadcast made
-        # meanwhile waits in its queue and follows the 101.
-        with websocket._send_lock:
+
+        def admit():
+            # A client that has its 101 is a client of the hub: it joins just
+            # before the 101 goes, so that a broadcast made meanwhile waits
+            # in its queue and follows the 101.
             for hub in self.hubs:
-                hub._admit(websocket)
-            try:
-                transport.sock.sendall(response)
-            except OSError as error:
-                logger.debug("client left during the handshake: %s", error)
-                websocket._mark_closed(1006, "")
-        if websocket._queue:
-            websocket._wake_writer()  # a broadcast came meanwhile
+                hub.admit(websocket)
+        websocket.send_opening(response, admit)
         server = self.environ.get("wsocket.server")
         if server is not None and not websocket.closed:
             self.server = server

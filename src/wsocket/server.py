@@ -891,7 +891,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def websocket_opened(self, websocket):
         with self._lock:
             if self._stopping:
-                websocket._start_closing(1001, "server shutting down")
+                websocket.start_closing(1001, "server shutting down")
             self._websockets.add(websocket)
 
     def websocket_closed(self, websocket):
@@ -937,8 +937,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         for websocket in websockets:
             # Within the one timeout in all: a client that does not read (its
             # send lock held by a blocked send) is dropped, not waited for.
-            websocket._start_closing(1001, "server shutting down",
-                                     max(deadline - time.monotonic(), 0))
+            websocket.start_closing(1001, "server shutting down",
+                                    max(deadline - time.monotonic(), 0))
         for handler in idle:
             try:
                 handler.connection.shutdown(socket.SHUT_RDWR)
