@@ -98,14 +98,14 @@ def test_deliver_never_blocks_and_the_writer_sends_the_queue_in_order():
     try:
         for frame in frames:
             assert websocket.deliver(frame) is True  # returns although nobody reads
-        assert websocket._outgoing.queued_bytes > 100_000  # the socket took a few frames only
+        assert websocket._sender.queue.queued_bytes > 100_000  # the socket took a few frames only
         # Nobody but the writer thread sends now; reading lets it go on.
         data = bytearray()
         peer.settimeout(TIMEOUT)
         while len(data) < sum(map(len, frames)):
             data += peer.recv(65536)
         assert bytes(data) == b"".join(frames)
-        wait_for(lambda: websocket._outgoing.queued_bytes == 0, what="the queue to empty")
+        wait_for(lambda: websocket._sender.queue.queued_bytes == 0, what="the queue to empty")
     finally:
         ours.close()
         peer.close()
@@ -118,7 +118,7 @@ def test_send_sends_the_queue_first():
     try:
         for frame in frames:
             websocket.deliver(frame)
-        assert websocket._outgoing.queued_bytes > 0
+        assert websocket._sender.queue.queued_bytes > 0
         sender = threading.Thread(target=websocket.send, args=("sent with send()",))
         sender.start()  # blocks until the queue and its frame are out
         expected = b"".join(frames) + serialize_frame(OP_TEXT, b"sent with send()")
@@ -148,7 +148,7 @@ def test_overflow_closes_with_1013_and_frees_the_queue(wsocket_warnings):
         assert websocket.closed
         assert (websocket.close_code, websocket.close_reason) == (
             1013, "too slow: outgoing queue full")
-        assert websocket._outgoing.queued_bytes == 0 and not websocket._outgoing
+        assert websocket._sender.queue.queued_bytes == 0 and not websocket._sender.queue
         assert websocket.deliver(frames[0]) is False
         with pytest.raises(ConnectionClosed) as closed:
             websocket.send("more")
@@ -219,7 +219,7 @@ def test_hub_refuses_what_it_cannot_use(monkeypatch):
         hub.leave(websocket)
         assert hub.rooms(websocket) == set() and hub.clients() == [websocket]
         hub.join(websocket, "a")
-        websocket._mark_closed(1000, "")
+        websocket.mark_closed(1000, "")
         assert hub.rooms(websocket) == set() and hub.clients("a") == []
         assert hub.join(closed_websocket(), "a") is False
     finally:
@@ -230,7 +230,7 @@ def test_hub_refuses_what_it_cannot_use(monkeypatch):
 def closed_websocket():
     ours, peer = socket.socketpair()
     websocket = WebSocket(ours)
-    websocket._mark_closed(1000, "")
+    websocket.mark_closed(1000, "")
     ours.close()
     peer.close()
     return websocket

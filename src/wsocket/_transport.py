@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from typing import TYPE_CHECKING, Callable, Union
 
 from ._sockets import READ_SIZE, shutdown_quietly
@@ -23,7 +24,8 @@ from ._sockets import READ_SIZE, shutdown_quietly
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["WriteMode", "SocketTransport", "green_library", "no_delay"]
+__all__ = ["WriteMode", "SocketTransport", "green_library", "no_delay", "finish_connection",
+           "close_socket"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -179,6 +181,11 @@ class SocketTransport:
             self._poller = _readable_waiter(self.sock)
         return self._poller(timeout)
 
+    def cork_while_busy(self) -> None:
+        """Cork (when it can) while the app answers messages that arrived together."""
+        if self.can_cork and not self.corked:
+            self.cork(True)
+
     def cork(self, on: bool) -> None:
         """TCP_CORK: the kernel holds what is sent until uncorked (at most 200 ms).
 
@@ -264,3 +271,44 @@ class SocketTransport:
     def shutdown(self, how: int = socket.SHUT_RDWR) -> None:
         """Shut the socket down, ignoring errors: wakes a thread blocked on it."""
         shutdown_quietly(self.sock, how)
+
+    def close(self, linger: float | None) -> None:
+        """Close the socket: after the peer's FIN (``linger`` seconds at most), or None: at once.
+
+        Waiting for the peer's FIN is for a clean closing handshake (RFC 6455
+        7.1.1); dropping at once wakes any thread blocked on the socket.
+        """
+        if linger is not None:
+            close_socket(self.sock, linger)
+        else:
+            shutdown_quietly(self.sock, socket.SHUT_RDWR)
+            self.sock.close()
+
+
+def finish_connection(sock: socket.socket, linger: float | None = 1.0) -> None:
+    """Send our FIN, then read until the peer's FIN (at most ``linger`` seconds; None: no limit).
+
+    Closing a socket that still has unread bytes makes the kernel send a
+    reset, which can destroy the close frame before the peer reads it;
+    draining first avoids that.
+    """
+    shutdown_quietly(sock, socket.SHUT_WR)
+    deadline = None if linger is None else time.monotonic() + linger
+    try:
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            if not sock.recv(READ_SIZE):
+                break
+    except OSError:
+        pass
+
+
+def close_socket(sock: socket.socket, linger: float | None = 1.0) -> None:
+    """Close a socket after its WebSocket ended, without losing the last frames."""
+    try:
+        finish_connection(sock, linger)
+    finally:
+        sock.close()

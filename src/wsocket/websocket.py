@@ -11,7 +11,8 @@ is run inside ``receive()``, by the thread that waits for messages anyway.
 - ``SocketTransport`` (_transport.py): the socket, read and written without
   blocking for ever, TCP_CORK;
 - ``Keepalive`` (_keepalive.py): when to ping a quiet peer, when to give it up;
-- ``OutgoingQueue`` and the ``Writer`` thread (_outgoing.py): frames handed
+- ``Sender`` (_sending.py): every write, under one lock; with its
+  ``OutgoingQueue`` and the ``Writer`` thread (_outgoing.py) for frames handed
   over without blocking (broadcasts) that the socket did not take at once;
 - ``LazyOpening`` (_opening.py): the 101 of a server-side WebSocket, sent on
   first use.
@@ -22,7 +23,6 @@ closing handshake, and decides what a failure means.
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import socket
@@ -30,11 +30,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from . import _transport
 from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
-from ._outgoing import OutgoingQueue, writer
-from ._sockets import READ_SIZE, shutdown_quietly
-from ._transport import SocketTransport, WriteMode
+from ._reading import Reader
+from ._sending import Sender
+from ._transport import SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
 from .options import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -49,7 +50,6 @@ from .protocol.connection import (
     SERVER,
     CloseReceived,
     Connection,
-    Event,
     Failure,
     Message,
     Ping,
@@ -60,6 +60,7 @@ from .protocol.connection import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from .protocol.connection import Event
     from .protocol.deflate import DeflateParams
 
 __all__ = ["WebSocket", "logger", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
@@ -72,8 +73,6 @@ Importing wsocket configures no logging; ``run()`` and the command line set
 up a handler when nothing else did (level from ``WSOCKET_LOG_LEVEL``).
 """
 
-OVERFLOW_CODE = CloseCode.TRY_AGAIN_LATER  # the client did not keep up
-OVERFLOW_REASON = "too slow: outgoing queue full"
 _ABNORMAL = CloseCode.ABNORMAL_CLOSURE  # dropped without a close frame
 
 Environ = dict[str, Any]
@@ -143,13 +142,10 @@ class WebSocket:
         self._connection = Connection(side, deflate, options.max_message_size,
                                       options.max_fragments, options.compression_level)
         self._keepalive = Keepalive(options.ping_interval, options.ping_timeout)
-        self._outgoing = OutgoingQueue(options.max_queue)
+        self._sender = Sender(self._connection, options.max_queue, options.ping_timeout)
+        self._reader = Reader(self._connection, self._keepalive)
         self._transport: SocketTransport  # set by attach()
-        self._events: collections.deque[Event] = collections.deque()
-        self._send_lock = threading.Lock()  # every write on the socket
-        self._read_lock = threading.Lock()
         self._closed_event = threading.Event()
-        self._in_writer = False  # the writer thread watches our socket
         self._closed_callback: Callable[[], object] | None = None
         # Before its 101 (see accept()), a server-side WebSocket has no socket
         # yet: the opening sends the 101 on first use. None once open.
@@ -254,33 +250,37 @@ class WebSocket:
         if self._opening is not None:
             self._accept_on_first_use()
         deadline = None if timeout is None else time.monotonic() + timeout
-        events = self._events
-        with self._read_lock:
+        reader = self._reader
+        events = reader.events
+        with reader.lock:
             while True:
                 if not events:
                     if self.closed or self._connection.failed:
                         raise self._closed_error()
-                    if not self._read(deadline):
+                    if not reader.read(self, deadline):
                         return None  # failed (``closed`` is set), or the timeout passed
                     continue
                 event = events.popleft()
                 if type(event) is Message:
-                    transport = self._transport
-                    if events and transport.can_cork and not transport.corked:
-                        # More messages arrived with this one: what the app
-                        # sends while it works through them leaves in one go.
-                        transport.cork(True)
+                    if events:  # more came with it: what the app sends meanwhile leaves in one go
+                        self._transport.cork_while_busy()
                     return event.data
-                if type(event) is Ping:
-                    self.handle_ping(event.payload)
-                elif type(event) is Pong:
-                    self.handle_pong(event.payload)
-                elif type(event) is CloseReceived:
-                    self.handle_close(event.payload)
-                    raise ConnectionClosed(event.code, event.reason)
-                elif type(event) is Failure:
-                    self._fail(event.code, event.reason)
-                    return None
+                if not self._act_on(event):
+                    return None  # the connection failed
+
+    def _act_on(self, event: Event) -> bool:
+        """A control event: the hooks, the peer's close (raises), a failure (False)."""
+        if type(event) is Ping:
+            self.handle_ping(event.payload)
+        elif type(event) is Pong:
+            self.handle_pong(event.payload)
+        elif type(event) is CloseReceived:
+            self.handle_close(event.payload)
+            raise ConnectionClosed(event.code, event.reason)
+        elif type(event) is Failure:
+            self.fail_connection(event.code, event.reason)
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str | bytes]:
         """Iterate over messages: ``for message in websocket:``.
@@ -301,65 +301,9 @@ class WebSocket:
     def _closed_error(self) -> ConnectionClosed:
         return ConnectionClosed(self.close_code or _ABNORMAL, self.close_reason or "")
 
-    def _read(self, deadline: float | None) -> bool:
-        """Read once from the socket into the core.
-
-        Returns False when nothing can come any more (connection lost,
-        keepalive timeout: ``closed`` is then set) or ``deadline`` passed.
-        Sends keepalive pings while waiting.
-        """
-        transport, keepalive = self._transport, self._keepalive
-        if transport.corked:
-            transport.cork(False)  # whatever was sent meanwhile goes out now
-        while True:
-            try:
-                data = transport.recv(self._time_to_wait(deadline))
-            except OSError as error:
-                self.logger.debug("%r: socket error while reading: %s", self, error)
-                self._connection_lost()
-                return False
-            if data is None:  # nothing came in time: is something due?
-                now = time.monotonic()
-                if keepalive.timed_out(now):
-                    self.logger.info("%r: no answer to a ping for %.1f s, closing",
-                                     self, keepalive.timeout)
-                    self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
-                               close_code=_ABNORMAL)
-                    return False
-                if keepalive.ping_due(now):
-                    self._send_keepalive_ping(now)
-                if deadline is not None and now >= deadline:
-                    return False
-                continue
-            if not data:
-                self._connection_lost()
-                return False
-            keepalive.heard(time.monotonic())
-            self._events.extend(self._connection.receive_data(data))
-            return True
-
-    def _time_to_wait(self, deadline: float | None) -> float | None:
-        """Seconds until something is due: the deadline, a ping, a ping's timeout."""
-        due = self._keepalive.due()
-        if deadline is not None and (due is None or deadline < due):
-            due = deadline
-        return None if due is None else due - time.monotonic()
-
-    def _send_keepalive_ping(self, now: float) -> None:
-        self._keepalive.ping_sent(now)
-        if self._transport.mode is not WriteMode.BLOCKING:
-            # Never blocks: a peer that stopped reading must not keep this
-            # thread from noticing that the ping goes unanswered.
-            if self._connection.can_send and not self.closed:
-                try:
-                    self.deliver(self._connection.send_ping(b"keepalive"))
-                except ProtocolError:
-                    pass  # a close frame went out meanwhile
-            return
-        try:
-            self._send_control(self._connection.send_ping, b"keepalive")
-        except WebSocketError:
-            pass
+    def send_keepalive_ping(self) -> None:
+        """Internal (the reader calls it): a keepalive ping, sent without blocking if it can."""
+        self._sender.keepalive_ping(self)
 
     # -- hooks a subclass may override ----------------------------------------
 
@@ -398,20 +342,8 @@ class WebSocket:
         """
         assert self._connection.close_received is not None  # the core parsed it
         code, reason = self._connection.close_received
-        with self._send_lock:
-            if self._connection.close_sent is None:
-                # Echo the peer's code (RFC 6455 5.5.1); a close without a
-                # code is answered by a close without one.
-                frame = self._connection.send_close(
-                    None if code == CloseCode.NO_STATUS_RCVD else code)
-                try:
-                    # Frames queued before the close go first (within close_timeout).
-                    self._outgoing.drain(self._transport, _deadline(self.close_timeout),
-                                         seal=True)
-                    self._transport.send_bounded(frame, self.close_timeout)
-                except OSError:
-                    pass
-        self._mark_closed(code, reason)
+        self._sender.answer_close(code, self.close_timeout)
+        self.mark_closed(code, reason)
 
     # -- sending ------------------------------------------------------------
 
@@ -439,16 +371,16 @@ class WebSocket:
                             % type(message).__name__)
         if self._opening is not None:
             self._accept_on_first_use()
-        with self._send_lock:
+        sender = self._sender
+        with sender.lock:
             if self.closed:
                 raise self._closed_error()
             try:
                 frame = self._connection.send_message(message, binary, do_compress)
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
-            self._sendall(frame)
-        if self._outgoing:
-            self._wake_writer()  # frames queued while we held the lock
+            sender.sendall(self, frame)
+        sender.wake_writer_if_queued(self)  # frames queued while we held the lock
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the peer's pong goes to ``handle_pong(payload)``.
@@ -465,37 +397,12 @@ class WebSocket:
         self._send_control(self._connection.send_ping, payload)
 
     def _send_control(self, build_frame: Callable[[bytes], bytes], payload: bytes) -> None:
-        with self._send_lock:
+        sender = self._sender
+        with sender.lock:
             if self.closed or not self._connection.can_send:
                 raise self._closed_error()
-            self._sendall(build_frame(payload))
-        if self._outgoing:
-            self._wake_writer()
-
-    def _sendall(self, frame: bytes) -> None:
-        # Called with the send lock held: frames of two messages never interleave.
-        # A peer that takes none of our bytes for ping_timeout seconds is as
-        # dead as one that leaves a ping unanswered: the send fails (1006)
-        # rather than hold this thread, and the send lock, for ever.
-        transport = self._transport
-        try:
-            rest: bytes | bytearray | memoryview | None = frame
-            if self._outgoing:  # what deliver() queued goes first
-                self._outgoing.drain(transport, None, stall=self._keepalive.timeout)
-            else:  # the usual case: the socket takes the whole frame at once
-                rest = transport.send_at_once(frame)
-            if rest is not None:
-                transport.send_bounded(rest, self._keepalive.timeout)
-        except OSError as error:
-            self._lost_while_sending(error)
-            raise ConnectionClosed(_ABNORMAL, str(error)) from error
-
-    def _lost_while_sending(self, error: OSError) -> None:
-        # The send lock is held.
-        self.logger.debug("%r: socket error while sending: %s", self, error)
-        self._connection.fail(_ABNORMAL)
-        self._mark_closed(_ABNORMAL, "")
-        self._transport.shutdown()
+            sender.sendall(self, build_frame(payload))
+        sender.wake_writer_if_queued(self)
 
     # -- closing ------------------------------------------------------------
 
@@ -524,76 +431,53 @@ class WebSocket:
     def _await_close_reply(self, code: int, message: str) -> None:
         timeout = self.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._read_lock.acquire(blocking=False):
+        reader = self._reader
+        if reader.lock.acquire(blocking=False):
             try:
-                self._read_until_close(deadline)
+                reader.read_until_close(self, deadline)
             finally:
-                self._read_lock.release()
+                reader.lock.release()
         else:
             # Another thread is in receive(); it will see the answer.
             self._closed_event.wait(timeout)
         if not self.closed:
-            self._mark_closed(code, message)
+            self.mark_closed(code, message)
 
-    def _read_until_close(self, deadline: float | None) -> None:
-        """Discard what arrives until the peer's close frame (RFC 6455 1.4)."""
-        while not self.closed:
-            while self._events:
-                event = self._events.popleft()
-                if type(event) is CloseReceived:
-                    self._mark_closed(event.code, event.reason)
-                    return
-                if type(event) is Failure:
-                    self._fail(event.code, event.reason)
-                    return
-            if not self._read(deadline) and deadline is not None \
-                    and time.monotonic() >= deadline:
-                return
+    def fail_connection(self, code: int, reason: str, close_code: int | None = None) -> None:
+        """Fail the connection: close frame with ``code`` if possible, then drop TCP.
 
-    def _fail(self, code: int, reason: str, close_code: int | None = None) -> None:
-        """Fail the connection: close frame with ``code`` if possible, then drop TCP."""
+        Internal (the reader calls it too). ``close_code``: the code the
+        connection is marked closed with, when not ``code``.
+        """
         self.logger.debug("%r: failing the connection with %d: %s", self, code, reason)
-        with self._send_lock:
-            started = self._outgoing.drop()  # a frame partly sent: no close frame can follow
-            frame = self._connection.fail(code, reason)
-            if frame and not started:
-                try:
-                    self._transport.send_bounded(frame, self.close_timeout)
-                except OSError:
-                    pass
-        self._mark_closed(close_code or code, reason)
+        self._sender.fail(code, reason, self.close_timeout)
+        self.mark_closed(close_code or code, reason)
 
-    def _connection_lost(self) -> None:
-        self._connection.fail(_ABNORMAL)
-        self._mark_closed(_ABNORMAL, "")
+    def mark_closed(self, code: int, reason: str) -> None:
+        """The connection ended with ``code`` and ``reason``: closed, and its socket ended.
 
-    def _mark_closed(self, code: int, reason: str) -> None:
+        Internal (the sending side calls it when the socket fails); closing
+        again keeps the first code and reason.
+        """
         first_time = not self.closed
         if first_time:
             self.closed = True
             self.close_code = code
             self.close_reason = reason
-        self._outgoing.drop()
-        sock = self._transport.sock
-        if self._in_writer:
-            self._in_writer = False
-            writer.forget(self, sock)
+        self._sender.stop(self)
         if self.side == SERVER:
             # RFC 6455 7.1.1: the server ends TCP first. Half-closing now
             # sends the FIN promptly even if the application goes on for a
             # while; the socket object stays with its owner, who closes it.
-            shutdown_quietly(sock, socket.SHUT_WR)
+            self._transport.shutdown(socket.SHUT_WR)
         elif first_time:
             # A client owns its socket. After a clean closing handshake it
             # waits for the server's FIN (RFC 6455 7.1.1); otherwise it drops
             # the connection at once, waking any thread blocked on it.
             connection = self._connection
-            if connection.close_sent is not None and connection.close_received is not None \
-                    and not connection.failed:
-                close_socket(sock, linger=self.close_timeout)
-            else:
-                shutdown_quietly(sock, socket.SHUT_RDWR)
-                sock.close()
+            clean = connection.close_sent is not None \
+                and connection.close_received is not None and not connection.failed
+            self._transport.close(linger=self.close_timeout if clean else None)
         self._closed_event.set()
         if self._closed_callback is not None:
             self._closed_callback()
@@ -623,9 +507,9 @@ class WebSocket:
         Called by the constructor, or by the middleware's opener before the 101.
         """
         self.sock = sock
-        self._transport = SocketTransport(sock)
-        if initial_data:
-            self._events.extend(self._connection.receive_data(initial_data))
+        self._transport = transport = SocketTransport(sock)
+        self._sender.attach(transport)
+        self._reader.attach(transport, initial_data)
 
     def send_opening(self, response: bytes, admit: Callable[[], object]) -> bool:
         """The middleware's opener: send the 101 (``response``) as the first bytes on the socket.
@@ -635,18 +519,7 @@ class WebSocket:
         follows the 101. Returns False when the client left meanwhile (the
         WebSocket is then closed, 1006).
         """
-        sent = True
-        with self._send_lock:
-            admit()
-            try:
-                self._transport.sock.sendall(response)
-            except OSError as error:
-                self.logger.debug("client left during the handshake: %s", error)
-                self._mark_closed(_ABNORMAL, "")
-                sent = False
-        if self._outgoing:
-            self._wake_writer()  # a broadcast came meanwhile
-        return sent
+        return self._sender.send_opening(self, response, admit)
 
     def when_accepted(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once the 101 went out: now if it did (a hub joins that way)."""
@@ -672,33 +545,13 @@ class WebSocket:
         the peer does not take holds the send lock): the connection is then
         dropped. The server's stop() gives each a share of its own timeout.
         """
-        timeout = self.close_timeout if timeout is None else timeout
-        deadline = _deadline(timeout)
-        if not self._send_lock.acquire(timeout=-1 if timeout is None else timeout):
-            self._mark_closed(_ABNORMAL, "")
-            self._transport.shutdown()  # the stuck writer fails at once
-            return False
-        try:
-            if self.closed or not self._connection.can_send:
-                return False
-            frame = self._connection.send_close(code, message)
-            try:
-                # Frames queued before the close go first (within the timeout).
-                self._outgoing.drain(self._transport, deadline, seal=True)
-                self._transport.send_bounded(frame, None if deadline is None
-                                             else max(deadline - time.monotonic(), 0))
-            except OSError:
-                self._mark_closed(_ABNORMAL, "")
-                self._transport.shutdown()
-                return False
-        finally:
-            self._send_lock.release()
-        return True
+        return self._sender.send_close(
+            self, code, message, self.close_timeout if timeout is None else timeout)
 
     @property
     def writes_without_blocking(self) -> bool:
         """False for green sockets (gevent, eventlet): no reactor, no writer thread for them."""
-        return self._transport.mode is not WriteMode.BLOCKING
+        return self._sender.writes_without_blocking
 
     def keepalive_due(self) -> float | None:
         """When keepalive has something to do (``time.monotonic()``), or None: never."""
@@ -721,132 +574,13 @@ class WebSocket:
         not read: the connection is closed with 1013 and its socket shut
         down, so that its own thread wakes up and the application sees the end.
         """
-        transport = self._transport
-        if transport.mode is WriteMode.BLOCKING:
-            return self._deliver_blocking(frame)
-        if self.closed:
-            return False
-        if not self._send_lock.acquire(blocking=False):
-            return self._queue_for_writer(frame)  # someone is writing
-        try:
-            if self.closed or not self._connection.can_send:
-                return False
-            try:
-                if self._outgoing:
-                    overflow = self._outgoing.push(frame)
-                    if overflow is False:
-                        self._outgoing.flush(transport)
-                else:
-                    sent = transport.send_nowait([frame])
-                    if sent == len(frame):
-                        return True
-                    overflow = self._outgoing.push_rest(frame, sent, transport.mode)
-                if overflow is None:
-                    return False  # closing meanwhile
-            except OSError as error:
-                self._lost_while_sending(error)
-                return False
-            if overflow:
-                self._overflow(have_lock=True)
-                return False
-        finally:
-            self._send_lock.release()
-        if self._outgoing:
-            self._wake_writer()
-        return True
-
-    def _queue_for_writer(self, frame: bytes) -> bool:
-        """``deliver`` without the send lock: the frame waits, the writer sends it later."""
-        overflow = self._outgoing.push(frame)
-        if overflow is None:
-            return False
-        if overflow:
-            self._overflow(have_lock=False)
-            return False
-        self._wake_writer()
-        return True
-
-    def _deliver_blocking(self, frame: bytes) -> bool:
-        """For sockets that cannot send without blocking here (gevent, eventlet)."""
-        with self._send_lock:
-            if self.closed or not self._connection.can_send:
-                return False
-            try:
-                self._sendall(frame)
-            except ConnectionClosed:
-                return False
-        return True
+        return self._sender.deliver(self, frame)
 
     def write_queued(self) -> bool:
         """The writer thread's turn; True when the writer has nothing more to do here."""
-        if not self._send_lock.acquire(blocking=False):
-            return True  # whoever holds it wakes the writer again if frames are left
-        try:
-            if self.closed:
-                return True
-            try:
-                return self._outgoing.flush(self._transport)
-            except OSError as error:
-                self._lost_while_sending(error)
-                return True
-        finally:
-            self._send_lock.release()
-
-    def _wake_writer(self) -> None:
-        self._in_writer = True
-        writer.want(self, self._transport.sock)
-
-    def _overflow(self, have_lock: bool) -> None:
-        """More than max_queue bytes wait: close with 1013 and shut the socket."""
-        started = self._outgoing.drop(unless_sealed=True)
-        if started is None:
-            return  # closing already
-        self.logger.warning("%r: closing with %d: more than %d bytes wait to be sent, the "
-                            "client does not read fast enough", self, OVERFLOW_CODE,
-                            self.max_queue)
-        if have_lock or self._send_lock.acquire(blocking=False):
-            try:
-                frame = self._connection.fail(OVERFLOW_CODE, OVERFLOW_REASON)
-                if frame and not started:
-                    try:
-                        self._transport.send_nowait([frame])  # best effort: its buffer is full
-                    except OSError:
-                        pass
-            finally:
-                if not have_lock:
-                    self._send_lock.release()
-        self._mark_closed(OVERFLOW_CODE, OVERFLOW_REASON)
-        self._transport.shutdown()  # wakes the connection's thread
+        return self._sender.write_queued(self)
 
 
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def finish_connection(sock: socket.socket, linger: float | None = 1.0) -> None:
-    """Send our FIN, then read until the peer's FIN (at most ``linger`` seconds; None: no limit).
-
-    Closing a socket that still has unread bytes makes the kernel send a
-    reset, which can destroy the close frame before the peer reads it;
-    draining first avoids that.
-    """
-    shutdown_quietly(sock, socket.SHUT_WR)
-    deadline = _deadline(linger)
-    try:
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            if not sock.recv(READ_SIZE):
-                break
-    except OSError:
-        pass
-
-
-def close_socket(sock: socket.socket, linger: float | None = 1.0) -> None:
-    """Close a socket after its WebSocket ended, without losing the last frames."""
-    try:
-        finish_connection(sock, linger)
-    finally:
-        sock.close()
+# Closing a socket without losing the last frames: the adapters use them too.
+finish_connection = _transport.finish_connection
+close_socket = _transport.close_socket
