@@ -45,11 +45,14 @@ class OutgoingQueue:
 
     Attributes:
         max_bytes (int | None): More bytes waiting than this is an overflow; None: no limit.
+        frames (collections.deque): The frames waiting, to be read only (changed
+            under the queue's lock): truthy when any wait, checked on every send.
     """
 
     def __init__(self, max_bytes: int | None) -> None:
         self.max_bytes = max_bytes
-        self._frames: collections.deque[Buffer] = collections.deque()
+        self.frames: collections.deque[Buffer] = collections.deque()
+        self._frames = self.frames
         self._bytes = 0  # in _frames
         self._lock = threading.Lock()  # guards every field
         self._sealed = False  # closing or closed: nothing more is queued

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._transport import Buffer, SocketTransport, WriteMode
+from ._transport import MSG_DONTWAIT, Buffer, SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
 
@@ -65,13 +65,18 @@ class Sender:
                  stall: float | None) -> None:
         self.lock = threading.Lock()
         self.queue = OutgoingQueue(max_queue)
+        self.waiting = self.queue.frames  # truthy when frames wait (read on every send)
         self.transport: SocketTransport  # set by attach()
         self.stall = stall
         self._connection = connection
         self._in_writer = False  # the writer thread watches our socket
+        # sock.send of a plain socket, for the usual case: the whole frame at once
+        self._send_dontwait: Callable[[Buffer, int], int] | None = None
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
+        if transport.mode is WriteMode.DONTWAIT:
+            self._send_dontwait = transport.sock.send
 
     @property
     def writes_without_blocking(self) -> bool:
@@ -91,13 +96,19 @@ class Sender:
         """
         transport = self.transport
         try:
-            rest: Buffer | None = frame
-            if self.queue:  # what deliver() queued goes first
+            rest: Buffer = frame
+            if self.waiting:  # what deliver() queued goes first
                 self.queue.drain(transport, None, stall=self.stall)
-            else:  # the usual case: the socket takes the whole frame at once
-                rest = transport.send_at_once(frame)
-            if rest is not None:
-                transport.send_bounded(rest, self.stall)
+            elif self._send_dontwait is not None:
+                # The usual case: the socket takes the whole frame at once.
+                try:
+                    sent = self._send_dontwait(frame, MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(frame):
+                    return
+                rest = memoryview(frame)[sent:]
+            transport.send_bounded(rest, self.stall)
         except OSError as error:
             self.lost(owner, error)
             raise ConnectionClosed(_ABNORMAL, str(error)) from error
@@ -225,7 +236,7 @@ class Sender:
             if owner.closed or not self._connection.can_send:
                 return False
             try:
-                if self.queue:
+                if self.waiting:
                     overflow = self.queue.push(frame)
                     if overflow is False:
                         self.queue.flush(transport)
@@ -255,7 +266,7 @@ class Sender:
         if overflow:
             self._overflow(owner, have_lock=False)
             return False
-        self._wake_writer(owner)
+        self.wake_writer(owner)
         return True
 
     def _deliver_blocking(self, owner: SenderOwner, frame: bytes) -> bool:
@@ -286,10 +297,11 @@ class Sender:
 
     def wake_writer_if_queued(self, owner: SenderOwner) -> None:
         """Have the writer thread send what waits (call it after releasing the lock)."""
-        if self.queue:
-            self._wake_writer(owner)
+        if self.waiting:
+            self.wake_writer(owner)
 
-    def _wake_writer(self, owner: SenderOwner) -> None:
+    def wake_writer(self, owner: SenderOwner) -> None:
+        """Have the writer thread send what waits."""
         self._in_writer = True
         writer.want(owner, self.transport.sock)
 

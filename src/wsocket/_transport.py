@@ -29,7 +29,7 @@ __all__ = ["WriteMode", "SocketTransport", "green_library", "no_delay", "finish_
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 # Errors of a send or recv that would block: the socket is fine, try again later.
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _GREEN_LIBRARIES = ("gevent", "eventlet")
@@ -141,7 +141,7 @@ class SocketTransport:
             sock = self.sock
             try:
                 if wait is not None and wait <= 0:
-                    return sock.recv(READ_SIZE, _DONTWAIT)
+                    return sock.recv(READ_SIZE, MSG_DONTWAIT)
                 if wait is None:
                     if self._receive_timeout:
                         self._set_receive_timeout(0)
@@ -181,11 +181,6 @@ class SocketTransport:
             self._poller = _readable_waiter(self.sock)
         return self._poller(timeout)
 
-    def cork_while_busy(self) -> None:
-        """Cork (when it can) while the app answers messages that arrived together."""
-        if self.can_cork and not self.corked:
-            self.cork(True)
-
     def cork(self, on: bool) -> None:
         """TCP_CORK: the kernel holds what is sent until uncorked (at most 200 ms).
 
@@ -202,23 +197,6 @@ class SocketTransport:
 
     # -- writing (the caller holds the WebSocket's send lock) -----------------------------
 
-    def send_at_once(self, frame: Buffer) -> Buffer | None:
-        """Write what the socket takes of ``frame`` now, without waiting.
-
-        Returns None when all of it went (the usual case), else what is left.
-        Only plain sockets (``WriteMode.DONTWAIT``) try; others return
-        ``frame`` whole. Raises OSError when the socket fails.
-        """
-        if self.mode is not WriteMode.DONTWAIT:
-            return frame
-        try:
-            sent = self.sock.send(frame, _DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        if sent == len(frame):
-            return None
-        return memoryview(frame)[sent:]
-
     def send_nowait(self, buffers: Sequence[Buffer]) -> int:
         """Write what the socket takes now of ``buffers``; returns the bytes written.
 
@@ -231,8 +209,8 @@ class SocketTransport:
         if self.mode is WriteMode.DONTWAIT:
             try:
                 if len(buffers) == 1:
-                    return sock.send(buffers[0], _DONTWAIT)
-                return sock.sendmsg(buffers, (), _DONTWAIT)
+                    return sock.send(buffers[0], MSG_DONTWAIT)
+                return sock.sendmsg(buffers, (), MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return 0
         timeout = sock.gettimeout()

@@ -14,75 +14,56 @@ the connection is closed properly and the socket released.
 
 from .adapters import UnsupportedServer, find_adapter, request_http_version, unsupported_server
 from .errors import ConnectionClosed, HandshakeError
-from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
-from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
+from .options import DEFAULTS, MiddlewareOptions, check_option_names
 from .protocol.handshake import (
     check_extra_headers, choose_subprotocol, headers_from_environ, is_upgrade_request,
     server_handshake,
 )
 from .hub import Hub
-from .websocket import (
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
-    WebSocket, logger,
-)
+from .websocket import WebSocket, logger
 
 __all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS", "check_options"]
 
+# Every option and its default, for reference (the options are checked and
+# held by ``MiddlewareOptions``, wsocket.options).
 DEFAULT_OPTIONS = {
     "allowed_origins": None,  # None: any origin; else a list of exact Origin values
-    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+    "max_message_size": DEFAULTS.max_message_size,
     "compression": True,
-    "compression_level": DEFAULT_COMPRESSION_LEVEL,  # zlib's, 1 (fastest) to 9 (smallest)
-    "ping_interval": DEFAULT_PING_INTERVAL,
-    "ping_timeout": DEFAULT_PING_TIMEOUT,
-    "close_timeout": DEFAULT_CLOSE_TIMEOUT,
+    "compression_level": DEFAULTS.compression_level,  # zlib's, 1 (fastest) to 9 (smallest)
+    "ping_interval": DEFAULTS.ping_interval,
+    "ping_timeout": DEFAULTS.ping_timeout,
+    "close_timeout": DEFAULTS.close_timeout,
     "websocket_class": None,  # None: the class attribute websocket_class
     # frames in one message; None: one per 64 bytes of max_message_size, at least 1,024
-    "max_fragments": None,
-    "max_queue": DEFAULT_MAX_QUEUE,  # bytes a slow client may have waiting; None: no limit
+    "max_fragments": DEFAULTS.max_fragments,
+    "max_queue": DEFAULTS.max_queue,  # bytes a slow client may have waiting; None: no limit
     "hub": None,  # a Hub, a backend URL, or None: WSOCKET_HUB, else in memory
 }
 
 
 def check_options(options):
     """Raise TypeError for options the middleware does not know."""
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise TypeError("unknown option(s) %s; known: %s" % (
-            ", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_OPTIONS))))
+    check_option_names(options)
 
 
 class WebSocketMiddleware:
     """Wraps a WSGI ``app`` and gives it WebSockets.
 
     ``protocols`` lists the subprotocols the app speaks, in order of
-    preference. Options: see ``DEFAULT_OPTIONS``.
+    preference. Options: see ``DEFAULT_OPTIONS``; they are checked once into
+    ``self.options`` (a ``MiddlewareOptions``).
     """
 
     websocket_class = WebSocket
 
     def __init__(self, app, protocols=None, **options):
-        check_options(options)
         self.app = app
         self.protocols = list(protocols) if protocols else []
-        settings = dict(DEFAULT_OPTIONS, **options)
-        if settings["allowed_origins"] is not None:
-            if isinstance(settings["allowed_origins"], str):
-                raise TypeError("allowed_origins must be a list of origins, not a string")
-            settings["allowed_origins"] = frozenset(settings["allowed_origins"])
-        if settings["websocket_class"] is not None:
-            self.websocket_class = settings["websocket_class"]
-        self.allowed_origins = settings["allowed_origins"]
-        self.max_message_size = settings["max_message_size"]
-        self.compression = settings["compression"]
-        check_compression_level(settings["compression_level"])
-        self.compression_level = settings["compression_level"]
-        self.ping_interval = settings["ping_interval"]
-        self.ping_timeout = settings["ping_timeout"]
-        self.close_timeout = settings["close_timeout"]
-        self.max_queue = settings["max_queue"]
-        self.max_fragments = settings["max_fragments"]
-        hub = settings["hub"]
+        self.options = MiddlewareOptions.from_keywords(**options)
+        if self.options.websocket_class is not None:
+            self.websocket_class = self.options.websocket_class
+        hub = self.options.hub
         # Broadcast and rooms: every WebSocket served here is a client of it.
         self.hub = hub if isinstance(hub, Hub) else Hub(hub)
 
@@ -101,7 +82,7 @@ class WebSocketMiddleware:
             handshake = server_handshake(
                 headers, environ.get("REQUEST_METHOD", "GET"),
                 request_http_version(environ), self.protocols,
-                self.allowed_origins, self.compression)
+                self.options.allowed_origins, self.options.compression)
         except HandshakeError as error:
             # The reason may quote the request's headers (its Origin, say):
             # nothing of those is logged at the default level.
@@ -118,12 +99,9 @@ class WebSocketMiddleware:
     def make_websocket(self, environ, handshake, opener):
         """The app's WebSocket for an upgrade request, before its 101 (``opener`` sends it)."""
         return self.websocket_class(
-            None, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
-            version=handshake.version, origin=handshake.origin,
-            max_message_size=self.max_message_size, ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
-            max_queue=self.max_queue, max_fragments=self.max_fragments,
-            compression_level=self.compression_level, opener=opener)
+            None, environ, options=self.options.websocket, subprotocol=handshake.subprotocol,
+            deflate=handshake.deflate, version=handshake.version, origin=handshake.origin,
+            opener=opener)
 
     def _inner(self, environ, start_response):
         websocket = environ["wsgi.websocket"]
@@ -135,7 +113,8 @@ class WebSocketMiddleware:
         if upgrade is not None and not websocket.accepted:
             # Not accepted yet: this middleware's own checks still hold (the
             # outer one, wsocket's server's say, knows nothing of them).
-            if self.allowed_origins is not None and websocket.origin not in self.allowed_origins:
+            allowed = self.options.allowed_origins
+            if allowed is not None and websocket.origin not in allowed:
                 logger.info("refused WebSocket upgrade of %s: 403", environ.get("PATH_INFO"))
                 return _plain_response(start_response, 403,
                                        "origin not allowed: %s" % websocket.origin)

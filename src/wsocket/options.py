@@ -14,7 +14,7 @@ from typing import Any
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
 
-__all__ = ["WebSocketOptions", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
+__all__ = ["WebSocketOptions", "MiddlewareOptions", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
            "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_QUEUE"]
 
 DEFAULT_PING_INTERVAL = 20.0
@@ -68,6 +68,60 @@ class WebSocketOptions:
     def names(cls) -> frozenset[str]:
         """The option names."""
         return frozenset(field.name for field in dataclasses.fields(cls))
+
+
+@dataclasses.dataclass(frozen=True)
+class MiddlewareOptions:
+    """The options of ``WSocketApp`` and the middleware: how upgrades are checked, and
+    the ``WebSocketOptions`` every WebSocket made here gets.
+
+    Attributes:
+        allowed_origins (frozenset[str] | None): None: any origin; else the exact
+            ``Origin`` values accepted.
+        compression (bool): Negotiate permessage-deflate when the client offers it.
+        websocket_class (type | None): None: the middleware's class attribute
+            ``websocket_class``.
+        hub (Hub | str | None): A ``Hub``, a backend URL, or None: ``WSOCKET_HUB``,
+            else in memory.
+        websocket (WebSocketOptions): Handed whole to each WebSocket.
+    """
+
+    allowed_origins: frozenset[str] | None = None
+    compression: bool = True
+    websocket_class: type | None = None
+    hub: Any = None
+    websocket: WebSocketOptions = dataclasses.field(default_factory=WebSocketOptions)
+
+    def __post_init__(self) -> None:
+        origins: object = self.allowed_origins  # any iterable of str, as given
+        if origins is not None:
+            if isinstance(origins, str):
+                raise TypeError("allowed_origins must be a list of origins, not a string")
+            # a list given to the constructor becomes a frozenset, as frozen as the rest
+            object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins or ()))
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """Every option name ``from_keywords`` takes."""
+        own = {field.name for field in dataclasses.fields(cls)} - {"websocket"}
+        return frozenset(own) | WebSocketOptions.names()
+
+    @classmethod
+    def from_keywords(cls, **options: Any) -> MiddlewareOptions:
+        """``WSocketApp(**options)``'s options, checked: TypeError for an unknown name."""
+        check_option_names(options)
+        websocket = {name: options.pop(name) for name in list(options)
+                     if name in WebSocketOptions.names()}
+        return cls(websocket=WebSocketOptions(**websocket), **options)
+
+
+def check_option_names(options: Any) -> None:
+    """Raise TypeError for option names the middleware does not know."""
+    known = MiddlewareOptions.names()
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError("unknown option(s) %s; known: %s" % (
+            ", ".join(sorted(unknown)), ", ".join(sorted(known))))
 
 
 def _check_timeout(name: str, value: object) -> None:

@@ -262,8 +262,10 @@ class WebSocket:
                     continue
                 event = events.popleft()
                 if type(event) is Message:
-                    if events:  # more came with it: what the app sends meanwhile leaves in one go
-                        self._transport.cork_while_busy()
+                    transport = self._transport
+                    if events and transport.can_cork and not transport.corked:
+                        # More came with it: what the app sends meanwhile leaves in one go.
+                        transport.cork(True)
                     return event.data
                 if not self._act_on(event):
                     return None  # the connection failed
@@ -380,7 +382,8 @@ class WebSocket:
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
             sender.sendall(self, frame)
-        sender.wake_writer_if_queued(self)  # frames queued while we held the lock
+        if sender.waiting:
+            sender.wake_writer(self)  # frames queued while we held the lock
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the peer's pong goes to ``handle_pong(payload)``.
