@@ -12,15 +12,32 @@ and the connection closed after it. Once the app returns from a WebSocket,
 the connection is closed properly and the socket released.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
 from .adapters import UnsupportedServer, find_adapter, request_http_version, unsupported_server
 from .errors import ConnectionClosed, HandshakeError
+from .hub import Hub
 from .options import DEFAULTS, MiddlewareOptions, check_option_names
+from .protocol.codes import CloseCode
 from .protocol.handshake import (
-    check_extra_headers, choose_subprotocol, headers_from_environ, is_upgrade_request,
+    check_extra_headers,
+    choose_subprotocol,
+    headers_from_environ,
+    is_upgrade_request,
     server_handshake,
 )
-from .hub import Hub
 from .websocket import WebSocket, logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+    from ._opening import HeadersArg
+    from .websocket import Environ, WebSocketOpener
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], "Iterable[bytes]"]
 
 __all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS", "check_options"]
 
@@ -42,7 +59,7 @@ DEFAULT_OPTIONS = {
 }
 
 
-def check_options(options):
+def check_options(options: Mapping[str, object]) -> None:
     """Raise TypeError for options the middleware does not know."""
     check_option_names(options)
 
@@ -55,9 +72,10 @@ class WebSocketMiddleware:
     ``self.options`` (a ``MiddlewareOptions``).
     """
 
-    websocket_class = WebSocket
+    websocket_class: type[WebSocket] = WebSocket
 
-    def __init__(self, app, protocols=None, **options):
+    def __init__(self, app: WSGIApp, protocols: Iterable[str] | None = None,
+                 **options: Any) -> None:
         self.app = app
         self.protocols = list(protocols) if protocols else []
         self.options = MiddlewareOptions.from_keywords(**options)
@@ -67,7 +85,7 @@ class WebSocketMiddleware:
         # Broadcast and rooms: every WebSocket served here is a client of it.
         self.hub = hub if isinstance(hub, Hub) else Hub(hub)
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         headers = headers_from_environ(environ)
         if not is_upgrade_request(headers):
             return self.app(environ, start_response)
@@ -96,14 +114,15 @@ class WebSocketMiddleware:
                 _plain_response(start_response, error.status, str(error), headers), adapter)
         return _Upgrade(self, environ, start_response, handshake, adapter).run()
 
-    def make_websocket(self, environ, handshake, opener):
+    def make_websocket(self, environ: Environ, handshake: Any,
+                       opener: WebSocketOpener) -> WebSocket:
         """The app's WebSocket for an upgrade request, before its 101 (``opener`` sends it)."""
         return self.websocket_class(
             None, environ, options=self.options.websocket, subprotocol=handshake.subprotocol,
             deflate=handshake.deflate, version=handshake.version, origin=handshake.origin,
             opener=opener)
 
-    def _inner(self, environ, start_response):
+    def _inner(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         websocket = environ["wsgi.websocket"]
         hub = self.hub
         if environ.get("wsocket.hub") is hub:
@@ -145,30 +164,32 @@ class _Upgrade:
     WebSocket can no longer be accepted.
     """
 
-    def __init__(self, middleware, environ, start_response, handshake, adapter):
+    def __init__(self, middleware: WebSocketMiddleware, environ: Environ,
+                 start_response: StartResponse, handshake: Any, adapter: Any) -> None:
         self.middleware = middleware
         self.environ = environ
         self.server_start_response = start_response
         self.handshake = handshake
         self.adapter = adapter
-        self.hubs = [middleware.hub]  # the WebSocket joins each with its 101
-        self.websocket = None
-        self.transport = None  # the adapter, once it took the connection over
-        self.server = None  # wsocket's server, told of the WebSocket once open
-        self.unsupported = None  # UnsupportedServer, when the app accepted on such a server
-        self.status = None  # the app's start_response
-        self.headers = None
+        self.hubs: list[Hub] = [middleware.hub]  # the WebSocket joins each with its 101
+        self.websocket: WebSocket  # made by run()
+        self.transport: Any = None  # the adapter, once it took the connection over
+        self.server: Any = None  # wsocket's server, told of the WebSocket once open
+        # set when the app accepted on a server that cannot hand its socket over
+        self.unsupported: UnsupportedServer | None = None
+        self.status: Any = None  # the app's start_response
+        self.headers: Any = None
         self.response_started = False  # the HTTP answer is going out: too late to accept
-        self.server_write = None
+        self.server_write: Callable[[bytes], object] | None = None
         self.detached = False
 
     @property
-    def accepted(self):
+    def accepted(self) -> bool:
         return self.transport is not None
 
     # -- the app's run ----------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> Iterable[bytes]:
         environ = self.environ
         websocket = self.websocket = self.middleware.make_websocket(
             environ, self.handshake, self._open)
@@ -177,8 +198,9 @@ class _Upgrade:
         environ["wsgi.websocket_version"] = self.handshake.version
         environ["wsocket.upgrade"] = self
         self._offer_detach()
-        result = None
-        first = None
+        result: Iterable[bytes] | None = None
+        first: bytes | None = None
+        chunks: Iterator[bytes] = iter(())
         try:
             result = self.middleware.app(environ, self.start_response)
             chunks = iter(result) if result is not None else iter(())
@@ -210,7 +232,7 @@ class _Upgrade:
             logger.exception("error in WebSocket application for %s", websocket.path)
             if not websocket.closed:
                 try:
-                    websocket.close(1011, "internal error")
+                    websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
                 except OSError:
                     pass
         except BaseException:
@@ -226,17 +248,19 @@ class _Upgrade:
         self._warn_about_dropped_response()
         if not self.detached:
             self._end()
-        return self.transport.response()
+        response: Iterable[bytes] = self.transport.response()
+        return response
 
     @staticmethod
-    def _first_chunk(chunks):
+    def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:
         """Run the app's body to its first non-empty chunk (or its end); it may accept meanwhile."""
         for chunk in chunks:
             if chunk:
                 return chunk
         return None
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(self, status: Any, headers: Any,
+                       exc_info: Any = None) -> Callable[[bytes], object]:
         """The app's ``start_response``: kept until the app's answer is known."""
         if exc_info is not None and self.response_started:
             # Too late to change the answer: the server re-raises.
@@ -245,18 +269,20 @@ class _Upgrade:
         self.headers = headers
         return self.write
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """The app's legacy ``write()``: starts the HTTP answer, unless the app accepted."""
         if self.accepted:
             return
         if not self.response_started and not self._start_http_answer():
             return  # accepted meanwhile, by another thread
         self._send_status()
-        self.server_write(data)
+        server_write = self.server_write
+        assert server_write is not None  # _send_status() set it
+        server_write(data)
 
     # -- answering with HTTP ------------------------------------------------------------
 
-    def _start_http_answer(self):
+    def _start_http_answer(self) -> bool:
         """From now on the WebSocket cannot be accepted; False if it was meanwhile."""
         if not self.websocket.decline(
                 "too late to accept the WebSocket for %s: the app answered the request with "
@@ -265,7 +291,7 @@ class _Upgrade:
         self.response_started = True
         return True
 
-    def _send_status(self):
+    def _send_status(self) -> None:
         if self.server_write is not None:
             return
         if self.status is None:
@@ -276,7 +302,8 @@ class _Upgrade:
             headers = self.adapter.close_after_response(headers)
         self.server_write = self.server_start_response(self.status, headers)
 
-    def _http_answer(self, first, chunks, result):
+    def _http_answer(self, first: bytes | None, chunks: Iterator[bytes],
+                     result: Iterable[bytes] | None) -> Iterable[bytes]:
         if self.unsupported is not None:
             _close_result(result)
             return _plain_response(self.server_start_response, 501, str(self.unsupported))
@@ -286,7 +313,7 @@ class _Upgrade:
             return result  # as it came (a server may give a one-piece body its length)
         return _AfterResponse(_Body(first, chunks, result), self.adapter)
 
-    def _log_answer(self):
+    def _log_answer(self) -> None:
         status = str(self.status)
         path = self.websocket.path
         if status[:3] == "400" and _route_takes_no_websocket(self.middleware.app,
@@ -303,7 +330,7 @@ class _Upgrade:
 
     # -- accepting --------------------------------------------------------------------
 
-    def _open(self, websocket, protocol, headers):
+    def _open(self, websocket: WebSocket, protocol: str | None, headers: HeadersArg) -> None:
         """``websocket.accept()``: take the connection over and send the 101 (accept lock held)."""
         handshake = self.handshake
         if protocol is not None and protocol not in handshake.offered:
@@ -326,7 +353,7 @@ class _Upgrade:
         self.transport = transport
         response = handshake.response(subprotocol, extra)
 
-        def admit():
+        def admit() -> None:
             # A client that has its 101 is a client of the hub: it joins just
             # before the 101 goes, so that a broadcast made meanwhile waits
             # in its queue and follows the 101.
@@ -338,12 +365,12 @@ class _Upgrade:
             self.server = server
             server.websocket_opened(websocket)
 
-    def _offer_detach(self):
+    def _offer_detach(self) -> None:
         detach_from_server = self.environ.get("wsocket.detach")
         if detach_from_server is None:
             return
 
-        def detach():
+        def detach() -> tuple[Any, Callable[[], None]]:
             """The app goes on after it returns: returns ``(reactor, end)``.
 
             The app waits for the socket with ``reactor`` and calls
@@ -352,7 +379,7 @@ class _Upgrade:
             reactor, give_back = detach_from_server()
             self.detached = True
 
-            def end_detached():
+            def end_detached() -> None:
                 try:
                     self._end()
                 finally:
@@ -360,11 +387,11 @@ class _Upgrade:
             return reactor, end_detached
         self.environ["wsocket.detach"] = detach
 
-    def _end(self):
+    def _end(self) -> None:
         websocket = self.websocket
         if not websocket.closed:
             try:
-                websocket.close(1000)
+                websocket.close(CloseCode.NORMAL_CLOSURE)
             except OSError:
                 pass
         for hub in self.hubs:
@@ -373,7 +400,7 @@ class _Upgrade:
             self.server.websocket_closed(websocket)
         self.transport.release()
 
-    def _warn_about_dropped_response(self):
+    def _warn_about_dropped_response(self) -> None:
         status = str(self.status or "")
         if status[:1] in ("4", "5"):
             # Its 101 went out, so this answer could not: most often a framework's
@@ -385,7 +412,7 @@ class _Upgrade:
                            status, self.websocket.path)
 
 
-def _route_takes_no_websocket(app, environ):
+def _route_takes_no_websocket(app: object, environ: Environ) -> bool:
     """Whether ``app`` routes with werkzeug (Flask does) and its route lacks websocket=True.
 
     ``app`` is the wrapped WSGI callable: a Flask app, or its ``wsgi_app``
@@ -403,7 +430,7 @@ def _route_takes_no_websocket(app, environ):
     return False
 
 
-def _close_result(result):
+def _close_result(result: object) -> None:
     close = getattr(result, "close", None)
     if close is not None:
         try:
@@ -415,18 +442,18 @@ def _close_result(result):
 class _Body:
     """The app's body: its first chunk (taken already), then the rest."""
 
-    def __init__(self, first, chunks, result):
+    def __init__(self, first: bytes | None, chunks: Iterator[bytes], result: object) -> None:
         self._first = first
         self._chunks = chunks
         self._result = result
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
         yield from self._chunks
 
-    def close(self):
+    def close(self) -> None:
         close = getattr(self._result, "close", None)
         if close is not None:
             close()
@@ -435,14 +462,14 @@ class _Body:
 class _AfterResponse:
     """An HTTP answer to an upgrade request; once it is out, the adapter ends the connection."""
 
-    def __init__(self, body, adapter):
+    def __init__(self, body: Iterable[bytes], adapter: Any) -> None:
         self._body = body
         self._adapter = adapter
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
-    def close(self):
+    def close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -455,15 +482,15 @@ class _AfterResponse:
 class _ThenDiscard:
     """An app's result; closing it takes the WebSocket out of a hub."""
 
-    def __init__(self, result, hub, websocket):
+    def __init__(self, result: Iterable[bytes] | None, hub: Hub, websocket: WebSocket) -> None:
         self._result = result
         self._hub = hub
         self._websocket = websocket
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._result or ())
 
-    def close(self):
+    def close(self) -> None:
         try:
             close = getattr(self._result, "close", None)
             if close is not None:
@@ -472,11 +499,13 @@ class _ThenDiscard:
             self._hub.discard(self._websocket)
 
 
-def _plain_response(start_response, status, message, headers=()):
+def _plain_response(start_response: StartResponse, status: int, message: str,
+                    headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     from http import HTTPStatus
     body = (message + "\n").encode("utf-8")
     start_response("%d %s" % (status, HTTPStatus(status).phrase), [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
-    ] + list(headers))
+        *headers,
+    ])
     return [body]
