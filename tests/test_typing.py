@@ -20,6 +20,10 @@ RUFF_CLEAN = [
     "src/wsocket/reactor.py", "src/wsocket/protocol/__init__.py",
     "src/wsocket/protocol/codes.py", "src/wsocket/protocol/connection.py",
     "src/wsocket/protocol/deflate.py", "src/wsocket/protocol/frames.py",
+    "src/wsocket/websocket.py", "src/wsocket/options.py", "src/wsocket/_transport.py",
+    "src/wsocket/_reading.py", "src/wsocket/_sending.py", "src/wsocket/_outgoing.py",
+    "src/wsocket/_keepalive.py", "src/wsocket/_opening.py", "src/wsocket/hub.py",
+    "src/wsocket/middleware.py", "src/wsocket/app.py",
     "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
 ]
 

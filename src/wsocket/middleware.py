@@ -190,29 +190,15 @@ class _Upgrade:
     # -- the app's run ----------------------------------------------------------------
 
     def run(self) -> Iterable[bytes]:
-        environ = self.environ
-        websocket = self.websocket = self.middleware.make_websocket(
-            environ, self.handshake, self._open)
-        environ["wsgi.websocket"] = websocket
-        environ["wsocket.hub"] = self.middleware.hub
-        environ["wsgi.websocket_version"] = self.handshake.version
-        environ["wsocket.upgrade"] = self
-        self._offer_detach()
+        websocket = self._make_websocket()
         result: Iterable[bytes] | None = None
         first: bytes | None = None
         chunks: Iterator[bytes] = iter(())
         try:
-            result = self.middleware.app(environ, self.start_response)
+            result = self.middleware.app(self.environ, self.start_response)
             chunks = iter(result) if result is not None else iter(())
             if not self.accepted:
-                # The app may accept on its way to the first chunk (a generator).
-                first = self._first_chunk(chunks)
-                if not self.accepted and self.status is None and first is None:
-                    # No HTTP answer either: the app is done with the WebSocket
-                    # without a word, which ends as it always did, 101 then 1000.
-                    websocket.accept()
-                if not self.accepted:
-                    self._start_http_answer()  # False: another thread accepted just now
+                first = self._accept_or_answer(chunks)
             if self.accepted:
                 for _ in chunks:  # the rest of the app's work, when it is a generator
                     pass
@@ -250,6 +236,33 @@ class _Upgrade:
             self._end()
         response: Iterable[bytes] = self.transport.response()
         return response
+
+    def _make_websocket(self) -> WebSocket:
+        """The app's WebSocket, before its 101, in the environ with the rest the app may use."""
+        environ = self.environ
+        websocket = self.websocket = self.middleware.make_websocket(
+            environ, self.handshake, self._open)
+        environ["wsgi.websocket"] = websocket
+        environ["wsocket.hub"] = self.middleware.hub
+        environ["wsgi.websocket_version"] = self.handshake.version
+        environ["wsocket.upgrade"] = self
+        self._offer_detach()
+        return websocket
+
+    def _accept_or_answer(self, chunks: Iterator[bytes]) -> bytes | None:
+        """The app returned without accepting: accept, or start its HTTP answer.
+
+        The app may accept on its way to the first chunk (a generator),
+        which is returned (None: none).
+        """
+        first = self._first_chunk(chunks)
+        if not self.accepted and self.status is None and first is None:
+            # No HTTP answer either: the app is done with the WebSocket
+            # without a word, which ends as it always did, 101 then 1000.
+            self.websocket.accept()
+        if not self.accepted:
+            self._start_http_answer()  # False: another thread accepted just now
+        return first
 
     @staticmethod
     def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:
