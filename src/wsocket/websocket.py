@@ -131,7 +131,6 @@ class WebSocket:
         self.path: str = path or "/"
         self.do_compress = deflate is not None
         self.close_timeout = options.close_timeout
-        self.max_queue = options.max_queue
         self.closed = False
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -161,9 +160,26 @@ class WebSocket:
     def ping_interval(self) -> float | None:
         return self._keepalive.interval
 
+    @ping_interval.setter
+    def ping_interval(self, seconds: float | None) -> None:
+        self._keepalive.interval = seconds
+
     @property
     def ping_timeout(self) -> float | None:
         return self._keepalive.timeout
+
+    @ping_timeout.setter
+    def ping_timeout(self, seconds: float | None) -> None:
+        # also how long a send may make no progress before the peer is taken for dead
+        self._keepalive.timeout = self._sender.stall = seconds
+
+    @property
+    def max_queue(self) -> int | None:
+        return self._sender.queue.max_bytes
+
+    @max_queue.setter
+    def max_queue(self, size: int | None) -> None:
+        self._sender.queue.max_bytes = size
 
     @property
     def side(self) -> Side:
