@@ -97,15 +97,15 @@ def test_deliver_never_blocks_and_the_writer_sends_the_queue_in_order():
     frames = numbered_frames(300)
     try:
         for frame in frames:
-            assert websocket._deliver(frame) is True  # returns although nobody reads
-        assert websocket._queued > 100_000  # the socket took a few frames only
+            assert websocket.deliver(frame) is True  # returns although nobody reads
+        assert websocket._sender.queue.queued_bytes > 100_000  # the socket took a few frames only
         # Nobody but the writer thread sends now; reading lets it go on.
         data = bytearray()
         peer.settimeout(TIMEOUT)
         while len(data) < sum(map(len, frames)):
             data += peer.recv(65536)
         assert bytes(data) == b"".join(frames)
-        wait_for(lambda: websocket._queued == 0, what="the queue to empty")
+        wait_for(lambda: websocket._sender.queue.queued_bytes == 0, what="the queue to empty")
     finally:
         ours.close()
         peer.close()
@@ -117,8 +117,8 @@ def test_send_sends_the_queue_first():
     frames = numbered_frames(200)
     try:
         for frame in frames:
-            websocket._deliver(frame)
-        assert websocket._queued > 0
+            websocket.deliver(frame)
+        assert websocket._sender.queue.queued_bytes > 0
         sender = threading.Thread(target=websocket.send, args=("sent with send()",))
         sender.start()  # blocks until the queue and its frame are out
         expected = b"".join(frames) + serialize_frame(OP_TEXT, b"sent with send()")
@@ -141,15 +141,15 @@ def test_overflow_closes_with_1013_and_frees_the_queue(wsocket_warnings):
     try:
         accepted = 0
         for frame in frames:
-            if not websocket._deliver(frame):
+            if not websocket.deliver(frame):
                 break
             accepted += 1
         assert 40 < accepted < 200
         assert websocket.closed
         assert (websocket.close_code, websocket.close_reason) == (
             1013, "too slow: outgoing queue full")
-        assert websocket._queued == 0 and not websocket._queue
-        assert websocket._deliver(frames[0]) is False
+        assert websocket._sender.queue.queued_bytes == 0 and not websocket._sender.queue
+        assert websocket.deliver(frames[0]) is False
         with pytest.raises(ConnectionClosed) as closed:
             websocket.send("more")
         assert closed.value.code == 1013
@@ -172,7 +172,7 @@ def test_close_sends_the_queue_before_the_close_frame():
     frames = numbered_frames(100)
     try:
         for frame in frames:
-            websocket._deliver(frame)
+            websocket.deliver(frame)
         closer = threading.Thread(target=websocket.close, args=(1000, "bye"))
         closer.start()
         expected = b"".join(frames) + serialize_frame(0x8, b"\x03\xe8bye")
@@ -219,7 +219,7 @@ def test_hub_refuses_what_it_cannot_use(monkeypatch):
         hub.leave(websocket)
         assert hub.rooms(websocket) == set() and hub.clients() == [websocket]
         hub.join(websocket, "a")
-        websocket._mark_closed(1000, "")
+        websocket.mark_closed(1000, "")
         assert hub.rooms(websocket) == set() and hub.clients("a") == []
         assert hub.join(closed_websocket(), "a") is False
     finally:
@@ -230,7 +230,7 @@ def test_hub_refuses_what_it_cannot_use(monkeypatch):
 def closed_websocket():
     ours, peer = socket.socketpair()
     websocket = WebSocket(ours)
-    websocket._mark_closed(1000, "")
+    websocket.mark_closed(1000, "")
     ours.close()
     peer.close()
     return websocket

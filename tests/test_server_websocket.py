@@ -313,15 +313,15 @@ def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
     # Messages that arrive together are answered corked (one transmission);
     # once they are all answered the socket must be uncorked, or the last
     # answers would wait for the kernel's 200 ms timer.
-    from wsocket import WebSocket
+    from wsocket._transport import SocketTransport
     corks = []
-    real_cork = WebSocket._cork
+    real_cork = SocketTransport.cork
 
-    def recording_cork(websocket, on):
+    def recording_cork(transport, on):
         corks.append(on)
-        real_cork(websocket, on)
+        real_cork(transport, on)
 
-    monkeypatch.setattr(WebSocket, "_cork", recording_cork)
+    monkeypatch.setattr(SocketTransport, "cork", recording_cork)
     app, seen = _capturing_echo()
     server = serve(app)
     sock, reader, _ = upgrade("127.0.0.1", server.server_port)
@@ -332,6 +332,6 @@ def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
         [client] = seen
         wait_for(lambda: client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0,
                  what="the socket uncorked")
-        assert not client._corked
-        assert client._can_cork
+        assert not client._transport.corked
+        assert client._transport.can_cork
         assert corks[:1] == [True] and corks[-1] is False

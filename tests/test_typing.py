@@ -23,6 +23,10 @@ RUFF_CLEAN = [
     "src/wsocket/protocol/handshake.py", "src/wsocket/_wsgi_types.py", "src/wsocket/client",
     "src/wsocket/protocol/http11.py", "src/wsocket/workers.py", "src/wsocket/server.py",
     "src/wsocket/testing.py", "src/wsocket/framework.py", "src/wsocket/__init__.py",
+    "src/wsocket/websocket.py", "src/wsocket/options.py", "src/wsocket/_transport.py",
+    "src/wsocket/_reading.py", "src/wsocket/_sending.py", "src/wsocket/_outgoing.py",
+    "src/wsocket/_keepalive.py", "src/wsocket/_opening.py", "src/wsocket/hub.py",
+    "src/wsocket/middleware.py", "src/wsocket/app.py",
     "tests/protocol/test_enums.py", "tests/test_sockets.py", "tests/test_typing.py",
 ]
 

@@ -23,17 +23,31 @@ A WebSocket request to a path no route matches, on an app that has routes
 but no event handlers, is answered 404 instead of a 101.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import secrets
 import threading
 import traceback
+from typing import TYPE_CHECKING, Any, Callable, overload
 from urllib.parse import parse_qs
 
 from .errors import ConnectionClosed, WebSocketError
 from .framework import Framework, Response, request_path
 from .middleware import WebSocketMiddleware
-from .websocket import logger
+from .protocol.codes import CloseCode
+from .websocket import WebSocket, logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from .middleware import StartResponse, WSGIApp
+    from .websocket import Environ
+
+Handler = Callable[..., object]
+# onrequest(client): None or True accepts; False, a status or a Response refuses
+RequestHook = Callable[["WebSocket"], object]
 
 __all__ = ["WSocketApp", "Event"]
 
@@ -66,19 +80,19 @@ class Event:
         ValueError: ``-=`` or ``-`` of a handler the event does not hold.
     """
 
-    def __init__(self, *handlers):
+    def __init__(self, *handlers: Handler) -> None:
         for handler in handlers:
             _check_callable(handler)
         self.handlers = list(handlers)
 
-    def __iadd__(self, handler):
+    def __iadd__(self, handler: Handler) -> Event:
         _check_callable(handler)
         self.handlers.append(handler)
         return self
 
     __add__ = __iadd__
 
-    def __isub__(self, handler):
+    def __isub__(self, handler: Handler) -> Event:
         try:
             self.handlers.remove(handler)
         except ValueError:
@@ -87,26 +101,26 @@ class Event:
 
     __sub__ = __isub__
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove every handler."""
         self.handlers.clear()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.handlers)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.handlers)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Handler]:
         return iter(list(self.handlers))
 
-    def __contains__(self, handler):
+    def __contains__(self, handler: object) -> bool:
         return handler in self.handlers
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Event %s>" % ", ".join(_name(handler) for handler in self.handlers)
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> None:
         for handler in list(self.handlers):
             try:
                 handler(*args)
@@ -117,13 +131,14 @@ class Event:
                 logger.exception("error in event handler %s", _name(handler))
 
 
-def _check_callable(handler):
+def _check_callable(handler: object) -> None:
     if not callable(handler):
         raise TypeError("an event handler must be callable, not %s" % type(handler).__name__)
 
 
-def _name(handler):
-    return getattr(handler, "__qualname__", None) or repr(handler)
+def _name(handler: object) -> str:
+    name = getattr(handler, "__qualname__", None)
+    return name if isinstance(name, str) and name else repr(handler)
 
 
 class _EventSlot:
@@ -133,15 +148,21 @@ class _EventSlot:
     only that function; ``None`` gives an empty one.
     """
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = "_" + name
 
-    def __get__(self, instance, owner):
+    @overload
+    def __get__(self, instance: None, owner: type) -> _EventSlot: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> Event: ...
+
+    def __get__(self, instance: object, owner: type) -> _EventSlot | Event:
         if instance is None:
             return self
-        return instance.__dict__[self.name]
+        event: Event = instance.__dict__[self.name]
+        return event
 
-    def __set__(self, instance, value):
+    def __set__(self, instance: object, value: Event | Handler | None) -> None:
         if value is None:
             value = Event()
         elif not isinstance(value, Event):
@@ -157,20 +178,33 @@ class _RequestHookSlot:
     with the hook as its ``handler`` attribute.
     """
 
-    def __get__(self, instance, owner):
+    @overload
+    def __get__(self, instance: None, owner: type) -> _RequestHookSlot: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> _RequestHookDecorator: ...
+
+    def __get__(self, instance: object, owner: type) -> _RequestHookSlot | _RequestHookDecorator:
         if instance is None:
             return self
+        return _RequestHookDecorator(self, instance)
 
-        def onrequest(handler):
-            self.__set__(instance, handler)
-            return handler
-        onrequest.handler = instance.__dict__.get("_onrequest")
-        return onrequest
-
-    def __set__(self, instance, handler):
+    def __set__(self, instance: object, handler: RequestHook | None) -> None:
         if handler is not None:
             _check_callable(handler)
         instance.__dict__["_onrequest"] = handler
+
+
+class _RequestHookDecorator:
+    """``app.onrequest`` as read: a decorator that sets the hook, with the hook as ``handler``."""
+
+    def __init__(self, slot: _RequestHookSlot, instance: object) -> None:
+        self._slot = slot
+        self._instance = instance
+        self.handler: RequestHook | None = instance.__dict__.get("_onrequest")
+
+    def __call__(self, handler: RequestHook) -> RequestHook:
+        self._slot.__set__(self._instance, handler)
+        return handler
 
 
 class WSocketApp(WebSocketMiddleware, Framework):
@@ -220,24 +254,25 @@ class WSocketApp(WebSocketMiddleware, Framework):
     with ``app.onrequest = check`` or ``@app.onrequest``.
     """
 
-    def __init__(self, app=None, protocols=None, debug=False, **options):
+    def __init__(self, app: WSGIApp | None = None, protocols: Iterable[str] | None = None,
+                 debug: bool = False, **options: Any) -> None:
         self.onconnect = Event()
         self.onmessage = Event()
         self.onclose = Event()
         self.onrequest = None
         self.wrapped_app = app
-        self._clients = set()
+        self._clients: set[WebSocket] = set()
         self._clients_lock = threading.Lock()
-        self._presence = None
+        self._presence: _Presence | None = None
         self._presence_lock = threading.Lock()
-        self._chat_names = set()
+        self._chat_names: set[str] = set()
         Framework.__init__(self, debug)
         WebSocketMiddleware.__init__(self, app if app is not None else self._own_app,
                                      protocols, **options)
 
     # -- what is attached ---------------------------------------------------------
 
-    def route(self, path):
+    def route(self, path: str) -> Callable[[Any], Any]:
         """Decorator: ``@app.route("/hello")``, or ``@app.route("/static/*")`` for a prefix.
 
         The handler is a WSGI function, ``handler(environ, start_response)``,
@@ -261,59 +296,62 @@ class WSocketApp(WebSocketMiddleware, Framework):
             raise TypeError("this WSocketApp wraps %s: add the route to that app (it gets "
                             "environ['wsgi.websocket']), or use WSocketApp() without an app"
                             % _name(self.wrapped_app))
-        return Framework.route(self, path)
+        decorator: Callable[[Any], Any] = Framework.route(self, path)
+        return decorator
 
     @property
-    def has_handlers(self):
+    def has_handlers(self) -> bool:
         return bool(self.onconnect or self.onmessage or self.onclose)
 
     @property
-    def is_demo(self):
+    def is_demo(self) -> bool:
         """Nothing attached: no route and no event handler."""
         return not self.routes and not self.has_handlers
 
     @property
-    def clients(self):
+    def clients(self) -> list[WebSocket]:
         """The connections the events are running for now (a snapshot, a list of ``WebSocket``)."""
         with self._clients_lock:
             return list(self._clients)
 
     # -- requests -------------------------------------------------------------------
 
-    def routes_websocket(self, path):
+    def routes_websocket(self, path: str) -> bool:
         """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
         return self.find_route(path) is not None or not self.routes or self.has_handlers
 
-    def _own_app(self, environ, start_response):
+    def _own_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = request_path(environ)
         handler = self.find_route(path)
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
             if handler is None and not self.routes_websocket(path):
-                return self.respond(self.not_found, environ, start_response)
+                return self._respond(self.not_found, environ, start_response)
             if handler is not None:
                 # A route answers as for HTTP: it may refuse with a status of
                 # its own before using the WebSocket; once it used it, the
                 # middleware drops whatever it returns.
-                return self.respond(handler, environ, start_response)
+                return self._respond(handler, environ, start_response)
             hook = self.onrequest.handler
             if hook is not None and not websocket.accepted:
                 refusal = self._ask(hook, websocket, environ)
                 if refusal is not None:
-                    return self.respond(lambda environ, start_response: refusal, environ,
-                                        start_response)
+                    return self._respond(lambda environ, start_response: refusal, environ,
+                                         start_response)
             self.handle_websocket(websocket)
             return []
         if handler is None:
-            if self.is_demo and path in DEMO_PATHS:
-                handler = self.demo_page
-            else:
-                handler = self.not_found
-        return self.respond(handler, environ, start_response)
+            handler = self.demo_page if self.is_demo and path in DEMO_PATHS else self.not_found
+        return self._respond(handler, environ, start_response)
+
+    def _respond(self, handler: Callable[..., Any], environ: Environ,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        body: Iterable[bytes] = self.respond(handler, environ, start_response)
+        return body
 
     # -- the event app ----------------------------------------------------------------
 
-    def _ask(self, hook, client, environ):
+    def _ask(self, hook: RequestHook, client: WebSocket, environ: Environ) -> Response | None:
         """Run ``onrequest``; returns the ``Response`` that refuses, or None to accept.
 
         The hook returns None or True (accept), False (403), a status (an
@@ -346,7 +384,7 @@ class WSocketApp(WebSocketMiddleware, Framework):
         raise TypeError("onrequest returns None or True (accept), False, a status or a "
                         "Response (refuse), not %s" % type(verdict).__name__)
 
-    def handle_websocket(self, client):
+    def handle_websocket(self, client: WebSocket) -> None:
         """Run the events of one connection, one at a time, in message order.
 
         ``onclose`` fires exactly once, whatever ended the connection, with
@@ -357,7 +395,8 @@ class WSocketApp(WebSocketMiddleware, Framework):
         """
         _EventSession(self, client).run()
 
-    def handle_message(self, message, client, chat_name=None):
+    def handle_message(self, message: str | bytes, client: WebSocket,
+                       chat_name: str | None = None) -> None:
         """One message: ``onmessage``, or the demo's chat or echo."""
         if self.onmessage:
             self.onmessage(message, client)
@@ -371,13 +410,13 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     # -- the demo ----------------------------------------------------------------------
 
-    def demo_page(self, environ, start_response):
+    def demo_page(self, environ: Environ, start_response: StartResponse) -> bytes:
         """The page at ``/`` of an app with nothing attached."""
         start_response(200, [("Content-Type", "text/html; charset=utf-8"),
                              ("Cache-Control", "no-cache")])
         return _demo_html()
 
-    def _join_chat(self, client):
+    def join_chat(self, client: WebSocket) -> str:
         """The demo's chat mode: a name, the room, and the others told."""
         with self._clients_lock:
             name = "guest-" + secrets.token_hex(2)
@@ -389,12 +428,26 @@ class WSocketApp(WebSocketMiddleware, Framework):
         self.hub.join(client, CHAT_ROOM)
         return name
 
-    def _leave_chat(self, name):
+    def leave_chat(self, name: str) -> None:
         with self._clients_lock:
             self._chat_names.discard(name)
         self.hub.broadcast(json.dumps({"left": name}), room=CHAT_ROOM)
 
-    def _clients_changed(self):
+    # -- what each connection's event session tells the app (internal) ---------------
+
+    def add_client(self, client: WebSocket) -> None:
+        """A connection's events start: it is in ``clients`` until ``remove_client``."""
+        with self._clients_lock:
+            self._clients.add(client)
+        self.clients_changed()
+
+    def remove_client(self, client: WebSocket) -> None:
+        """A connection's events end (call ``clients_changed()`` once it left everything)."""
+        with self._clients_lock:
+            self._clients.discard(client)
+
+    def clients_changed(self) -> None:
+        """The demo's pages are told the new client count (on a thread of their own)."""
         if not self.is_demo:
             return
         with self._presence_lock:
@@ -416,23 +469,22 @@ class _EventSession:
     one at a time, in order.
     """
 
-    def __init__(self, app, client):
+    def __init__(self, app: WSocketApp, client: WebSocket) -> None:
         self.app = app
         self.client = client
-        self.chat_name = None
-        self.reactor = None
-        self.release = None  # hands the connection back to the server at the end
+        self.chat_name: str | None = None
+        self.reactor: Any = None
+        # hands the connection back to the server at the end
+        self.release: Callable[[], None] | None = None
 
-    def run(self):
+    def run(self) -> None:
         app, client = self.app, self.client
         if not client.accepted:
             client.accept()  # onconnect, app.clients and the hub see accepted clients only
-        with app._clients_lock:
-            app._clients.add(client)
-        app._clients_changed()
+        app.add_client(client)
         try:
             if app.is_demo and wants_chat(client):
-                self.chat_name = app._join_chat(client)
+                self.chat_name = app.join_chat(client)
             app.onconnect(client)
         except ConnectionClosed:
             self._end()
@@ -441,20 +493,20 @@ class _EventSession:
             self._ended_by_error()
             return
         detach = client.environ.get("wsocket.detach")
-        if detach is None or client._nowait is None:
+        if detach is None or not client.writes_without_blocking:
             self.handle_messages(None)  # this thread until the end
             return
         self.reactor, self.release = detach()
-        client._closed_callback = self._wake
+        client.set_close_callback(self._wake)
         if not self._handle_and_linger():
             self._wait()
 
-    def resume(self):
+    def resume(self) -> None:
         """The reactor's callback: handle what came, then wait again, or end."""
         if not self._handle_and_linger():
             self._wait()
 
-    def _handle_and_linger(self):
+    def _handle_and_linger(self) -> bool:
         """Handle what is there; True once the session ended.
 
         A connection that just had a message often has another soon after:
@@ -468,17 +520,18 @@ class _EventSession:
         if not lingering.acquire(blocking=False):
             return False
         try:
-            return self.handle_messages(self.reactor.linger)
+            ended: bool = self.handle_messages(self.reactor.linger)
+            return ended
         finally:
             lingering.release()
 
-    def _wait(self):
-        self.reactor.watch(self.client.sock, self.resume, self.client._keepalive_due())
+    def _wait(self) -> None:
+        self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
 
-    def _wake(self):
+    def _wake(self) -> None:
         self.reactor.wake(self.client.sock)
 
-    def handle_messages(self, timeout):
+    def handle_messages(self, timeout: float | None) -> bool:
         """Handle messages until none comes within ``timeout``; True once the session ended."""
         client = self.client
         try:
@@ -497,54 +550,54 @@ class _EventSession:
         self._end()
         return True
 
-    def _ended_by_error(self):
+    def _ended_by_error(self) -> None:
         logger.exception("error running the events of %r", self.client)
-        _close_quietly(self.client, 1011, "internal error")
+        _close_quietly(self.client, CloseCode.INTERNAL_ERROR, "internal error")
         self._end()
 
-    def _end(self):
+    def _end(self) -> None:
         app, client = self.app, self.client
         try:
             if not client.closed:
-                _close_quietly(client, 1000, "")
-            with app._clients_lock:
-                app._clients.discard(client)
+                _close_quietly(client, CloseCode.NORMAL_CLOSURE, "")
+            app.remove_client(client)
             app.hub.discard(client)  # out of every room before onclose, like app.clients
             if self.chat_name is not None:
-                app._leave_chat(self.chat_name)
-            app._clients_changed()
+                app.leave_chat(self.chat_name)
+            app.clients_changed()
             app.onclose(client.close_reason or "", client)
         finally:
             if self.reactor is not None:
-                client._closed_callback = None
+                client.set_close_callback(None)
                 self.reactor.unwatch(client.sock)  # before the socket is closed
-                self.release()
+                if self.release is not None:
+                    self.release()
 
 
-def _close_quietly(client, code, reason):
+def _close_quietly(client: WebSocket, code: int, reason: str) -> None:
     try:
         client.close(code, reason)
     except (WebSocketError, OSError):
         pass
 
 
-_demo_cache = []
+_demo_cache: list[bytes] = []
 
 
-def _demo_html():
+def _demo_html() -> bytes:
     if not _demo_cache:
         with open(os.path.join(_STATIC, "demo.html"), "rb") as page:
             _demo_cache.append(page.read())
     return _demo_cache[0]
 
 
-def wants_client_count(client):
+def wants_client_count(client: WebSocket) -> bool:
     """A demo WebSocket opened with ``?clients`` in its URL gets ``{"clients": N}`` messages."""
     query = client.environ.get("QUERY_STRING", "")
     return "clients" in parse_qs(query, keep_blank_values=True)
 
 
-def wants_chat(client):
+def wants_chat(client: WebSocket) -> bool:
     """A demo WebSocket opened with ``?chat`` in its URL is in the chat room, not the echo."""
     query = client.environ.get("QUERY_STRING", "")
     return "chat" in parse_qs(query, keep_blank_values=True)
@@ -557,7 +610,7 @@ class _Presence:
     delays only these updates, never a connection's own thread.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: WSocketApp) -> None:
         self._app = app
         self._condition = threading.Condition()
         self._dirty = False
@@ -565,12 +618,12 @@ class _Presence:
                                          daemon=True)
         self._thread.start()
 
-    def changed(self):
+    def changed(self) -> None:
         with self._condition:
             self._dirty = True
             self._condition.notify()
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             with self._condition:
                 while not self._dirty:

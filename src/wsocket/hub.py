@@ -8,7 +8,7 @@ binary=None)`` sends one message to every connection, or to a room's:
 - The frame is built once and the same bytes go to every client (server
   frames are unmasked; broadcasts go uncompressed, which RFC 7692 allows
   even where permessage-deflate was negotiated), through
-  ``WebSocket._deliver``: one non-blocking write per client, or a place in
+  ``WebSocket.deliver``: one non-blocking write per client, or a place in
   that client's bounded outgoing queue. A broadcast never waits for a slow
   client; one whose queue overflows is closed with 1013.
 - Backends: ``memory://`` (the default) reaches the clients of this process;
@@ -25,6 +25,8 @@ while a process cannot reach Redis are lost for the others; the hub logs
 that and reconnects by itself.
 """
 
+from __future__ import annotations
+
 import collections
 import itertools
 import os
@@ -33,15 +35,33 @@ import struct
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
-from .protocol.connection import SERVER
+from .protocol.connection import SERVER, encode_message
 from .protocol.frames import OP_BINARY, OP_TEXT, serialize_frame
 from .websocket import WebSocket, logger
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
 
 __all__ = ["Hub", "HubError", "HUB_ENVIRONMENT_VARIABLE"]
 
 HUB_ENVIRONMENT_VARIABLE = "WSOCKET_HUB"
 MAX_PENDING_PUBLISH = 10000  # broadcasts waiting for the Redis publisher; more are dropped
+Room = Union[str, bytes]  # a room's name
+RoomArg = Union[str, bytes, bytearray, memoryview]  # as given: bytes-likes become bytes
+# exclude=: a client, a token, or a list of them
+Exclude = Union["WebSocket", str, "Iterable[WebSocket | str]", None]
+
+
+class Backend(Protocol):
+    """Carries broadcasts to the hub's other processes (Redis, the workers' relay)."""
+
+    def publish(self, envelope: bytes) -> None: ...
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
 _RECONNECT_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)  # seconds between attempts, the last repeats
 
 
@@ -77,7 +97,7 @@ class Hub:
             invalid Redis URL, or a Redis that cannot be reached.
     """
 
-    def __init__(self, backend=None, channel="wsocket"):
+    def __init__(self, backend: str | None = None, channel: str = "wsocket") -> None:
         if backend is None:
             backend = os.environ.get(HUB_ENVIRONMENT_VARIABLE) or "memory://"
         if not isinstance(backend, str):
@@ -86,13 +106,16 @@ class Hub:
         self.url = backend
         self.channel = channel
         self._lock = threading.Lock()
-        self._rooms = {}  # client -> set of its rooms, for every client the hub knows
-        self._members = {}  # room -> {client: None}, in the order they joined
-        self._numbers = {}  # client -> its number in tokens
+        # client -> set of its rooms, for every client the hub knows
+        self._rooms: dict[WebSocket, set[Room]] = {}
+        # room -> {client: None}, in the order they joined
+        self._members: dict[Room, dict[WebSocket, None]] = {}
+        self._numbers: dict[WebSocket, int] = {}  # client -> its number in tokens
         self._counter = itertools.count(1)
         self._pid = os.getpid()
         self.node = uuid.uuid4().hex[:12]  # this process's hub, in tokens and on Redis
         scheme = backend.partition("://")[0].lower() if "://" in backend else backend.lower()
+        self._backend: Backend | None
         if scheme == "memory":
             self._backend = None
         elif scheme in ("redis", "rediss", "unix"):
@@ -101,17 +124,17 @@ class Hub:
             raise HubError("unknown hub backend %r: use memory:// or a Redis URL such as "
                            "redis://127.0.0.1:6379/0" % _redact(backend))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<Hub %s, %d clients>" % (_redact(self.url), len(self._rooms))
 
     @property
-    def backend(self):
-        """The kind of backend: ``"memory"``, ``"redis"``, or ``"workers"`` (spanning ``--workers``)."""
+    def backend(self) -> str:
+        """The kind of backend: ``"memory"``, ``"redis"``, or ``"workers"`` (``--workers``)."""
         if self._backend is None:
             return "memory"
         return getattr(self._backend, "name", "redis")
 
-    def span_workers(self, relay_address):
+    def span_workers(self, relay_address: str) -> bool:
         """In a worker of ``run(workers=N)``: reach the other workers' clients too.
 
         Only a memory hub changes (its broadcasts now go through the
@@ -127,7 +150,7 @@ class Hub:
 
     # -- who is where -------------------------------------------------------------
 
-    def add(self, client):
+    def add(self, client: WebSocket) -> bool:
         """Know ``client`` (in no room): broadcasts without a room reach it.
 
         ``WSocketApp`` adds each WebSocket it serves; a closed one is not added.
@@ -145,12 +168,15 @@ class Hub:
         """
         _check_client(client)
         if not client.accepted:
-            client._when_accepted(lambda: self.add(client))
+            client.when_accepted(lambda: self.add(client))
             return True
-        return self._admit(client)
+        return self.admit(client)
 
-    def _admit(self, client):
-        """Add ``client``; the middleware calls it just before the 101 goes (send lock held)."""
+    def admit(self, client: WebSocket) -> bool:
+        """Add an accepted ``client`` now; the middleware calls it just before the 101 goes.
+
+        (It runs with the client's send lock held: see ``WebSocket.send_opening``.)
+        """
         self._check_fork()
         with self._lock:
             if client.closed:
@@ -160,7 +186,7 @@ class Hub:
                 self._numbers[client] = next(self._counter)
             return True
 
-    def discard(self, client):
+    def discard(self, client: WebSocket) -> None:
         """Forget ``client``: it leaves every room (done when its connection ends).
 
         Args:
@@ -171,7 +197,7 @@ class Hub:
                 self._leave_locked(client, room)
             self._numbers.pop(client, None)
 
-    def join(self, client, room):
+    def join(self, client: WebSocket, room: RoomArg) -> bool:
         """Put ``client`` in ``room`` (a str or bytes name); joining twice is harmless.
 
         A client without its 101 yet joins when it gets it.
@@ -191,7 +217,7 @@ class Hub:
         room = _check_room(room)
         _check_client(client)
         if not client.accepted:
-            client._when_accepted(lambda: self.join(client, room))
+            client.when_accepted(lambda: self.join(client, room))
             return True  # it joins with its 101
         if not self.add(client):
             return False
@@ -202,7 +228,7 @@ class Hub:
             self._members.setdefault(room, {})[client] = None
         return True
 
-    def leave(self, client, room=None):
+    def leave(self, client: WebSocket, room: RoomArg | None = None) -> None:
         """Take ``client`` out of ``room``, or out of every room when None.
 
         Leaving a room one is not in does nothing.
@@ -224,14 +250,14 @@ class Hub:
                 rooms.discard(name)
                 self._leave_locked(client, name)
 
-    def _leave_locked(self, client, room):
+    def _leave_locked(self, client: WebSocket, room: Room) -> None:
         members = self._members.get(room)
         if members is not None:
             members.pop(client, None)
             if not members:
                 del self._members[room]
 
-    def rooms(self, client):
+    def rooms(self, client: WebSocket) -> set[Room]:
         """The rooms ``client`` is in.
 
         Args:
@@ -245,7 +271,7 @@ class Hub:
                 return set()
             return set(self._rooms.get(client, ()))
 
-    def clients(self, room=None):
+    def clients(self, room: RoomArg | None = None) -> list[WebSocket]:
         """This process's open clients in ``room``, or all of them when None.
 
         Args:
@@ -264,7 +290,7 @@ class Hub:
                 clients = list(self._members.get(_check_room(room), ()))
         return [client for client in clients if not client.closed]
 
-    def token(self, client):
+    def token(self, client: WebSocket) -> str:
         """``"node:number"``: names ``client`` in ``exclude`` on any process of the hub.
 
         Args:
@@ -284,7 +310,9 @@ class Hub:
 
     # -- broadcasting -----------------------------------------------------------------
 
-    def broadcast(self, message, room=None, exclude=None, binary=None):
+    def broadcast(self, message: str | bytes | bytearray | memoryview,
+                  room: RoomArg | None = None, exclude: Exclude = None,
+                  binary: bool | None = None) -> int:
         """Send ``message`` to every client (of every process), or to those in ``room``.
 
         Returns at once: no client is waited for. A client that cannot take
@@ -319,7 +347,7 @@ class Hub:
             self._backend.publish(_pack(self.node, opcode, payload, room, tokens))
         return count
 
-    def _exclusions(self, exclude):
+    def _exclusions(self, exclude: Exclude) -> tuple[set[WebSocket], list[str]]:
         if exclude is None:
             return set(), []
         if isinstance(exclude, (WebSocket, str)):
@@ -337,13 +365,11 @@ class Hub:
                     tokens.append("%s:%d" % (self.node, number))
         return clients, tokens
 
-    def _deliver(self, opcode, payload, room, excluded, excluded_numbers):
+    def _deliver(self, opcode: int, payload: bytes, room: Room | None,
+                 excluded: Collection[WebSocket], excluded_numbers: set[int]) -> int:
         """Hand one frame to this process's clients; returns how many took it."""
         with self._lock:
-            if room is None:
-                targets = list(self._rooms)
-            else:
-                targets = list(self._members.get(room, ()))
+            targets = list(self._rooms if room is None else self._members.get(room, ()))
             numbers = self._numbers if excluded_numbers else None
             if numbers is not None:
                 targets = [client for client in targets
@@ -354,14 +380,14 @@ class Hub:
             if client in excluded or client.closed:
                 continue
             if client.side != SERVER:  # a client-side WebSocket masks each frame
-                if client._deliver(serialize_frame(opcode, payload, masked=True)):
+                if client.deliver(serialize_frame(opcode, payload, masked=True)):
                     count += 1
-            elif client._deliver(frame):
+            elif client.deliver(frame):
                 count += 1
         return count
 
-    def receive_envelope(self, envelope):
-        """A broadcast from another process, as its backend (Redis, the workers' relay) brought it."""
+    def receive_envelope(self, envelope: bytes) -> None:
+        """A broadcast from another process, as its backend (Redis, the workers' relay) gave it."""
         try:
             node, opcode, payload, room, tokens = _unpack(envelope)
         except ValueError as error:
@@ -374,7 +400,7 @@ class Hub:
 
     # -- processes ------------------------------------------------------------------
 
-    def _check_fork(self):
+    def _check_fork(self) -> None:
         """In a forked child (gunicorn --preload) the hub gets a node and threads of its own."""
         if self._pid != os.getpid():
             with self._lock:
@@ -387,7 +413,7 @@ class Hub:
                     if self._backend is not None:
                         self._backend.start()
 
-    def close(self):
+    def close(self) -> None:
         """Stop the backend's threads and connections (Redis); the hub is unusable afterwards.
 
         Does nothing for the memory backend.
@@ -396,12 +422,12 @@ class Hub:
             self._backend.close()
 
 
-def _check_client(client):
+def _check_client(client: object) -> None:
     if not isinstance(client, WebSocket):
         raise TypeError("a hub client is a WebSocket, not %s" % type(client).__name__)
 
 
-def _check_room(room):
+def _check_room(room: object) -> Room:
     if isinstance(room, str):
         return room
     if isinstance(room, (bytes, bytearray, memoryview)):
@@ -409,18 +435,16 @@ def _check_room(room):
     raise TypeError("a room name is a str or bytes, not %s" % type(room).__name__)
 
 
-def _encode_message(message, binary):
-    if isinstance(message, str):
-        return (OP_BINARY if binary else OP_TEXT), message.encode("utf-8")
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        return (OP_TEXT if binary is False else OP_BINARY), bytes(message)
+def _encode_message(message: object, binary: bool | None) -> tuple[int, bytes]:
+    if isinstance(message, (str, bytes, bytearray, memoryview)):
+        return encode_message(message, binary)
     raise TypeError("broadcast() takes str or a bytes-like object, not %s"
                     % type(message).__name__)
 
 
-def _local_numbers(tokens, node):
+def _local_numbers(tokens: Iterable[str], node: str) -> set[int]:
     """The client numbers of this node among ``tokens``."""
-    numbers = set()
+    numbers: set[int] = set()
     for token in tokens:
         prefix, _, number = token.rpartition(":")
         if prefix == node and number.isdigit():
@@ -428,7 +452,7 @@ def _local_numbers(tokens, node):
     return numbers
 
 
-def _redact(url):
+def _redact(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
@@ -446,9 +470,10 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 
 
-def _pack(node, opcode, payload, room, tokens):
+def _pack(node: str, opcode: int, payload: bytes, room: Room | None,
+          tokens: Sequence[str]) -> bytes:
     flags = _BINARY if opcode == OP_BINARY else 0
-    parts = [_MAGIC, None, node.encode("ascii")]
+    parts = [_MAGIC, b"", node.encode("ascii")]
     if room is not None:
         flags |= _HAS_ROOM
         if isinstance(room, bytes):
@@ -466,14 +491,14 @@ def _pack(node, opcode, payload, room, tokens):
     return b"".join(parts)
 
 
-def _unpack(data):
+def _unpack(data: bytes) -> tuple[str, int, bytes, Room | None, list[str]]:
     try:
         if data[:4] != _MAGIC:
             raise ValueError("not a wsocket hub message")
         flags = data[4]
         node = data[5:17].decode("ascii")
         position = 17
-        room = None
+        room: Room | None = None
         if flags & _HAS_ROOM:
             (length,) = _U32.unpack_from(data, position)
             position += 4
@@ -484,7 +509,7 @@ def _unpack(data):
             room = name if flags & _ROOM_BYTES else name.decode("utf-8", "surrogatepass")
         (count,) = _U16.unpack_from(data, position)
         position += 2
-        tokens = []
+        tokens: list[str] = []
         for _ in range(count):
             (length,) = _U16.unpack_from(data, position)
             position += 2
@@ -509,7 +534,7 @@ class _RedisBackend:
     what was lost when Redis is back.
     """
 
-    def __init__(self, hub, url, channel):
+    def __init__(self, hub: Hub, url: str, channel: str) -> None:
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -524,7 +549,7 @@ class _RedisBackend:
         try:
             # No retries inside redis-py: a lost connection must reach us,
             # to be logged, not be hidden by a silent reconnection.
-            self._client = redis.Redis.from_url(
+            self._client: Any = redis.Redis.from_url(
                 url, socket_connect_timeout=5, socket_timeout=10, socket_keepalive=True,
                 health_check_interval=15, retry=Retry(NoBackoff(), 0))
         except ValueError as error:
@@ -534,14 +559,14 @@ class _RedisBackend:
         except (redis.RedisError, OSError) as error:
             raise HubError("cannot reach Redis at %s: %s" % (self.url, error)) from None
         self._condition = threading.Condition()
-        self._pending = collections.deque()
+        self._pending: collections.deque[bytes] = collections.deque()
         self._closed = False
         self._generation = 0
         self._publisher_down = False
         self._lost_here = 0
         self.start()
 
-    def start(self):
+    def start(self) -> None:
         """Start (or, in a forked child, start again) both threads; waits for the subscription."""
         # A new condition: after a fork, the old one still lists the parent's
         # waiting publisher, and a notify() would go to that ghost.
@@ -561,17 +586,17 @@ class _RedisBackend:
             logger.warning("hub: not subscribed to Redis at %s after 10 s; going on",
                            self.url)
 
-    def close(self):
+    def close(self) -> None:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
 
-    def _running(self, generation):
+    def _running(self, generation: int) -> bool:
         return not self._closed and generation == self._generation
 
     # -- publishing ---------------------------------------------------------------
 
-    def publish(self, envelope):
+    def publish(self, envelope: bytes) -> None:
         with self._condition:
             if self._publisher_down or len(self._pending) >= MAX_PENDING_PUBLISH:
                 if not self._publisher_down and not self._lost_here:
@@ -582,7 +607,7 @@ class _RedisBackend:
             self._pending.append(envelope)
             self._condition.notify()
 
-    def _publish_loop(self, generation):
+    def _publish_loop(self, generation: int) -> None:
         while True:
             with self._condition:
                 while not self._pending and self._running(generation):
@@ -608,7 +633,7 @@ class _RedisBackend:
                                        "for Redis at %s", self._lost_here, self.url)
                         self._lost_here = 0
 
-    def _publisher_outage(self, generation, error, unsent):
+    def _publisher_outage(self, generation: int, error: Exception, unsent: int) -> None:
         started = time.monotonic()
         with self._condition:
             self._publisher_down = True
@@ -635,11 +660,11 @@ class _RedisBackend:
 
     # -- subscribing --------------------------------------------------------------
 
-    def _subscribe_loop(self, generation, subscribed):
+    def _subscribe_loop(self, generation: int, subscribed: threading.Event) -> None:
         delays = itertools.chain(_RECONNECT_DELAYS, itertools.repeat(_RECONNECT_DELAYS[-1]))
-        down_since = None
+        down_since: float | None = None
         while self._running(generation):
-            pubsub = None
+            pubsub: Any = None
             try:
                 pubsub = self._client.pubsub()
                 pubsub.subscribe(self._channel)

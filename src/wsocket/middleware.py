@@ -12,81 +12,80 @@ and the connection closed after it. Once the app returns from a WebSocket,
 the connection is closed properly and the socket released.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
 from .adapters import UnsupportedServer, find_adapter, request_http_version, unsupported_server
 from .errors import ConnectionClosed, HandshakeError
-from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
-from .protocol.deflate import DEFAULT_COMPRESSION_LEVEL, check_compression_level
+from .hub import Hub
+from .options import DEFAULTS, MiddlewareOptions, check_option_names
+from .protocol.codes import CloseCode
 from .protocol.handshake import (
-    check_extra_headers, choose_subprotocol, headers_from_environ, is_upgrade_request,
+    check_extra_headers,
+    choose_subprotocol,
+    headers_from_environ,
+    is_upgrade_request,
     server_handshake,
 )
-from .hub import Hub
-from .websocket import (
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
-    WebSocket, logger,
-)
+from .websocket import WebSocket, logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+    from ._opening import HeadersArg
+    from .websocket import Environ, WebSocketOpener
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], "Iterable[bytes]"]
 
 __all__ = ["WebSocketMiddleware", "DEFAULT_OPTIONS", "check_options"]
 
+# Every option and its default, for reference (the options are checked and
+# held by ``MiddlewareOptions``, wsocket.options).
 DEFAULT_OPTIONS = {
     "allowed_origins": None,  # None: any origin; else a list of exact Origin values
-    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+    "max_message_size": DEFAULTS.max_message_size,
     "compression": True,
-    "compression_level": DEFAULT_COMPRESSION_LEVEL,  # zlib's, 1 (fastest) to 9 (smallest)
-    "ping_interval": DEFAULT_PING_INTERVAL,
-    "ping_timeout": DEFAULT_PING_TIMEOUT,
-    "close_timeout": DEFAULT_CLOSE_TIMEOUT,
+    "compression_level": DEFAULTS.compression_level,  # zlib's, 1 (fastest) to 9 (smallest)
+    "ping_interval": DEFAULTS.ping_interval,
+    "ping_timeout": DEFAULTS.ping_timeout,
+    "close_timeout": DEFAULTS.close_timeout,
     "websocket_class": None,  # None: the class attribute websocket_class
     # frames in one message; None: one per 64 bytes of max_message_size, at least 1,024
-    "max_fragments": None,
-    "max_queue": DEFAULT_MAX_QUEUE,  # bytes a slow client may have waiting; None: no limit
+    "max_fragments": DEFAULTS.max_fragments,
+    "max_queue": DEFAULTS.max_queue,  # bytes a slow client may have waiting; None: no limit
     "hub": None,  # a Hub, a backend URL, or None: WSOCKET_HUB, else in memory
 }
 
 
-def check_options(options):
+def check_options(options: Mapping[str, object]) -> None:
     """Raise TypeError for options the middleware does not know."""
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise TypeError("unknown option(s) %s; known: %s" % (
-            ", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_OPTIONS))))
+    check_option_names(options)
 
 
 class WebSocketMiddleware:
     """Wraps a WSGI ``app`` and gives it WebSockets.
 
     ``protocols`` lists the subprotocols the app speaks, in order of
-    preference. Options: see ``DEFAULT_OPTIONS``.
+    preference. Options: see ``DEFAULT_OPTIONS``; they are checked once into
+    ``self.options`` (a ``MiddlewareOptions``).
     """
 
-    websocket_class = WebSocket
+    websocket_class: type[WebSocket] = WebSocket
 
-    def __init__(self, app, protocols=None, **options):
-        check_options(options)
+    def __init__(self, app: WSGIApp, protocols: Iterable[str] | None = None,
+                 **options: Any) -> None:
         self.app = app
         self.protocols = list(protocols) if protocols else []
-        settings = dict(DEFAULT_OPTIONS, **options)
-        if settings["allowed_origins"] is not None:
-            if isinstance(settings["allowed_origins"], str):
-                raise TypeError("allowed_origins must be a list of origins, not a string")
-            settings["allowed_origins"] = frozenset(settings["allowed_origins"])
-        if settings["websocket_class"] is not None:
-            self.websocket_class = settings["websocket_class"]
-        self.allowed_origins = settings["allowed_origins"]
-        self.max_message_size = settings["max_message_size"]
-        self.compression = settings["compression"]
-        check_compression_level(settings["compression_level"])
-        self.compression_level = settings["compression_level"]
-        self.ping_interval = settings["ping_interval"]
-        self.ping_timeout = settings["ping_timeout"]
-        self.close_timeout = settings["close_timeout"]
-        self.max_queue = settings["max_queue"]
-        self.max_fragments = settings["max_fragments"]
-        hub = settings["hub"]
+        self.options = MiddlewareOptions.from_keywords(**options)
+        if self.options.websocket_class is not None:
+            self.websocket_class = self.options.websocket_class
+        hub = self.options.hub
         # Broadcast and rooms: every WebSocket served here is a client of it.
         self.hub = hub if isinstance(hub, Hub) else Hub(hub)
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         headers = headers_from_environ(environ)
         if not is_upgrade_request(headers):
             return self.app(environ, start_response)
@@ -101,31 +100,30 @@ class WebSocketMiddleware:
             handshake = server_handshake(
                 headers, environ.get("REQUEST_METHOD", "GET"),
                 request_http_version(environ), self.protocols,
-                self.allowed_origins, self.compression)
+                self.options.allowed_origins, self.options.compression)
         except HandshakeError as error:
             # The reason may quote the request's headers (its Origin, say):
             # nothing of those is logged at the default level.
             logger.info("refused WebSocket upgrade of %s: %d", environ.get("PATH_INFO"),
                         error.status)
             logger.debug("refused WebSocket upgrade of %s: %s", environ.get("PATH_INFO"), error)
-            headers = list(error.headers)
+            response_headers = list(error.headers)
             if adapter is not None:
-                headers = adapter.close_after_response(headers)
+                response_headers = adapter.close_after_response(response_headers)
             return _AfterResponse(
-                _plain_response(start_response, error.status, str(error), headers), adapter)
+                _plain_response(start_response, error.status, str(error), response_headers),
+                adapter)
         return _Upgrade(self, environ, start_response, handshake, adapter).run()
 
-    def make_websocket(self, environ, handshake, opener):
+    def make_websocket(self, environ: Environ, handshake: Any,
+                       opener: WebSocketOpener) -> WebSocket:
         """The app's WebSocket for an upgrade request, before its 101 (``opener`` sends it)."""
         return self.websocket_class(
-            None, environ, subprotocol=handshake.subprotocol, deflate=handshake.deflate,
-            version=handshake.version, origin=handshake.origin,
-            max_message_size=self.max_message_size, ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout, close_timeout=self.close_timeout,
-            max_queue=self.max_queue, max_fragments=self.max_fragments,
-            compression_level=self.compression_level, opener=opener)
+            None, environ, options=self.options.websocket, subprotocol=handshake.subprotocol,
+            deflate=handshake.deflate, version=handshake.version, origin=handshake.origin,
+            opener=opener)
 
-    def _inner(self, environ, start_response):
+    def _inner(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         websocket = environ["wsgi.websocket"]
         hub = self.hub
         if environ.get("wsocket.hub") is hub:
@@ -135,7 +133,8 @@ class WebSocketMiddleware:
         if upgrade is not None and not websocket.accepted:
             # Not accepted yet: this middleware's own checks still hold (the
             # outer one, wsocket's server's say, knows nothing of them).
-            if self.allowed_origins is not None and websocket.origin not in self.allowed_origins:
+            allowed = self.options.allowed_origins
+            if allowed is not None and websocket.origin not in allowed:
                 logger.info("refused WebSocket upgrade of %s: 403", environ.get("PATH_INFO"))
                 return _plain_response(start_response, 403,
                                        "origin not allowed: %s" % websocket.origin)
@@ -166,52 +165,41 @@ class _Upgrade:
     WebSocket can no longer be accepted.
     """
 
-    def __init__(self, middleware, environ, start_response, handshake, adapter):
+    def __init__(self, middleware: WebSocketMiddleware, environ: Environ,
+                 start_response: StartResponse, handshake: Any, adapter: Any) -> None:
         self.middleware = middleware
         self.environ = environ
         self.server_start_response = start_response
         self.handshake = handshake
         self.adapter = adapter
-        self.hubs = [middleware.hub]  # the WebSocket joins each with its 101
-        self.websocket = None
-        self.transport = None  # the adapter, once it took the connection over
-        self.server = None  # wsocket's server, told of the WebSocket once open
-        self.unsupported = None  # UnsupportedServer, when the app accepted on such a server
-        self.status = None  # the app's start_response
-        self.headers = None
+        self.hubs: list[Hub] = [middleware.hub]  # the WebSocket joins each with its 101
+        self.websocket: WebSocket  # made by run()
+        self.transport: Any = None  # the adapter, once it took the connection over
+        self.server: Any = None  # wsocket's server, told of the WebSocket once open
+        # set when the app accepted on a server that cannot hand its socket over
+        self.unsupported: UnsupportedServer | None = None
+        self.status: Any = None  # the app's start_response
+        self.headers: Any = None
         self.response_started = False  # the HTTP answer is going out: too late to accept
-        self.server_write = None
+        self.server_write: Callable[[bytes], object] | None = None
         self.detached = False
 
     @property
-    def accepted(self):
+    def accepted(self) -> bool:
         return self.transport is not None
 
     # -- the app's run ----------------------------------------------------------------
 
-    def run(self):
-        environ = self.environ
-        websocket = self.websocket = self.middleware.make_websocket(
-            environ, self.handshake, self._open)
-        environ["wsgi.websocket"] = websocket
-        environ["wsocket.hub"] = self.middleware.hub
-        environ["wsgi.websocket_version"] = self.handshake.version
-        environ["wsocket.upgrade"] = self
-        self._offer_detach()
-        result = None
-        first = None
+    def run(self) -> Iterable[bytes]:
+        websocket = self._make_websocket()
+        result: Iterable[bytes] | None = None
+        first: bytes | None = None
+        chunks: Iterator[bytes] = iter(())
         try:
-            result = self.middleware.app(environ, self.start_response)
+            result = self.middleware.app(self.environ, self.start_response)
             chunks = iter(result) if result is not None else iter(())
             if not self.accepted:
-                # The app may accept on its way to the first chunk (a generator).
-                first = self._first_chunk(chunks)
-                if not self.accepted and self.status is None and first is None:
-                    # No HTTP answer either: the app is done with the WebSocket
-                    # without a word, which ends as it always did, 101 then 1000.
-                    websocket.accept()
-                if not self.accepted:
-                    self._start_http_answer()  # False: another thread accepted just now
+                first = self._accept_or_answer(chunks)
             if self.accepted:
                 for _ in chunks:  # the rest of the app's work, when it is a generator
                     pass
@@ -231,7 +219,7 @@ class _Upgrade:
             logger.exception("error in WebSocket application for %s", websocket.path)
             if not websocket.closed:
                 try:
-                    websocket.close(1011, "internal error")
+                    websocket.close(CloseCode.INTERNAL_ERROR, "internal error")
                 except OSError:
                     pass
         except BaseException:
@@ -247,17 +235,46 @@ class _Upgrade:
         self._warn_about_dropped_response()
         if not self.detached:
             self._end()
-        return self.transport.response()
+        response: Iterable[bytes] = self.transport.response()
+        return response
+
+    def _make_websocket(self) -> WebSocket:
+        """The app's WebSocket, before its 101, in the environ with the rest the app may use."""
+        environ = self.environ
+        websocket = self.websocket = self.middleware.make_websocket(
+            environ, self.handshake, self._open)
+        environ["wsgi.websocket"] = websocket
+        environ["wsocket.hub"] = self.middleware.hub
+        environ["wsgi.websocket_version"] = self.handshake.version
+        environ["wsocket.upgrade"] = self
+        self._offer_detach()
+        return websocket
+
+    def _accept_or_answer(self, chunks: Iterator[bytes]) -> bytes | None:
+        """The app returned without accepting: accept, or start its HTTP answer.
+
+        The app may accept on its way to the first chunk (a generator),
+        which is returned (None: none).
+        """
+        first = self._first_chunk(chunks)
+        if not self.accepted and self.status is None and first is None:
+            # No HTTP answer either: the app is done with the WebSocket
+            # without a word, which ends as it always did, 101 then 1000.
+            self.websocket.accept()
+        if not self.accepted:
+            self._start_http_answer()  # False: another thread accepted just now
+        return first
 
     @staticmethod
-    def _first_chunk(chunks):
+    def _first_chunk(chunks: Iterator[bytes]) -> bytes | None:
         """Run the app's body to its first non-empty chunk (or its end); it may accept meanwhile."""
         for chunk in chunks:
             if chunk:
                 return chunk
         return None
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(self, status: Any, headers: Any,
+                       exc_info: Any = None) -> Callable[[bytes], object]:
         """The app's ``start_response``: kept until the app's answer is known."""
         if exc_info is not None and self.response_started:
             # Too late to change the answer: the server re-raises.
@@ -266,26 +283,29 @@ class _Upgrade:
         self.headers = headers
         return self.write
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         """The app's legacy ``write()``: starts the HTTP answer, unless the app accepted."""
         if self.accepted:
             return
         if not self.response_started and not self._start_http_answer():
             return  # accepted meanwhile, by another thread
         self._send_status()
-        self.server_write(data)
+        server_write = self.server_write
+        assert server_write is not None  # _send_status() set it
+        server_write(data)
 
     # -- answering with HTTP ------------------------------------------------------------
 
-    def _start_http_answer(self):
+    def _start_http_answer(self) -> bool:
         """From now on the WebSocket cannot be accepted; False if it was meanwhile."""
-        with self.websocket._accept_lock:
-            if self.accepted:
-                return False
-            self.response_started = True
-            return True
+        if not self.websocket.decline(
+                "too late to accept the WebSocket for %s: the app answered the request with "
+                "an HTTP response (%s)" % (self.websocket.path, self.status)):
+            return False
+        self.response_started = True
+        return True
 
-    def _send_status(self):
+    def _send_status(self) -> None:
         if self.server_write is not None:
             return
         if self.status is None:
@@ -296,7 +316,8 @@ class _Upgrade:
             headers = self.adapter.close_after_response(headers)
         self.server_write = self.server_start_response(self.status, headers)
 
-    def _http_answer(self, first, chunks, result):
+    def _http_answer(self, first: bytes | None, chunks: Iterator[bytes],
+                     result: Iterable[bytes] | None) -> Iterable[bytes]:
         if self.unsupported is not None:
             _close_result(result)
             return _plain_response(self.server_start_response, 501, str(self.unsupported))
@@ -306,7 +327,7 @@ class _Upgrade:
             return result  # as it came (a server may give a one-piece body its length)
         return _AfterResponse(_Body(first, chunks, result), self.adapter)
 
-    def _log_answer(self):
+    def _log_answer(self) -> None:
         status = str(self.status)
         path = self.websocket.path
         if status[:3] == "400" and _route_takes_no_websocket(self.middleware.app,
@@ -323,12 +344,8 @@ class _Upgrade:
 
     # -- accepting --------------------------------------------------------------------
 
-    def _open(self, websocket, protocol, headers):
+    def _open(self, websocket: WebSocket, protocol: str | None, headers: HeadersArg) -> None:
         """``websocket.accept()``: take the connection over and send the 101 (accept lock held)."""
-        if self.response_started:
-            raise RuntimeError("too late to accept the WebSocket for %s: the app answered the "
-                               "request with an HTTP response (%s)" % (websocket.path,
-                                                                       self.status))
         handshake = self.handshake
         if protocol is not None and protocol not in handshake.offered:
             raise ValueError("subprotocol %r was not offered by the client (it offered: %s)"
@@ -346,33 +363,28 @@ class _Upgrade:
             raise
         subprotocol = protocol if protocol is not None else handshake.subprotocol
         websocket.protocol = subprotocol
-        websocket._attach(transport.sock, transport.initial_data)
+        websocket.attach(transport.sock, transport.initial_data)
         self.transport = transport
         response = handshake.response(subprotocol, extra)
-        # A client that has its 101 is a client of the hub: it joins before
-        # the 101 goes, with the send lock held, so that a broadcast made
-        # meanwhile waits in its queue and follows the 101.
-        with websocket._send_lock:
+
+        def admit() -> None:
+            # A client that has its 101 is a client of the hub: it joins just
+            # before the 101 goes, so that a broadcast made meanwhile waits
+            # in its queue and follows the 101.
             for hub in self.hubs:
-                hub._admit(websocket)
-            try:
-                transport.sock.sendall(response)
-            except OSError as error:
-                logger.debug("client left during the handshake: %s", error)
-                websocket._mark_closed(1006, "")
-        if websocket._queue:
-            websocket._wake_writer()  # a broadcast came meanwhile
+                hub.admit(websocket)
+        websocket.send_opening(response, admit)
         server = self.environ.get("wsocket.server")
         if server is not None and not websocket.closed:
             self.server = server
             server.websocket_opened(websocket)
 
-    def _offer_detach(self):
+    def _offer_detach(self) -> None:
         detach_from_server = self.environ.get("wsocket.detach")
         if detach_from_server is None:
             return
 
-        def detach():
+        def detach() -> tuple[Any, Callable[[], None]]:
             """The app goes on after it returns: returns ``(reactor, end)``.
 
             The app waits for the socket with ``reactor`` and calls
@@ -381,7 +393,7 @@ class _Upgrade:
             reactor, give_back = detach_from_server()
             self.detached = True
 
-            def end_detached():
+            def end_detached() -> None:
                 try:
                     self._end()
                 finally:
@@ -389,11 +401,11 @@ class _Upgrade:
             return reactor, end_detached
         self.environ["wsocket.detach"] = detach
 
-    def _end(self):
+    def _end(self) -> None:
         websocket = self.websocket
         if not websocket.closed:
             try:
-                websocket.close(1000)
+                websocket.close(CloseCode.NORMAL_CLOSURE)
             except OSError:
                 pass
         for hub in self.hubs:
@@ -402,7 +414,7 @@ class _Upgrade:
             self.server.websocket_closed(websocket)
         self.transport.release()
 
-    def _warn_about_dropped_response(self):
+    def _warn_about_dropped_response(self) -> None:
         status = str(self.status or "")
         if status[:1] in ("4", "5"):
             # Its 101 went out, so this answer could not: most often a framework's
@@ -414,7 +426,7 @@ class _Upgrade:
                            status, self.websocket.path)
 
 
-def _route_takes_no_websocket(app, environ):
+def _route_takes_no_websocket(app: object, environ: Environ) -> bool:
     """Whether ``app`` routes with werkzeug (Flask does) and its route lacks websocket=True.
 
     ``app`` is the wrapped WSGI callable: a Flask app, or its ``wsgi_app``
@@ -432,7 +444,7 @@ def _route_takes_no_websocket(app, environ):
     return False
 
 
-def _close_result(result):
+def _close_result(result: object) -> None:
     close = getattr(result, "close", None)
     if close is not None:
         try:
@@ -444,18 +456,18 @@ def _close_result(result):
 class _Body:
     """The app's body: its first chunk (taken already), then the rest."""
 
-    def __init__(self, first, chunks, result):
+    def __init__(self, first: bytes | None, chunks: Iterator[bytes], result: object) -> None:
         self._first = first
         self._chunks = chunks
         self._result = result
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
         yield from self._chunks
 
-    def close(self):
+    def close(self) -> None:
         close = getattr(self._result, "close", None)
         if close is not None:
             close()
@@ -464,14 +476,14 @@ class _Body:
 class _AfterResponse:
     """An HTTP answer to an upgrade request; once it is out, the adapter ends the connection."""
 
-    def __init__(self, body, adapter):
+    def __init__(self, body: Iterable[bytes], adapter: Any) -> None:
         self._body = body
         self._adapter = adapter
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
-    def close(self):
+    def close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -484,15 +496,15 @@ class _AfterResponse:
 class _ThenDiscard:
     """An app's result; closing it takes the WebSocket out of a hub."""
 
-    def __init__(self, result, hub, websocket):
+    def __init__(self, result: Iterable[bytes] | None, hub: Hub, websocket: WebSocket) -> None:
         self._result = result
         self._hub = hub
         self._websocket = websocket
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._result or ())
 
-    def close(self):
+    def close(self) -> None:
         try:
             close = getattr(self._result, "close", None)
             if close is not None:
@@ -501,11 +513,13 @@ class _ThenDiscard:
             self._hub.discard(self._websocket)
 
 
-def _plain_response(start_response, status, message, headers=()):
+def _plain_response(start_response: StartResponse, status: int, message: str,
+                    headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
     from http import HTTPStatus
     body = (message + "\n").encode("utf-8")
     start_response("%d %s" % (status, HTTPStatus(status).phrase), [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
-    ] + list(headers))
+        *headers,
+    ])
     return [body]

@@ -935,7 +935,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def websocket_opened(self, websocket: WebSocket) -> None:
         with self._lock:
             if self._stopping:
-                websocket._start_closing(CloseCode.GOING_AWAY, "server shutting down")
+                websocket.start_closing(CloseCode.GOING_AWAY, "server shutting down")
             self._websockets.add(websocket)
 
     def websocket_closed(self, websocket: WebSocket) -> None:
@@ -981,8 +981,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         for websocket in websockets:
             # Within the one timeout in all: a client that does not read (its
             # send lock held by a blocked send) is dropped, not waited for.
-            websocket._start_closing(CloseCode.GOING_AWAY, "server shutting down",
-                                     max(deadline - time.monotonic(), 0))
+            websocket.start_closing(CloseCode.GOING_AWAY, "server shutting down",
+                                    max(deadline - time.monotonic(), 0))
         for handler in idle:
             try:
                 handler.connection.shutdown(socket.SHUT_RDWR)

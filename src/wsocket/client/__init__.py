@@ -21,6 +21,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 from ..errors import ConnectError, HandshakeError, InvalidStatus
 from ..protocol.connection import CLIENT, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.handshake import check_response, client_request, make_key
+from ..options import DEFAULT_MAX_QUEUE, WebSocketOptions
+from ..protocol.deflate import DEFAULT_COMPRESSION_LEVEL
 from ..websocket import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_PING_INTERVAL,
@@ -89,7 +91,9 @@ def connect(url: str, protocols: Iterable[str] | None = None,
             proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
             reconnect: Literal[False] = False,
             backoff_initial: float = 1.0, backoff_max: float = 60.0,
-            backoff_factor: float = 2.0, backoff_jitter: float = 0.5) -> WebSocket: ...
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            max_queue: int | None = DEFAULT_MAX_QUEUE, max_fragments: int | None = None,
+            compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> WebSocket: ...
 
 
 @overload
@@ -105,7 +109,9 @@ def connect(url: str, protocols: Iterable[str] | None = None,
             proxy: str | bool | None = True, max_redirects: int = MAX_REDIRECTS,
             reconnect: Literal[True],
             backoff_initial: float = 1.0, backoff_max: float = 60.0,
-            backoff_factor: float = 2.0, backoff_jitter: float = 0.5) -> Reconnecting: ...
+            backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            max_queue: int | None = DEFAULT_MAX_QUEUE, max_fragments: int | None = None,
+            compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> Reconnecting: ...
 
 
 @overload
@@ -122,6 +128,8 @@ def connect(url: str, protocols: Iterable[str] | None = None,
             reconnect: bool = False,
             backoff_initial: float = 1.0, backoff_max: float = 60.0,
             backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            max_queue: int | None = DEFAULT_MAX_QUEUE, max_fragments: int | None = None,
+            compression_level: int = DEFAULT_COMPRESSION_LEVEL,
             ) -> WebSocket | Reconnecting: ...
 
 
@@ -138,6 +146,8 @@ def connect(url: str, protocols: Iterable[str] | None = None,
             reconnect: bool = False,
             backoff_initial: float = 1.0, backoff_max: float = 60.0,
             backoff_factor: float = 2.0, backoff_jitter: float = 0.5,
+            max_queue: int | None = DEFAULT_MAX_QUEUE, max_fragments: int | None = None,
+            compression_level: int = DEFAULT_COMPRESSION_LEVEL,
             ) -> WebSocket | Reconnecting:
     """Open a WebSocket connection to ``url`` and return the connected ``WebSocket``.
 
@@ -192,6 +202,10 @@ def connect(url: str, protocols: Iterable[str] | None = None,
         backoff_max (float): Longest delay.
         backoff_factor (float): Growth of the delay after each failed attempt.
         backoff_jitter (float): Fraction of each delay taken off at random.
+        max_queue (int | None): As on the server: bytes that may wait for the
+            server to read (frames handed over without blocking); None: no limit.
+        max_fragments (int | None): As on the server: frames in one message received.
+        compression_level (int): zlib's level for what is sent compressed, 1 to 9.
 
     Returns:
         WebSocket: The open connection (client side: ``with`` closes it), or
@@ -205,11 +219,12 @@ def connect(url: str, protocols: Iterable[str] | None = None,
             that cannot be followed.
         HandshakeError: The 101 does not fit what was offered.
     """
+    options = WebSocketOptions(
+        max_message_size=max_message_size, ping_interval=ping_interval,
+        ping_timeout=ping_timeout, close_timeout=close_timeout, max_queue=max_queue,
+        max_fragments=max_fragments, compression_level=compression_level)
     opener = _Opener(url, protocols, headers, origin, compression, open_timeout, ssl_context,
-                     proxy, max_redirects, dict(
-                         max_message_size=max_message_size, ping_interval=ping_interval,
-                         ping_timeout=ping_timeout, close_timeout=close_timeout),
-                     websocket_class)
+                     proxy, max_redirects, options, websocket_class)
     if reconnect:
         backoff = Backoff(backoff_initial, backoff_max, backoff_factor, backoff_jitter)
         return Reconnecting(opener.open, backoff, opener.target.display)
@@ -223,7 +238,7 @@ class _Opener:
                  headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
                  origin: str | None, compression: bool, open_timeout: float,
                  ssl_context: ssl.SSLContext | None, proxy: str | bool | None,
-                 max_redirects: int, websocket_options: dict[str, Any],
+                 max_redirects: int, websocket_options: WebSocketOptions,
                  websocket_class: type[WebSocket]) -> None:
         self.target = _Target(url)
         self.protocols = list(protocols) if protocols else None
@@ -304,7 +319,7 @@ class _Opener:
         sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
         return self.websocket_class(
             sock, {}, side=CLIENT, subprotocol=subprotocol, deflate=deflate, origin=self.origin,
-            path=target.path, initial_data=head.leftover, **self.websocket_options)
+            path=target.path, initial_data=head.leftover, options=self.websocket_options)
 
     def _open_socket(self, target: _Target, deadline: float) -> socket.socket:
         """TCP to the server, directly or through the proxy; then TLS for wss://."""

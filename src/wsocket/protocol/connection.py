@@ -41,7 +41,7 @@ from .frames import (
 __all__ = [
     "Side", "State", "SERVER", "CLIENT", "OPEN", "CLOSING", "CLOSED", "DEFAULT_MAX_MESSAGE_SIZE",
     "Connection", "Event", "Message", "Ping", "Pong", "CloseReceived", "Failure",
-    "CloseCode", "check_close_code", "is_valid_close_code",
+    "CloseCode", "check_close_code", "is_valid_close_code", "encode_message",
 ]
 
 
@@ -159,6 +159,16 @@ class Failure(Event):
 
 
 # -- close codes --------------------------------------------------------------
+
+def encode_message(data: str | bytes | bytearray | memoryview,
+                   binary: bool | None = None) -> tuple[int, bytes]:
+    """The opcode and payload of one message: ``str`` as text unless ``binary``,
+    bytes-like as binary unless ``binary is False`` (then sent as they are)."""
+    if isinstance(data, str):
+        return (OP_BINARY if binary else OP_TEXT), data.encode("utf-8")
+    return (OP_TEXT if binary is False else OP_BINARY), \
+        data if isinstance(data, bytes) else bytes(data)
+
 
 def check_close_code(code: int, reason: str | bytes = "") -> bytes:
     """Validate a close frame we are about to send; returns the reason as bytes."""
@@ -546,12 +556,7 @@ class Connection:
         """The frame of one whole message. ``str`` goes as text unless ``binary``."""
         if not self.can_send:
             raise ProtocolError("cannot send a message after the close frame")
-        if isinstance(data, str):
-            payload = data.encode("utf-8")
-            opcode = OP_BINARY if binary else OP_TEXT
-        else:
-            payload = bytes(data) if not isinstance(data, bytes) else data
-            opcode = OP_TEXT if binary is False else OP_BINARY
+        opcode, payload = encode_message(data, binary)
         rsv1 = False
         if compress and self._codec is not None:
             compressed = self._codec.compress(payload)

@@ -1,0 +1,135 @@
+"""``Reader``: the reading side of a connection, socket to core to events.
+
+One job: waiting for bytes and turning them into events. ``read()`` reads
+once from the socket (``SocketTransport``) into the core (``Connection``),
+whose events (messages, pings, pongs, the peer's close, a failure) wait in
+``events`` for ``WebSocket.receive()`` to act on; while it waits it runs the
+keepalive (``Keepalive``): a ping after a silence, a dead peer given up.
+What ends the connection is told to its owner, the ``WebSocket``, passed to
+each call (never kept).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from .protocol.codes import CloseCode
+from .protocol.connection import CloseReceived, Failure
+
+if TYPE_CHECKING:
+    import logging
+
+    from ._keepalive import Keepalive
+    from ._transport import SocketTransport
+    from .protocol.connection import Connection, Event
+
+__all__ = ["Reader", "ReaderOwner"]
+
+_ABNORMAL = CloseCode.ABNORMAL_CLOSURE
+
+
+class ReaderOwner(Protocol):
+    """What the reader needs of the connection it reads for (a ``WebSocket``)."""
+
+    logger: logging.Logger
+    closed: bool
+
+    def mark_closed(self, code: int, reason: str) -> None:
+        """The connection ended (see ``WebSocket.mark_closed``)."""
+
+    def fail_connection(self, code: int, reason: str, close_code: int | None = None) -> None:
+        """Fail the connection with a close frame carrying ``code`` if one may go."""
+
+    def send_keepalive_ping(self) -> None:
+        """Send a keepalive ping, without blocking for long."""
+
+
+class Reader:
+    """Reads one connection.
+
+    Attributes:
+        lock (threading.Lock): Held by the one thread that reads (``receive()``,
+            or ``close()`` waiting for the peer's answer).
+        events (collections.deque): The core's events not acted on yet.
+    """
+
+    def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
+        self.lock = threading.Lock()
+        self.events: collections.deque[Event] = collections.deque()
+        self._connection = connection
+        self._keepalive = keepalive
+        self._transport: SocketTransport  # set by attach()
+
+    def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
+        """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
+        self._transport = transport
+        if initial_data:
+            self.events.extend(self._connection.receive_data(initial_data))
+
+    def read(self, owner: ReaderOwner, deadline: float | None) -> bool:
+        """Read once from the socket into the core (the lock is held).
+
+        Returns False when nothing can come any more (connection lost,
+        keepalive timeout: the owner is then closed) or ``deadline`` passed.
+        Sends keepalive pings while waiting.
+        """
+        transport, keepalive = self._transport, self._keepalive
+        if transport.corked:
+            transport.cork(False)  # whatever was sent meanwhile goes out now
+        while True:
+            try:
+                data = transport.recv(self._time_to_wait(deadline))
+            except OSError as error:
+                owner.logger.debug("%r: socket error while reading: %s", owner, error)
+                self._lost(owner)
+                return False
+            if data is None:  # nothing came in time: is something due?
+                now = time.monotonic()
+                if keepalive.timed_out(now):
+                    owner.logger.info("%r: no answer to a ping for %.1f s, closing",
+                                      owner, keepalive.timeout)
+                    owner.fail_connection(CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
+                                          close_code=_ABNORMAL)
+                    return False
+                if keepalive.ping_due(now):
+                    keepalive.ping_sent(now)
+                    owner.send_keepalive_ping()
+                if deadline is not None and now >= deadline:
+                    return False
+                continue
+            if not data:
+                self._lost(owner)
+                return False
+            keepalive.heard(time.monotonic())
+            self.events.extend(self._connection.receive_data(data))
+            return True
+
+    def _time_to_wait(self, deadline: float | None) -> float | None:
+        """Seconds until something is due: the deadline, a ping, a ping's timeout."""
+        due = self._keepalive.due()
+        if deadline is not None and (due is None or deadline < due):
+            due = deadline
+        return None if due is None else due - time.monotonic()
+
+    def _lost(self, owner: ReaderOwner) -> None:
+        self._connection.fail(_ABNORMAL)
+        owner.mark_closed(_ABNORMAL, "")
+
+    def read_until_close(self, owner: ReaderOwner, deadline: float | None) -> None:
+        """Discard what arrives until the peer's close frame (RFC 6455 1.4); the lock is held."""
+        events = self.events
+        while not owner.closed:
+            while events:
+                event = events.popleft()
+                if type(event) is CloseReceived:
+                    owner.mark_closed(event.code, event.reason)
+                    return
+                if type(event) is Failure:
+                    owner.fail_connection(event.code, event.reason)
+                    return
+            if not self.read(owner, deadline) and deadline is not None \
+                    and time.monotonic() >= deadline:
+                return
