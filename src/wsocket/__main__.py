@@ -8,6 +8,8 @@ current directory, as gunicorn does), ``module`` alone (meaning
 stderr and exit status 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import importlib.util
@@ -16,10 +18,17 @@ import logging
 import os
 import ssl
 import sys
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, TypeVar, cast
 
 from . import __version__
 from . import server as _server
 from .hub import HubError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+
+    from ._wsgi_types import WSGIApp
 
 __all__ = ["main", "load_app"]
 
@@ -46,7 +55,7 @@ class CommandLineError(Exception):
     """A mistake in what the user asked for: one line on stderr, exit 2."""
 
 
-def _split(spec):
+def _split(spec: str) -> tuple[str, str, bool]:
     """``"module:attribute"`` -> (module or path, attribute, whether to call it)."""
     location, sep, attribute = spec.rpartition(":")
     if not sep:
@@ -62,11 +71,11 @@ def _split(spec):
     return location, attribute, call
 
 
-def _is_path(location):
+def _is_path(location: str) -> bool:
     return location.endswith(".py") or "/" in location or os.sep in location
 
 
-def _import_file(location, spec):
+def _import_file(location: str, spec: str) -> tuple[ModuleType, str]:
     """Import ``path/to/app.py`` as module ``app``, its folder first on sys.path."""
     path = os.path.abspath(location)
     if not os.path.isfile(path):
@@ -88,7 +97,7 @@ def _import_file(location, spec):
     return importlib.import_module(name), name
 
 
-def _import(location, spec):
+def _import(location: str, spec: str) -> tuple[ModuleType, str]:
     """The module named or pointed at by ``location``, and its name."""
     if _is_path(location):
         return _import_file(location, spec)
@@ -99,11 +108,12 @@ def _import(location, spec):
     except ImportError as error:
         if getattr(error, "name", None) == location:
             raise CommandLineError("cannot import module %r (looked in %s)"
-                                   % (location, os.getcwd()))
-        raise CommandLineError("importing %r failed: %s" % (location, error))
+                                   % (location, os.getcwd())) from None
+        raise CommandLineError("importing %r failed: %s" % (location, error)) from error
 
 
-def _check_wsgi_signature(app, spec, module, attribute, call):
+def _check_wsgi_signature(app: Callable[..., object], spec: str, module: ModuleType,
+                          attribute: str, call: bool) -> None:
     """Refuse a callable that cannot take (environ, start_response)."""
     try:
         signature = inspect.signature(app)
@@ -129,7 +139,7 @@ def _check_wsgi_signature(app, spec, module, attribute, call):
         "(environ, start_response)%s" % (spec, signature, hint))
 
 
-def load_app(spec):
+def load_app(spec: str) -> WSGIApp:
     """Import ``module:attribute`` (or ``module:factory()``, or a file) and return the app."""
     location, attribute, call = _split(spec)
     _server._command_line_importing = spec
@@ -145,11 +155,12 @@ def load_app(spec):
                 "'wsocket %s' serves the app once" % (location, spec)) from None
         except Exception as error:
             raise CommandLineError("importing %r failed: %s: %s"
-                                   % (location, type(error).__name__, error))
+                                   % (location, type(error).__name__, error)) from error
         try:
             app = getattr(module, attribute)
         except AttributeError:
-            raise CommandLineError("module %r has no attribute %r" % (name, attribute))
+            raise CommandLineError("module %r has no attribute %r"
+                                   % (name, attribute)) from None
         if call:
             try:
                 app = app()
@@ -160,25 +171,31 @@ def load_app(spec):
                                        "app instead" % attribute) from None
             except Exception as error:
                 raise CommandLineError("calling %s() failed: %s: %s"
-                                       % (attribute, type(error).__name__, error))
+                                       % (attribute, type(error).__name__, error)) from error
     finally:
         _server._command_line_importing = None
     if not callable(app):
         raise CommandLineError("%s is not a WSGI application (%s object is not callable)"
                                % (spec, type(app).__name__))
     _check_wsgi_signature(app, spec, module, attribute, call)
-    return app
+    # Callable, and takes two arguments: as far as can be checked, a WSGI app.
+    return cast("WSGIApp", app)
 
 
-def _number(convert, expected, valid, invalid, allow_none=False):
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(convert: Callable[[str], _Number], expected: str,
+            valid: Callable[[_Number], bool], invalid: str,
+            allow_none: bool = False) -> Callable[[str], _Number | None]:
     """An argparse type: ``convert`` the text, check it is ``valid``; 'none' when allowed."""
-    def parse(text):
+    def parse(text: str) -> _Number | None:
         if allow_none and text.lower() == "none":
             return None
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("expected %s, not %r" % (expected, text))
+            raise argparse.ArgumentTypeError("expected %s, not %r" % (expected, text)) from None
         if not valid(value):
             raise argparse.ArgumentTypeError(invalid)
         return value
@@ -208,12 +225,12 @@ _SERVER_OPTIONS = ("max_connections", "request_timeout", "keep_alive_timeout",
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         """One line, like every other mistake (argparse would print the usage first)."""
         self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wsocket", usage=_USAGE, epilog=_EPILOG,
         description="Serve a WSGI app with WebSockets (the demo without one).",
@@ -275,7 +292,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["connect"]:  # wsocket connect URL: the terminal client
         from .client.__main__ import main as client_main
@@ -284,7 +301,8 @@ def main(argv=None):
     args = parser.parse_args(arguments)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
-    options = {name: getattr(args, name) for name in _WEBSOCKET_OPTIONS if hasattr(args, name)}
+    options: dict[str, Any] = {name: getattr(args, name) for name in _WEBSOCKET_OPTIONS
+                               if hasattr(args, name)}
     if args.no_compression:
         options["compression"] = False
     if args.hub:

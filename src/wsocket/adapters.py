@@ -26,13 +26,20 @@ No server is imported here: an adapter looks at what the running server
 already put in the environ (or ``sys.modules``).
 """
 
+from __future__ import annotations
+
+import importlib
 import logging
 import os
 import socket
 import sys
 import threading
+from typing import TYPE_CHECKING, Any, Callable
 
 from .websocket import close_socket, finish_connection, logger
+
+if TYPE_CHECKING:
+    from ._wsgi_types import Environ, Headers, StartResponse
 
 __all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "find_adapter",
            "unsupported_server", "request_http_version", "ADAPTERS", "REFUSALS"]
@@ -57,21 +64,23 @@ class ServerAdapter:
     the request ends (``release`` and ``response``).
     """
 
-    def __init__(self, environ, start_response):
+    def __init__(self, environ: Environ, start_response: StartResponse) -> None:
         self.environ = environ
         self.start_response = start_response
-        self.sock = None
+        # The connection once taken over (under gevent or eventlet a green
+        # socket, which quacks like socket.socket), and the bytes read past the request.
+        self.sock: socket.socket | None = None
         self.initial_data = b""
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         raise NotImplementedError
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         """Set ``sock`` (blocking, no timeout) and ``initial_data``; returns self."""
         raise NotImplementedError
 
-    def close_after_response(self, headers):
+    def close_after_response(self, headers: Headers) -> Headers:
         """The headers of an HTTP response to an upgrade request that was not accepted.
 
         That connection must end after the response (a proxy may be
@@ -79,19 +88,19 @@ class ServerAdapter:
         returns ``headers`` with what makes this server close it.
         """
         if not any(name.lower() == "connection" for name, _ in headers):
-            headers = list(headers) + [("Connection", "close")]
+            headers = [*headers, ("Connection", "close")]
         return headers
 
     acts_after_response = False  # whether after_response() does something
 
-    def after_response(self):
+    def after_response(self) -> None:
         """That HTTP response is out (its body closed): a server may need a nudge to close."""
 
-    def release(self):
+    def release(self) -> None:
         """The WebSocket has ended: end the connection, leave closing it to the server."""
         end_connection(self.sock)
 
-    def response(self):
+    def response(self) -> list[bytes]:
         """What the WSGI callable returns once the WebSocket ended.
 
         A 101 status gives the server's access log the right line; writing
@@ -101,7 +110,7 @@ class ServerAdapter:
         return []
 
 
-def end_connection(sock, linger=LINGER):
+def end_connection(sock: socket.socket | None, linger: float = LINGER) -> None:
     """FIN to the client, wait (at most ``linger`` s) for its FIN, then shut reading.
 
     After this the server's writes fail with EPIPE and its reads see the end
@@ -117,7 +126,7 @@ def end_connection(sock, linger=LINGER):
         pass
 
 
-def buffered_bytes(rfile, sock):
+def buffered_bytes(rfile: object, sock: socket.socket) -> bytes:
     """The bytes ``rfile`` (a server's buffered reader) holds past the request.
 
     Reads what is buffered without ever waiting for more: the socket is
@@ -129,7 +138,8 @@ def buffered_bytes(rfile, sock):
         return b""
     sock.setblocking(False)
     try:
-        return read1(-1) or b""  # all of the buffer, or one read of the socket
+        buffered: bytes | None = read1(-1)  # all of the buffer, or one read of the socket
+        return buffered or b""
     except (OSError, ValueError):
         return b""
     finally:
@@ -142,17 +152,18 @@ class WSocketAdapter(ServerAdapter):
     """wsocket's own server: ``environ["wsocket.takeover"]()``."""
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         return "wsocket.takeover" in environ
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         self.sock, self.initial_data = self.environ["wsocket.takeover"]()
         return self
 
-    def release(self):
-        close_socket(self.sock)  # the server writes nothing after a takeover
+    def release(self) -> None:
+        if self.sock is not None:
+            close_socket(self.sock)  # the server writes nothing after a takeover
 
-    def response(self):
+    def response(self) -> list[bytes]:
         return []
 
 
@@ -164,41 +175,42 @@ class WerkzeugAdapter(ServerAdapter):
     """
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         return "werkzeug.socket" in environ
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         if not self.environ.get("wsgi.multithread") and not self.environ.get("wsgi.multiprocess"):
             raise UnsupportedServer(
                 "WebSocket upgrade refused: werkzeug's development server runs without "
                 "threads here, so one WebSocket would stop it from serving anything else; "
                 "run it threaded (flask run does; app.run(threaded=True), "
                 "run_simple(..., threaded=True)). " + USE_INSTEAD)
-        self.sock = self.environ["werkzeug.socket"]
-        self.sock.settimeout(None)
-        self.initial_data = buffered_bytes(self.environ.get("wsgi.input"), self.sock)
+        sock: socket.socket = self.environ["werkzeug.socket"]
+        sock.settimeout(None)
+        self.sock = sock
+        self.initial_data = buffered_bytes(self.environ.get("wsgi.input"), sock)
         return self
 
-    def close_after_response(self, headers):
+    def close_after_response(self, headers: Headers) -> Headers:
         return headers  # werkzeug closes every connection after its response, and says so
 
 
 class _ForwardTo(logging.Handler):
     """Hands every record to another logger, whose handlers format and write it."""
 
-    def __init__(self, target):
+    def __init__(self, target: logging.Logger) -> None:
         super().__init__()
         self.target = target
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         self.target.handle(record)
 
 
 _host_log_lock = threading.Lock()
-_host_log_checked = False
+_host_log_checked = threading.Event()  # set once use_host_error_log() decided
 
 
-def use_host_error_log(host_logger_name):
+def use_host_error_log(host_logger_name: str) -> None:
     """Send the ``wsocket`` logger's records to the host server's error log, once.
 
     Only when nobody configured logging (neither the ``wsocket`` logger nor
@@ -207,13 +219,12 @@ def use_host_error_log(host_logger_name):
     The host's logger then decides the format, the file and the level
     (gunicorn's --error-logfile and --log-level).
     """
-    global _host_log_checked
-    if _host_log_checked:
+    if _host_log_checked.is_set():
         return
     with _host_log_lock:
-        if _host_log_checked:
+        if _host_log_checked.is_set():
             return
-        _host_log_checked = True
+        _host_log_checked.set()
         host = logging.getLogger(host_logger_name)
         if logger.handlers or logging.getLogger().handlers or not host.handlers:
             return
@@ -233,10 +244,10 @@ class GunicornAdapter(ServerAdapter):
     """
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         return "gunicorn.socket" in environ
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         use_host_error_log("gunicorn.error")
         if not self.environ.get("wsgi.multithread"):
             # Only the sync worker leaves wsgi.multithread False: it serves one
@@ -247,8 +258,9 @@ class GunicornAdapter(ServerAdapter):
                 "and the connection with it), and it serves one connection per process. "
                 "Run gunicorn -k gthread --threads 100 (a thread per connection) or "
                 "-k gevent.")
-        self.sock = self.environ["gunicorn.socket"]
-        self.sock.settimeout(None)
+        sock: socket.socket = self.environ["gunicorn.socket"]
+        sock.settimeout(None)
+        self.sock = sock
         unreader = getattr(getattr(self.environ.get("wsgi.input"), "reader", None),
                            "unreader", None)
         if unreader is not None:
@@ -259,7 +271,7 @@ class GunicornAdapter(ServerAdapter):
                 buffered.truncate()
         return self
 
-    def close_after_response(self, headers):
+    def close_after_response(self, headers: Headers) -> Headers:
         # gunicorn drops an app's Connection header (hop-by-hop); its
         # response object, behind start_response, can be told to close.
         force_close = getattr(getattr(self.start_response, "__self__", None), "force_close",
@@ -278,34 +290,35 @@ class EventletAdapter(ServerAdapter):
     """
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         return "eventlet.input" in environ
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         request_input = self.environ["eventlet.input"]
-        self.sock = request_input.get_socket()
-        self.sock.settimeout(None)
-        self.initial_data = buffered_bytes(getattr(request_input, "rfile", None), self.sock)
+        sock: socket.socket = request_input.get_socket()
+        sock.settimeout(None)
+        self.sock = sock
+        self.initial_data = buffered_bytes(getattr(request_input, "rfile", None), sock)
         set_idle = self.environ.get("eventlet.set_idle")
         if set_idle is not None:
             set_idle()
         return self
 
-    def close_after_response(self, headers):
+    def close_after_response(self, headers: Headers) -> Headers:
         # eventlet sends the app's Connection: close but keeps the connection:
         # see after_response().
         return super().close_after_response(headers)
 
     acts_after_response = True
 
-    def after_response(self):
+    def after_response(self) -> None:
         # The read side is shut: eventlet finds no next request, and closes.
         try:
             self.environ["eventlet.input"].get_socket().shutdown(socket.SHUT_RD)
         except OSError:
             pass
 
-    def response(self):
+    def response(self) -> list[bytes]:
         self.start_response("101 Switching Protocols", [])  # for the access log only
         wsgi = sys.modules.get("eventlet.wsgi")
         if wsgi is not None:
@@ -324,7 +337,8 @@ class GeventAdapter(ServerAdapter):
     """
 
     @classmethod
-    def _handler(cls, start_response):
+    def _handler(cls, start_response: StartResponse) -> Any:
+        """pywsgi's handler of the request, if ``start_response`` is its method; else None."""
         pywsgi = sys.modules.get("gevent.pywsgi")
         handler = getattr(start_response, "__self__", None)
         if pywsgi is not None and isinstance(handler, pywsgi.WSGIHandler):
@@ -332,23 +346,25 @@ class GeventAdapter(ServerAdapter):
         return None
 
     @classmethod
-    def detect(cls, environ, start_response):
-        return cls._handler(start_response) is not None \
-            or environ.get("SERVER_SOFTWARE", "").startswith("gevent/")
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
+        software: str = environ.get("SERVER_SOFTWARE", "")
+        return cls._handler(start_response) is not None or software.startswith("gevent/")
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         handler = self._handler(self.start_response)
+        sock: socket.socket | None
         if handler is not None:
-            self.sock, rfile = handler.socket, handler.rfile
+            sock, rfile = handler.socket, handler.rfile
         else:
             rfile = self.environ.get("wsgi.input")
-            self.sock = getattr(getattr(rfile, "raw", None), "_sock", None)
-            if self.sock is None:
+            sock = getattr(getattr(rfile, "raw", None), "_sock", None)
+            if sock is None:
                 raise UnsupportedServer(
                     "WebSocket upgrade refused: cannot find the socket of gevent's pywsgi "
                     "behind the middleware wrapped around wsocket; put WSocketApp outermost.")
-        self.sock.settimeout(None)
-        self.initial_data = buffered_bytes(rfile, self.sock)
+        sock.settimeout(None)
+        self.sock = sock
+        self.initial_data = buffered_bytes(rfile, sock)
         return self
 
 
@@ -376,62 +392,68 @@ class UwsgiAdapter(ServerAdapter):
                "behind nginx with proxy_pass or uwsgi_pass (see docs/deploying.md).")
     # Listening-socket options whose connections carry something else than
     # the client's bytes as they are: TLS that uWSGI ends, or FastCGI records.
-    WRAPPED_SOCKET_OPTIONS = {
+    WRAPPED_SOCKET_OPTIONS: dict[str, str] = {
         "https-socket": "uWSGI's --https-socket ends TLS itself, inside uWSGI",
         "fastcgi-socket": "FastCGI wraps every byte of the connection in its records",
         "fastcgi-nph-socket": "FastCGI wraps every byte of the connection in its records",
     }
-    SOCKET_OPTIONS = ("http-socket", "http11-socket", "socket", "uwsgi-socket",
-                      "suwsgi-socket", "scgi-socket", "scgi-nph-socket", "raw-socket",
-                      "shared-socket") + tuple(WRAPPED_SOCKET_OPTIONS)
+    SOCKET_OPTIONS: tuple[str, ...] = (
+        "http-socket", "http11-socket", "socket", "uwsgi-socket", "suwsgi-socket",
+        "scgi-socket", "scgi-nph-socket", "raw-socket", "shared-socket",
+        *WRAPPED_SOCKET_OPTIONS)
 
-    def __init__(self, environ, start_response):
+    def __init__(self, environ: Environ, start_response: StartResponse) -> None:
         super().__init__(environ, start_response)
         # uWSGI finds the request by the thread (or greenlet) that asks: the
         # descriptor is read here, in the request's own thread, for a
         # take_over() that may come later.
-        self.uwsgi = sys.modules.get("uwsgi")
-        try:
-            self.fd = self.uwsgi.connection_fd()
-        except Exception:
-            self.fd = -1
+        self.uwsgi = sys.modules.get("uwsgi")  # the module uWSGI gives its apps
+        self.fd = -1  # none
+        if self.uwsgi is not None:
+            try:
+                self.fd = self.uwsgi.connection_fd()
+            except Exception:
+                pass
 
     @classmethod
-    def detect(cls, environ, start_response):
+    def detect(cls, environ: Environ, start_response: StartResponse) -> bool:
         return "uwsgi.version" in environ and "uwsgi" in sys.modules
 
-    def take_over(self):
+    def take_over(self) -> ServerAdapter:
         self._check_setup()
         duplicate = os.dup(self.fd)
         try:
-            self.sock = self._socket_class()(fileno=duplicate)
+            sock = self._socket_class()(fileno=duplicate)
         except BaseException:
             os.close(duplicate)
             raise
-        self.sock.settimeout(None)
+        sock.settimeout(None)
+        self.sock = sock
         return self
 
-    def release(self):
+    def release(self) -> None:
         """FIN, the client's FIN, then our descriptor closes; uWSGI closes its own."""
         if self.sock is not None:
             end_connection(self.sock)
             self.sock.close()
 
-    def response(self):
+    def response(self) -> list[bytes]:
         # No start_response: uWSGI has no headers to write, and writes nothing.
         # (Its request log shows such a request as a 500 of 0 bytes.)
         return []
 
-    def _socket_class(self) -> type:
+    def _socket_class(self) -> type[socket.socket]:
         if self._option("gevent") is not None or getattr(self.uwsgi, "loop", None) in (
                 b"gevent", "gevent"):
             # uWSGI's gevent loop runs each request in a greenlet without
             # patching the standard library: the socket must be gevent's.
-            from gevent import socket as green_socket
-            return green_socket.socket
+            green_socket = importlib.import_module("gevent.socket")
+            green_class: type[socket.socket] = green_socket.socket  # quacks like one
+            return green_class
         return socket.socket
 
-    def _option(self, name: str):
+    def _option(self, name: str) -> Any:
+        """uWSGI's option ``name``: its value (a list when given more than once), or None."""
         options = getattr(self.uwsgi, "opt", None) or {}
         return options.get(name)
 
@@ -467,9 +489,9 @@ class UwsgiAdapter(ServerAdapter):
                 "one WebSocket would stop it from serving anything else. Run it with "
                 "--threads 100 (a thread per connection), --gevent 1000, or --processes N.")
 
-    def _listener_option(self):
+    def _listener_option(self) -> str | None:
         """The option that declared the listening socket of this connection, if found."""
-        declared = []
+        declared: list[tuple[str, str]] = []
         for name in self.SOCKET_OPTIONS:
             values = self._option(name)
             for value in values if isinstance(values, list) else [values]:
@@ -500,7 +522,7 @@ class UwsgiAdapter(ServerAdapter):
         return None
 
 
-def _same_address(declared: str, local) -> bool:
+def _same_address(declared: str, local: tuple[Any, ...] | str | bytes) -> bool:
     """Whether uWSGI's socket address ``declared`` ("host:port", ":port", a path) is ``local``."""
     if isinstance(local, tuple):  # TCP: the port, and the host when one is named
         host, colon, port = declared.rpartition(":")
@@ -524,13 +546,16 @@ def _resolves_to(host: str, address: str) -> bool:
 
 # -- servers that cannot ----------------------------------------------------------------
 
-def _server_of(start_response):
-    handler = getattr(start_response, "__self__", None)
+def _server_of(start_response: StartResponse) -> str:
+    """The module of the object ``start_response`` is a method of ("" if none)."""
+    handler: object = getattr(start_response, "__self__", None)
     return type(handler).__module__ if handler is not None else ""
 
 
-REFUSALS = [
-    # (test on environ and start_response, what the server is, what to do instead)
+# (test on environ and start_response, what the server is, what to do instead)
+Refusal = tuple[Callable[["Environ", "StartResponse"], bool], str, str]
+
+REFUSALS: list[Refusal] = [
     (lambda environ, start_response: _server_of(start_response).startswith("django."),
      "Django's runserver",
      "In development run wsocket mysite.wsgi:application (or gunicorn -k gthread "
@@ -547,11 +572,12 @@ REFUSALS = [
 ]
 
 # Tried in order: the first whose detect() is true takes the connection over.
-ADAPTERS = [WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter,
-            UwsgiAdapter]
+ADAPTERS: list[type[ServerAdapter]] = [
+    WSocketAdapter, WerkzeugAdapter, EventletAdapter, GeventAdapter, GunicornAdapter,
+    UwsgiAdapter]
 
 
-def request_http_version(environ):
+def request_http_version(environ: Environ) -> str:
     """The request's HTTP version, as the server would say it if it could.
 
     eventlet.wsgi puts "HTTP/1.0" in SERVER_PROTOCOL whatever the request
@@ -559,10 +585,11 @@ def request_http_version(environ):
     """
     if "eventlet.input" in environ:
         return "HTTP/1.1"
-    return environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+    version: str = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+    return version
 
 
-def find_adapter(environ, start_response):
+def find_adapter(environ: Environ, start_response: StartResponse) -> ServerAdapter | None:
     """The adapter for the server behind ``environ`` (nothing taken yet), or None.
 
     None: the server cannot hand its socket over (``unsupported_server``
@@ -574,7 +601,7 @@ def find_adapter(environ, start_response):
     return None
 
 
-def take_over(environ, start_response):
+def take_over(environ: Environ, start_response: StartResponse) -> ServerAdapter:
     """The adapter for the server behind ``environ``, the connection already taken.
 
     Raises ``UnsupportedServer`` (its message names the server and what to
@@ -586,13 +613,13 @@ def take_over(environ, start_response):
     return adapter.take_over()
 
 
-def unsupported_server(environ, start_response):
+def unsupported_server(environ: Environ, start_response: StartResponse) -> UnsupportedServer:
     """The ``UnsupportedServer`` error for a server no adapter knows, naming what to use."""
-    for refuses, server, instead in REFUSALS:
+    server: str = environ.get("SERVER_SOFTWARE") or "this WSGI server"
+    instead = USE_INSTEAD
+    for refuses, refused_server, refused_instead in REFUSALS:
         if refuses(environ, start_response):
+            server, instead = refused_server, refused_instead
             break
-    else:
-        server = environ.get("SERVER_SOFTWARE") or "this WSGI server"
-        instead = USE_INSTEAD
     return UnsupportedServer("WebSocket upgrade refused: %s cannot hand its socket over to a "
                              "WebSocket. %s" % (server, instead))

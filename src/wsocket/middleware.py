@@ -28,6 +28,7 @@ from .protocol.handshake import (
     is_upgrade_request,
     server_handshake,
 )
+from .protocol.http11 import status_phrase
 from .websocket import WebSocket, logger
 
 if TYPE_CHECKING:
@@ -515,9 +516,8 @@ class _ThenDiscard:
 
 def _plain_response(start_response: StartResponse, status: int, message: str,
                     headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
-    from http import HTTPStatus
     body = (message + "\n").encode("utf-8")
-    start_response("%d %s" % (status, HTTPStatus(status).phrase), [
+    start_response("%d %s" % (status, status_phrase(status)), [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
         *headers,

@@ -15,14 +15,14 @@ import re
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import ConnectError, HandshakeError, InvalidStatus
-from ..protocol.connection import CLIENT, DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol.handshake import check_response, client_request, make_key
 from ..options import DEFAULT_MAX_QUEUE, WebSocketOptions
+from ..protocol.connection import CLIENT, DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.deflate import DEFAULT_COMPRESSION_LEVEL
+from ..protocol.handshake import check_response, client_request, make_key
 from ..websocket import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_PING_INTERVAL,
