@@ -1,4 +1,4 @@
-"""``python -m bench.reliability``: the figures of README's "Reliability" section.
+"""``python -m bench.reliability``: the figures of the Reliability page (docs/reliability.md).
 
     python -m bench.reliability                       # 2,000 connections, 10,000 cycles
     python -m bench.reliability --connections 5000 --cycles 20000

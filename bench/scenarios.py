@@ -43,7 +43,7 @@ def broadcast_unavailable():
     runs the same servers (bench/servers with ``--broadcast``) for it.
     """
     return ("measured by python -m bench.broadcast (time for one message to reach every "
-            "client, against the same peers; see README)")
+            "client, against the same peers; see docs/performance.md)")
 
 
 SCENARIOS = [

@@ -17,7 +17,7 @@ numbers = itertools.count(1)
 
 
 def broadcast(text):
-    # To every client; never waits for a slow one (see "Broadcast and rooms" in README).
+    # To every client; never waits for a slow one (see docs/broadcast.md).
     app.hub.broadcast(text)
 
 

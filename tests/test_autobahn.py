@@ -4,7 +4,7 @@ wstest (Python 2.7, installed by README's test command, ./test.sh, with
 autobahn/install.sh into .autobahn/venv) connects to an echo app served by ``python -m wsocket`` and
 judges every case; a case passes as OK, NON-STRICT or INFORMATIONAL with a
 clean closing. Groups 12 and 13 (permessage-deflate) are run with messages
-up to 8 KiB here; ``python autobahn/run.py`` runs every case (see README).
+up to 8 KiB here; ``python autobahn/run.py`` runs every case (see docs/reliability.md).
 
 The same echo runs under uWSGI too (``--http-socket --threads``), with
 groups 1 to 7 and 10 in full and a sample of 9, 12 and 13 on every test run;

@@ -416,7 +416,7 @@ def test_the_test_client_runs_a_django_app(monkeypatch):
         assert refused.value.status == 200 and refused.value.body.startswith(b"Django here")
 
 
-# -- README's authentication examples ----------------------------------------------------------
+# -- the authentication examples (docs/security.md) ----------------------------------------------------------
 
 def example(name, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))

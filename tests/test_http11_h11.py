@@ -13,7 +13,7 @@ it: leading empty lines skipped (RFC 9112 2.2, which h11 refuses: the
 comparison skips them for both), the head up to CRLFCRLF, then the body by
 its framing; a message cut by the end of the input is refused. The
 deliberate differences (where wsocket refuses what h11 accepts) are in
-README's Security section. Last, 150 of the generated requests go to
+the Security page (docs/security.md). Last, 150 of the generated requests go to
 ``python -m wsocket`` itself: its app sees what the parser reads (method,
 target, body), or the server refuses (4xx/5xx and close) where the parser
 does, and its log shows no error.
