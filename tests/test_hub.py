@@ -189,6 +189,58 @@ def test_close_sends_the_queue_before_the_close_frame():
         peer.close()
 
 
+def test_a_frame_queued_while_deliver_holds_the_lock_is_sent_after_it():
+    """Issue #14: a broadcast stuck in the queue of a client that had just had one.
+
+    Thread A delivers a frame; the socket takes it whole, but A still holds
+    the send lock. Meanwhile a second frame is delivered: the lock is busy,
+    so it waits in the queue and the writer thread is woken, which cannot
+    take the lock either and leaves it to the lock's holder. A must send it
+    (or wake the writer again) once it lets go of the lock. The pause inside
+    A's write is what a busy machine's scheduler does now and then.
+    """
+    ours, peer = socket.socketpair()
+    websocket = WebSocket(ours, max_queue=None)
+    transport = websocket._sender.transport
+    first, second = serialize_frame(OP_TEXT, b"first"), serialize_frame(OP_TEXT, b"second")
+    first_written, go_on, writer_tried = threading.Event(), threading.Event(), threading.Event()
+    real_send_nowait, real_write_queued = transport.send_nowait, websocket.write_queued
+
+    def send_nowait_then_pause(buffers):
+        sent = real_send_nowait(buffers)
+        if not first_written.is_set():  # A's own write: hold the lock a while after it
+            first_written.set()
+            go_on.wait(TIMEOUT)
+        return sent
+
+    def write_queued_noting_the_attempt():
+        done = real_write_queued()
+        writer_tried.set()
+        return done
+
+    transport.send_nowait = send_nowait_then_pause
+    websocket.write_queued = write_queued_noting_the_attempt
+    delivering = threading.Thread(target=websocket.deliver, args=(first,))
+    try:
+        delivering.start()
+        assert first_written.wait(TIMEOUT)
+        assert websocket.deliver(second) is True  # queued: A holds the lock
+        assert writer_tried.wait(TIMEOUT)  # the writer found the lock taken and gave up
+        go_on.set()
+        delivering.join(TIMEOUT)
+        assert not delivering.is_alive()
+        expected = first + second
+        data = bytearray()
+        peer.settimeout(TIMEOUT)
+        while len(data) < len(expected):
+            data += peer.recv(65536)
+        assert bytes(data) == expected
+    finally:
+        go_on.set()
+        ours.close()
+        peer.close()
+
+
 # -- the hub's bookkeeping --------------------------------------------------------------------
 
 def test_hub_refuses_what_it_cannot_use(monkeypatch):

@@ -242,9 +242,8 @@ class Sender:
                         self.queue.flush(transport)
                 else:
                     sent = transport.send_nowait([frame])
-                    if sent == len(frame):
-                        return True
-                    overflow = self.queue.push_rest(frame, sent, transport.mode)
+                    overflow = False if sent == len(frame) else \
+                        self.queue.push_rest(frame, sent, transport.mode)
                 if overflow is None:
                     return False  # closing meanwhile
             except OSError as error:
@@ -255,6 +254,10 @@ class Sender:
                 return False
         finally:
             self.lock.release()
+        # Even when our frame went whole: another thread may have queued one
+        # while we held the lock, and the writer thread, finding the lock
+        # taken, left it to us (see write_queued). Without this check that
+        # frame would wait until the next write on this connection.
         self.wake_writer_if_queued(owner)
         return True
 
