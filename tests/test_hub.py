@@ -512,7 +512,7 @@ def test_routes_and_wrapped_apps_reach_the_hub_too(serve, clients):
 
 def test_1000_clients_one_broadcast_reaches_all(wsocket_process):
     assert raise_open_file_limit() >= 2100, "the open-file limit is too low for this test"
-    server = wsocket_process("tests.hub_apps:app", "--port", "0")
+    server = wsocket_process("tests.hub_apps:app_without_keepalive", "--port", "0")
     connections = []
     try:
         for _ in range(1000):
