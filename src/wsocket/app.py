@@ -463,10 +463,11 @@ class _EventSession:
     connection without a thread (``environ["wsocket.detach"]``, wsocket's
     own server on Linux), the session handles the messages that are there,
     then hands the socket to the server's reactor and returns; the reactor
-    calls ``resume()`` in a worker thread when more arrives, a keepalive
-    ping falls due, or the connection is closed from elsewhere. Its
-    callbacks never overlap, so the handlers of one connection still run
-    one at a time, in order.
+    calls ``resume()`` in its loop when more arrives, a keepalive ping falls
+    due, or the connection is closed from elsewhere (see ``reactor``: a
+    handler that blocks there gets the loop's thread to itself, and another
+    thread goes on with the loop). Its callbacks never overlap, so the
+    handlers of one connection still run one at a time, in order.
     """
 
     def __init__(self, app: WSocketApp, client: WebSocket) -> None:
@@ -498,38 +499,42 @@ class _EventSession:
             return
         self.reactor, self.release = detach()
         client.set_close_callback(self._wake)
-        if not self._handle_and_linger():
-            self._wait()
+        self.resume()
 
     def resume(self) -> None:
-        """The reactor's callback: handle what came, then wait again, or end."""
-        if not self._handle_and_linger():
-            self._wait()
-
-    def _handle_and_linger(self) -> bool:
-        """Handle what is there; True once the session ended.
-
-        A connection that just had a message often has another soon after:
-        it keeps its thread for ``reactor.linger`` seconds more (a few
-        hundred connections at most at once), which spares a busy connection
-        the way through the reactor for every message.
-        """
-        if self.handle_messages(0):
-            return True
-        lingering = self.reactor.lingering
-        if not lingering.acquire(blocking=False):
-            return False
-        try:
-            ended: bool = self.handle_messages(self.reactor.linger)
-            return ended
-        finally:
-            lingering.release()
-
-    def _wait(self) -> None:
-        self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
+        """The reactor's callback: handle what arrived, then wait again, or end."""
+        if not self.handle_arrived():
+            self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
 
     def _wake(self) -> None:
         self.reactor.wake(self.client.sock)
+
+    def handle_arrived(self) -> bool:
+        """Handle the messages that arrived, reading the socket once; True once the session ended.
+
+        Never waits for the socket: the reactor calls again when it is
+        readable, so one busy connection does not keep the loop from the others.
+        """
+        client = self.client
+        handle = self.app.handle_message
+        chat_name = self.chat_name
+        read = True  # the first call reads the socket, the next ones what that read brought
+        try:
+            while True:
+                message = client.receive_nowait(read)
+                if message is None:
+                    if not client.closed:
+                        return False  # nothing more for now
+                    break  # the connection failed; close_code says how
+                read = False
+                handle(message, client, chat_name)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self._ended_by_error()
+            return True
+        self._end()
+        return True
 
     def handle_messages(self, timeout: float | None) -> bool:
         """Handle messages until none comes within ``timeout``; True once the session ended."""

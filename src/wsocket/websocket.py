@@ -288,6 +288,45 @@ class WebSocket:
                 if not self._act_on(event):
                     return None  # the connection failed
 
+    def receive_nowait(self, read: bool) -> str | bytes | None:
+        """Internal (the event app): the next message that has arrived, or None; never waits.
+
+        From the events read already; when none is left and ``read`` is
+        true, from one read of what the socket holds now. The event app
+        reads once per turn of the reactor: its epoll registration is
+        level-triggered, so whatever is left in the socket brings it back.
+        Bytes that TLS decrypted already are read regardless (epoll cannot
+        see them). None, too, when the connection failed (``closed`` set).
+
+        Raises:
+            ConnectionClosed: The peer closed the connection, or it was closed already.
+        """
+        if self._opening is not None:
+            self._accept_on_first_use()
+        reader = self._reader
+        events = reader.events
+        with reader.lock:
+            while True:
+                if not events:
+                    if self.closed or self._connection.failed:
+                        raise self._closed_error()
+                    transport = self._transport
+                    if not (read or transport.buffered()) or not reader.read_nowait(self):
+                        if transport.corked:
+                            transport.cork(False)  # the answers to a batch go out now
+                        return None
+                    read = False
+                    continue
+                event = events.popleft()
+                if type(event) is Message:
+                    transport = self._transport
+                    if events and transport.can_cork and not transport.corked:
+                        # More came with it: what the app sends meanwhile leaves in one go.
+                        transport.cork(True)
+                    return event.data
+                if not self._act_on(event):
+                    return None  # the connection failed
+
     def _act_on(self, event: Event) -> bool:
         """A control event: the hooks, the peer's close (raises), a failure (False)."""
         if type(event) is Ping:
