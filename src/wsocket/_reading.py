@@ -111,7 +111,7 @@ class Reader:
         if transport.corked:
             transport.cork(False)  # whatever was sent meanwhile goes out now
         try:
-            data = transport.recv(0)
+            data = transport.recv_nowait()
         except OSError as error:
             owner.logger.debug("%r: socket error while reading: %s", owner, error)
             self._lost(owner)

@@ -165,6 +165,18 @@ class SocketTransport:
             self._wait_readable(0.05)
             return None
 
+    def recv_nowait(self) -> bytes | None:
+        """What has arrived (b"" at the end), or None when nothing has; never waits.
+
+        Raises OSError when the socket fails.
+        """
+        if self._timed_recv:
+            try:
+                return self.sock.recv(READ_SIZE, MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return None
+        return self.recv(0)
+
     def buffered(self) -> bool:
         """Whether bytes wait that no poll can see (decrypted already by TLS)."""
         return self._pending is not None and self._pending() > 0

@@ -121,7 +121,10 @@ class Event:
         return "<Event %s>" % ", ".join(_name(handler) for handler in self.handlers)
 
     def __call__(self, *args: Any) -> None:
-        for handler in list(self.handlers):
+        handlers = self.handlers
+        # A copy, so that a handler may add or remove handlers meanwhile
+        # (one handler, the usual case, is called without copying).
+        for handler in (handlers[0],) if len(handlers) == 1 else list(handlers):
             try:
                 handler(*args)
             except ConnectionClosed as closed:
@@ -398,8 +401,9 @@ class WSocketApp(WebSocketMiddleware, Framework):
     def handle_message(self, message: str | bytes, client: WebSocket,
                        chat_name: str | None = None) -> None:
         """One message: ``onmessage``, or the demo's chat or echo."""
-        if self.onmessage:
-            self.onmessage(message, client)
+        onmessage = self.onmessage
+        if onmessage.handlers:
+            onmessage(message, client)
         elif chat_name is not None:
             # Everyone in the chat gets it, the sender too (its page
             # shows a message once the server has sent it out).
@@ -502,39 +506,35 @@ class _EventSession:
         self.resume()
 
     def resume(self) -> None:
-        """The reactor's callback: handle what arrived, then wait again, or end."""
-        if not self.handle_arrived():
-            self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
+        """The reactor's callback: handle what arrived, then wait again, or end.
 
-    def _wake(self) -> None:
-        self.reactor.wake(self.client.sock)
-
-    def handle_arrived(self) -> bool:
-        """Handle the messages that arrived, reading the socket once; True once the session ended.
-
-        Never waits for the socket: the reactor calls again when it is
-        readable, so one busy connection does not keep the loop from the others.
+        Reads the socket once and never waits for it: the reactor calls
+        again while it is readable, so a busy connection does not keep the
+        loop from the others.
         """
         client = self.client
         handle = self.app.handle_message
         chat_name = self.chat_name
-        read = True  # the first call reads the socket, the next ones what that read brought
         try:
-            while True:
-                message = client.receive_nowait(read)
-                if message is None:
-                    if not client.closed:
-                        return False  # nothing more for now
-                    break  # the connection failed; close_code says how
-                read = False
-                handle(message, client, chat_name)
+            messages = client.receive_arrived(True)
+            while messages:
+                for message in messages:
+                    handle(message, client, chat_name)
+                if not client.more_arrived:
+                    break
+                messages = client.receive_arrived(False)  # what that one read brought
+            if not client.closed:  # nothing more for now
+                self.reactor.watch(client.sock, self.resume, client.keepalive_due())
+                return
         except ConnectionClosed:
             pass
         except Exception:
             self._ended_by_error()
-            return True
+            return
         self._end()
-        return True
+
+    def _wake(self) -> None:
+        self.reactor.wake(self.client.sock)
 
     def handle_messages(self, timeout: float | None) -> bool:
         """Handle messages until none comes within ``timeout``; True once the session ended."""
