@@ -521,6 +521,7 @@ class _EventSession:
                 for message in messages:
                     handle(message, client, chat_name)
                 if not client.more_arrived:
+                    client.batch_done()
                     break
                 messages = client.receive_arrived(False)  # what that one read brought
             if not client.closed:  # nothing more for now

@@ -347,6 +347,15 @@ class WebSocket:
         """
         return bool(self._reader.events) or self._transport.buffered()
 
+    def batch_done(self) -> None:
+        """Internal (the event app): the messages ``receive_arrived`` gave are handled.
+
+        What was sent for them, held back together (TCP_CORK), goes out now.
+        """
+        transport = self._transport
+        if transport.corked:
+            transport.cork(False)
+
     def _act_on(self, event: Event) -> bool:
         """A control event: the hooks, the peer's close (raises), a failure (False)."""
         if type(event) is Ping:
