@@ -143,12 +143,11 @@ class _Turn:
     loop while blocked in a callback never writes over its successor's.
     """
 
-    __slots__ = ("callbacks", "in_callback", "thread")
+    __slots__ = ("callbacks", "in_callback")
 
     def __init__(self) -> None:
         self.callbacks = 0  # callbacks started: the monitor sees the loop move on
         self.in_callback = False
-        self.thread = 0  # threading.get_ident() of the thread running it
 
 
 class Reactor:
@@ -323,7 +322,6 @@ class Reactor:
 
     def _loop(self, turn: _Turn) -> None:
         """Run ready callbacks and wait in epoll, for as long as ``turn`` is the loop's."""
-        turn.thread = threading.get_ident()
         ready = self._ready
         epoll = self._epoll
         lock = self._lock
@@ -360,9 +358,18 @@ class Reactor:
                 start_monitor = bool(ready) and not self._monitoring
                 self._monitoring = self._monitoring or start_monitor
             if start_monitor:
-                threading.Thread(target=self._monitor, name="wsocket-reactor-monitor",
-                                 daemon=True).start()
+                self._start_monitor()
         self._end()
+
+    def _start_monitor(self) -> None:
+        try:
+            threading.Thread(target=self._monitor, name="wsocket-reactor-monitor",
+                             daemon=True).start()
+        except RuntimeError as error:  # no thread to be had: the loop goes on without
+            logger.warning("the reactor's monitor could not start (%s): a handler that "
+                           "blocks holds up the other connections meanwhile", error)
+            with self._lock:
+                self._monitoring = False  # tried again at the next events
 
     def _end(self) -> None:
         self.ended.set()
@@ -399,6 +406,14 @@ class Reactor:
                 # The same callback for a whole tick: blocked, or long at work.
                 seen = -1
                 self._turn = successor = _Turn()
-                if self._polling:  # (never: the blocked thread is not in epoll)
-                    self._wake_up.wake()
-            self.workers.submit(self._take_loop(successor))
+            try:
+                self.workers.submit(self._take_loop(successor))
+            except RuntimeError as error:
+                # No new thread to be had: this one takes the loop over itself
+                # (a new monitor starts with the next events).
+                logger.warning("no thread to take the reactor's loop over (%s): its "
+                               "monitor does", error)
+                with self._lock:
+                    self._monitoring = False
+                self._loop(successor)
+                return
