@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.netutil import (
-    CLOSE, PING, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, wait_for, ws_url,
+    CLOSE, PING, PONG, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, wait_for, ws_url,
 )
 from wsocket import Hub, WSocketApp
 from wsocket.reactor import Reactor, Workers, available
@@ -171,7 +171,7 @@ def test_close_shuts_down_the_sockets_still_watched(reactor):
     wait_calls(1)
     assert ours.recv(1) == b""  # shut down: the callback sees the end
     reactor.unwatch(ours)
-    wait_for(lambda: not reactor._thread.is_alive(), what="the reactor thread to end")
+    wait_for(reactor.ended.is_set, what="the reactor loop to end")
     ours.close()
     theirs.close()
 
@@ -338,3 +338,236 @@ def test_tls_connections_park_too(serve, certificate):
         client.send(big)
         assert client.recv(timeout=TIMEOUT) == "echo: " + big
     wait_for(lambda: closed == [(1000, "")], what="onclose")
+
+
+# -- callbacks run in the loop; one that blocks hands the loop over ------------------------------
+
+def test_a_blocked_callback_holds_up_only_its_own_socket(reactor):
+    blocked_ours, blocked_theirs = socket.socketpair()
+    blocked_ours.setblocking(False)
+    release = threading.Event()
+    inside = threading.Event()
+    seen = []  # what the blocked socket's callback read, call after call
+
+    def blocked_callback():
+        data = blocked_ours.recv(100)
+        seen.append(data)
+        if data == b"block":
+            inside.set()
+            release.wait(TIMEOUT)
+        reactor.watch(blocked_ours, blocked_callback)
+
+    reactor.watch(blocked_ours, blocked_callback)
+    blocked_theirs.send(b"block")
+    assert inside.wait(TIMEOUT)
+    blocked_theirs.send(b"later")  # while its callback blocks: no second call yet
+    others = [socket.socketpair() for _ in range(20)]
+    echoed = threading.Semaphore(0)
+
+    def echo(sock):
+        def callback():
+            sock.send(sock.recv(100))
+            echoed.release()
+            reactor.watch(sock, callback)
+        return callback
+
+    for ours, _ in others:
+        ours.setblocking(False)
+        reactor.watch(ours, echo(ours))
+    for round_trip in range(5):
+        for _, theirs in others:
+            theirs.send(b"%d" % round_trip)
+        for _, theirs in others:
+            theirs.settimeout(TIMEOUT)
+            assert theirs.recv(100) == b"%d" % round_trip
+    assert seen == [b"block"]  # still inside its first call
+    release.set()
+    wait_for(lambda: seen == [b"block", b"later"], what="the blocked socket's next call")
+    for sock in [blocked_ours, blocked_theirs, *(s for pair in others for s in pair)]:
+        reactor.unwatch(sock)
+        sock.close()
+
+
+def test_wake_and_timers_work_while_a_callback_blocks(reactor):
+    blocked, blocked_peer = socket.socketpair()
+    woken, woken_peer = socket.socketpair()
+    release = threading.Event()
+    inside = threading.Event()
+    calls = []
+
+    def block():
+        inside.set()
+        release.wait(TIMEOUT)
+
+    reactor.watch(blocked, block)
+    reactor.wake(blocked)
+    assert inside.wait(TIMEOUT)
+    reactor.watch(woken, lambda: calls.append("woken"))
+    reactor.wake(woken)  # from this thread, while the loop's first thread is blocked
+    wait_for(lambda: calls == ["woken"], what="the woken callback")
+    reactor.watch(woken, lambda: calls.append("due"), due=time.monotonic() + 0.05)
+    wait_for(lambda: calls == ["woken", "due"], what="the timer's callback")
+    release.set()
+    for sock in (blocked, blocked_peer, woken, woken_peer):
+        reactor.unwatch(sock)
+        sock.close()
+
+
+def _blocking_app(block, **options):
+    """An echo app whose handler calls ``block(client)`` for the message "block"."""
+    app = WSocketApp(**options)
+    closed = []
+
+    def onmessage(message, client):
+        if message == "block":
+            block(client)
+            client.send("unblocked")
+        else:
+            client.send("echo: %s" % message)
+
+    app.onmessage = onmessage
+    app.onclose = lambda reason, client: closed.append(client.close_code)
+    return app, closed
+
+
+def _raw_clients(server, count):
+    clients = []
+    for _ in range(count):
+        sock, reader, _ = upgrade("127.0.0.1", server.server_port)
+        sock.settimeout(TIMEOUT)
+        clients.append((sock, reader))
+    return clients
+
+
+def _round_trips(clients, rounds):
+    """Each client sends ``rounds`` messages, one at a time, and checks each echo."""
+    for number in range(rounds):
+        for sock, _ in clients:
+            sock.sendall(client_frame(TEXT, "%d" % number))
+        for _, reader in clients:
+            assert reader.read_frame() == (True, TEXT, b"echo: %d" % number)
+
+
+def _goodbye(clients):
+    for sock, _ in clients:
+        sock.sendall(close_frame(1000))
+        sock.close()
+
+
+@pytest.mark.parametrize("how", ["sleep", "lock"])
+def test_a_handler_that_sleeps_or_waits_for_a_lock_holds_up_only_its_connection(serve, how):
+    release = threading.Event()
+    lock = threading.Lock()
+    blocking = threading.Event()
+
+    def block(client):
+        blocking.set()
+        if how == "sleep":
+            while not release.is_set():  # asleep until the test has seen the others through
+                time.sleep(0.01)
+        else:
+            with lock:
+                pass
+
+    app, closed = _blocking_app(block)
+    server = serve(app)
+    sleeper_sock, sleeper = _raw_clients(server, 1)[0]
+    others = _raw_clients(server, 100)
+    wait_for(lambda: len(server.reactor) == 101, what="101 connections parked")
+    lock.acquire()
+    # The sleeper's next messages come in the same breath: they wait for it, in order.
+    sleeper_sock.sendall(client_frame(TEXT, "block") + client_frame(TEXT, "one")
+                         + client_frame(TEXT, "two"))
+    assert blocking.wait(TIMEOUT)
+    _round_trips(others, 5)  # 500 echoes while the sleeper's handler still blocks
+    sleeper_sock.settimeout(0.0)
+    with pytest.raises(BlockingIOError):
+        sleeper_sock.recv(1)  # nothing for the sleeper yet
+    sleeper_sock.settimeout(TIMEOUT)
+    release.set()
+    lock.release()
+    assert sleeper.read_frame() == (True, TEXT, b"unblocked")
+    assert sleeper.read_frame() == (True, TEXT, b"echo: one")
+    assert sleeper.read_frame() == (True, TEXT, b"echo: two")
+    _round_trips([*others, (sleeper_sock, sleeper)], 2)  # and everyone goes on
+    _goodbye([*others, (sleeper_sock, sleeper)])
+    wait_for(lambda: len(closed) == 101, what="101 onclose calls")
+
+
+def test_a_send_to_a_peer_that_does_not_read_holds_up_only_its_connection(serve):
+    big = "x" * (4 << 20)  # more than the socket buffers hold
+
+    def block(client):
+        client.send(big)  # the peer reads nothing for now: this send waits
+
+    app, closed = _blocking_app(block)
+    server = serve(app)
+    slow_sock, slow = _raw_clients(server, 1)[0]
+    others = _raw_clients(server, 20)
+    wait_for(lambda: len(server.reactor) == 21, what="21 connections parked")
+    slow_sock.sendall(client_frame(TEXT, "block") + client_frame(TEXT, "after"))
+    time.sleep(0.2)  # the send is under way, and stuck
+    _round_trips(others, 5)
+    assert slow.read_frame() == (True, TEXT, big.encode())  # now it reads
+    assert slow.read_frame() == (True, TEXT, b"unblocked")
+    assert slow.read_frame() == (True, TEXT, b"echo: after")
+    _goodbye([*others, (slow_sock, slow)])
+    wait_for(lambda: len(closed) == 21, what="21 onclose calls")
+
+
+def test_broadcast_and_close_from_elsewhere_reach_others_while_a_handler_blocks(serve):
+    release = threading.Event()
+    blocking = threading.Event()
+
+    def block(client):
+        blocking.set()
+        release.wait(TIMEOUT * 3)
+
+    app, closed = _blocking_app(block)
+    server = serve(app)
+    blocked_sock, blocked = _raw_clients(server, 1)[0]
+    others = _raw_clients(server, 3)
+    wait_for(lambda: len(server.reactor) == 4, what="4 connections parked")
+    blocked_sock.sendall(client_frame(TEXT, "block"))
+    assert blocking.wait(TIMEOUT)
+    # A broadcast from this thread reaches the others at once...
+    assert app.hub.broadcast("to all") == 4
+    for _, reader in others:
+        assert reader.read_frame() == (True, TEXT, b"to all")
+    # ...and a close from this thread goes out, and its onclose runs.
+    victim_sock, victim_reader = others[0]
+    victim = next(client for client in app.clients
+                  if client.sock.getpeername() == victim_sock.getsockname())
+    victim.close(4000, "from elsewhere")
+    assert victim_reader.read_frame() == (True, CLOSE,
+                                          struct.pack("!H", 4000) + b"from elsewhere")
+    victim_sock.close()
+    wait_for(lambda: closed == [4000], what="onclose of the closed one")
+    _round_trips(others[1:], 2)
+    release.set()
+    # The broadcast did not wait for the blocked handler: the socket took it at once.
+    assert blocked.read_frame() == (True, TEXT, b"to all")
+    assert blocked.read_frame() == (True, TEXT, b"unblocked")
+    _goodbye([*others[1:], (blocked_sock, blocked)])
+
+
+def test_keepalive_pings_reach_idle_connections_while_a_handler_blocks(serve):
+    release = threading.Event()
+    blocking = threading.Event()
+
+    def block(client):
+        blocking.set()
+        release.wait(TIMEOUT * 3)
+
+    app, _ = _blocking_app(block, ping_interval=0.2)
+    server = serve(app)
+    blocked_sock, blocked = _raw_clients(server, 1)[0]
+    blocked_sock.sendall(client_frame(TEXT, "block"))
+    assert blocking.wait(TIMEOUT)
+    idle_sock, idle = _raw_clients(server, 1)[0]
+    assert idle.read_frame() == (True, PING, b"keepalive")
+    idle_sock.sendall(client_frame(PONG, b"keepalive"))
+    assert idle.read_frame() == (True, PING, b"keepalive")  # again after the next silence
+    release.set()
+    assert blocked.read_frame() == (True, TEXT, b"unblocked")
+    _goodbye([(idle_sock, idle), (blocked_sock, blocked)])

@@ -44,9 +44,9 @@ def test_2000_simultaneous_websockets_each_echo_and_close(tmp_path):
 
 
 def test_2000_idle_event_app_connections_hold_no_thread_each(tmp_path):
-    # Lingering workers (at most 256) and a few more, not one per connection; a
-    # busy machine gets time to finish its handshakes before the threads are counted.
-    bound = 2 + 256 + 64
+    # The loop, its monitor and a few more, not one per connection; a busy
+    # machine gets time to finish its handshakes before the threads are counted.
+    bound = 2 + 64
     result = loadkit.hold_connections(2000, log_path=tmp_path / "server.log",
                                       app="tests.apps:events_echo", idle_threads=2,
                                       held_threads_settle=bound)

@@ -88,15 +88,8 @@ class Reader:
                 return False
             if data is None:  # nothing came in time: is something due?
                 now = time.monotonic()
-                if keepalive.timed_out(now):
-                    owner.logger.info("%r: no answer to a ping for %.1f s, closing",
-                                      owner, keepalive.timeout)
-                    owner.fail_connection(CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
-                                          close_code=_ABNORMAL)
+                if not self._keep_alive(owner, now):
                     return False
-                if keepalive.ping_due(now):
-                    keepalive.ping_sent(now)
-                    owner.send_keepalive_ping()
                 if deadline is not None and now >= deadline:
                     return False
                 continue
@@ -106,6 +99,46 @@ class Reader:
             keepalive.heard(time.monotonic())
             self.events.extend(self._connection.receive_data(data))
             return True
+
+    def read_nowait(self, owner: ReaderOwner) -> bool:
+        """Read once what has arrived, without waiting (the lock is held); True if bytes came.
+
+        For the event app, whose reactor calls when the socket is readable
+        or keepalive is due: with nothing there, the keepalive runs. False
+        too when the connection ended (the owner is then closed).
+        """
+        transport = self._transport
+        if transport.corked:
+            transport.cork(False)  # whatever was sent meanwhile goes out now
+        try:
+            data = transport.recv_nowait()
+        except OSError as error:
+            owner.logger.debug("%r: socket error while reading: %s", owner, error)
+            self._lost(owner)
+            return False
+        if data is None:
+            self._keep_alive(owner, time.monotonic())
+            return False
+        if not data:
+            self._lost(owner)
+            return False
+        self._keepalive.heard(time.monotonic())
+        self.events.extend(self._connection.receive_data(data))
+        return True
+
+    def _keep_alive(self, owner: ReaderOwner, now: float) -> bool:
+        """A ping if one is due; False (the connection failed) if the last went unanswered."""
+        keepalive = self._keepalive
+        if keepalive.timed_out(now):
+            owner.logger.info("%r: no answer to a ping for %.1f s, closing",
+                              owner, keepalive.timeout)
+            owner.fail_connection(CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
+                                  close_code=_ABNORMAL)
+            return False
+        if keepalive.ping_due(now):
+            keepalive.ping_sent(now)
+            owner.send_keepalive_ping()
+        return True
 
     def _time_to_wait(self, deadline: float | None) -> float | None:
         """Seconds until something is due: the deadline, a ping, a ping's timeout."""

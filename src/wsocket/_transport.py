@@ -125,6 +125,8 @@ class SocketTransport:
         self.corked = False
         self._receive_timeout = 0.0  # the SO_RCVTIMEO set, in seconds; 0: none
         self._poller: Callable[[float], bool] | None = None
+        # TLS: bytes decrypted already, which poll and epoll cannot see
+        self._pending: Callable[[], int] | None = getattr(sock, "pending", None)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -163,6 +165,22 @@ class SocketTransport:
             self._wait_readable(0.05)
             return None
 
+    def recv_nowait(self) -> bytes | None:
+        """What has arrived (b"" at the end), or None when nothing has; never waits.
+
+        Raises OSError when the socket fails.
+        """
+        if self._timed_recv:
+            try:
+                return self.sock.recv(READ_SIZE, MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return None
+        return self.recv(0)
+
+    def buffered(self) -> bool:
+        """Whether bytes wait that no poll can see (decrypted already by TLS)."""
+        return self._pending is not None and self._pending() > 0
+
     def _set_receive_timeout(self, seconds: float) -> None:
         """SO_RCVTIMEO: a blocking recv() gives up (EAGAIN) after ``seconds``; 0: never."""
         microseconds = max(int(seconds * 1e6), 1) if seconds else 0
@@ -174,8 +192,7 @@ class SocketTransport:
         """Wait until the socket has data; None waits in ``recv`` itself."""
         if timeout is None:
             return True
-        pending = getattr(self.sock, "pending", None)
-        if pending is not None and pending():
+        if self.buffered():
             return True  # TLS already decrypted bytes that poll cannot see
         if self._poller is None:
             self._poller = _readable_waiter(self.sock)

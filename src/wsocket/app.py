@@ -121,7 +121,10 @@ class Event:
         return "<Event %s>" % ", ".join(_name(handler) for handler in self.handlers)
 
     def __call__(self, *args: Any) -> None:
-        for handler in list(self.handlers):
+        handlers = self.handlers
+        # A copy, so that a handler may add or remove handlers meanwhile
+        # (one handler, the usual case, is called without copying).
+        for handler in (handlers[0],) if len(handlers) == 1 else list(handlers):
             try:
                 handler(*args)
             except ConnectionClosed as closed:
@@ -398,8 +401,9 @@ class WSocketApp(WebSocketMiddleware, Framework):
     def handle_message(self, message: str | bytes, client: WebSocket,
                        chat_name: str | None = None) -> None:
         """One message: ``onmessage``, or the demo's chat or echo."""
-        if self.onmessage:
-            self.onmessage(message, client)
+        onmessage = self.onmessage
+        if onmessage.handlers:
+            onmessage(message, client)
         elif chat_name is not None:
             # Everyone in the chat gets it, the sender too (its page
             # shows a message once the server has sent it out).
@@ -463,10 +467,11 @@ class _EventSession:
     connection without a thread (``environ["wsocket.detach"]``, wsocket's
     own server on Linux), the session handles the messages that are there,
     then hands the socket to the server's reactor and returns; the reactor
-    calls ``resume()`` in a worker thread when more arrives, a keepalive
-    ping falls due, or the connection is closed from elsewhere. Its
-    callbacks never overlap, so the handlers of one connection still run
-    one at a time, in order.
+    calls ``resume()`` in its loop when more arrives, a keepalive ping falls
+    due, or the connection is closed from elsewhere (see ``reactor``: a
+    handler that blocks there gets the loop's thread to itself, and another
+    thread goes on with the loop). Its callbacks never overlap, so the
+    handlers of one connection still run one at a time, in order.
     """
 
     def __init__(self, app: WSocketApp, client: WebSocket) -> None:
@@ -498,35 +503,36 @@ class _EventSession:
             return
         self.reactor, self.release = detach()
         client.set_close_callback(self._wake)
-        if not self._handle_and_linger():
-            self._wait()
+        self.resume()
 
     def resume(self) -> None:
-        """The reactor's callback: handle what came, then wait again, or end."""
-        if not self._handle_and_linger():
-            self._wait()
+        """The reactor's callback: handle what arrived, then wait again, or end.
 
-    def _handle_and_linger(self) -> bool:
-        """Handle what is there; True once the session ended.
-
-        A connection that just had a message often has another soon after:
-        it keeps its thread for ``reactor.linger`` seconds more (a few
-        hundred connections at most at once), which spares a busy connection
-        the way through the reactor for every message.
+        Reads the socket once and never waits for it: the reactor calls
+        again while it is readable, so a busy connection does not keep the
+        loop from the others.
         """
-        if self.handle_messages(0):
-            return True
-        lingering = self.reactor.lingering
-        if not lingering.acquire(blocking=False):
-            return False
+        client = self.client
+        handle = self.app.handle_message
+        chat_name = self.chat_name
         try:
-            ended: bool = self.handle_messages(self.reactor.linger)
-            return ended
-        finally:
-            lingering.release()
-
-    def _wait(self) -> None:
-        self.reactor.watch(self.client.sock, self.resume, self.client.keepalive_due())
+            messages = client.receive_arrived(True)
+            while messages:
+                for message in messages:
+                    handle(message, client, chat_name)
+                if not client.more_arrived:
+                    client.batch_done()
+                    break
+                messages = client.receive_arrived(False)  # what that one read brought
+            if not client.closed:  # nothing more for now
+                self.reactor.watch(client.sock, self.resume, client.keepalive_due())
+                return
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self._ended_by_error()
+            return
+        self._end()
 
     def _wake(self) -> None:
         self.reactor.wake(self.client.sock)

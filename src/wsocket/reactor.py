@@ -1,20 +1,31 @@
-"""Idle connections without a thread: one epoll loop, and workers when there is work.
+"""Event connections without a thread each: handlers run in the epoll loop itself.
 
 wsocket's own server gives every connection a thread while it talks HTTP.
-The event app (``onconnect``/``onmessage``/``onclose``) needs no thread
-while a WebSocket has nothing to say, so once a connection has no message
-waiting it is handed to the ``Reactor``: one thread waits on all such
-sockets at once with epoll, and a socket that becomes readable, or whose
-keepalive ping falls due, is handed to a worker thread, which handles
-what arrived and hands the socket back. Workers are started as needed and
-end after a few idle seconds, so a server holding 10,000 quiet connections
-runs a handful of threads.
+The event app (``onconnect``/``onmessage``/``onclose``) needs no thread of
+its own per connection: once the handshake is done its socket is watched by
+the ``Reactor``, whose loop waits on all such sockets at once with epoll
+and, when one is readable, its keepalive ping falls due, or ``wake(sock)``
+is called, runs that socket's callback right there, in the loop's thread:
+no hand-over to another thread per message, which costs more than most
+handlers (the Go runtime's idea, and picows' and uvloop's speed).
 
-``watch(sock, callback, due)`` is one-shot: ``callback`` runs once, in a
-worker, when ``sock`` is readable, when the monotonic time ``due`` comes,
-or when ``wake(sock)`` is called, and the socket is not watched again until
-the callback calls ``watch`` again. So the callbacks of one socket never
-run at the same time, and they run in order.
+A handler may still block (sleep, wait for a lock or a slow peer, call a
+database). The ``_LoopMonitor`` notices when the loop has been inside one
+callback for more than ``stall`` seconds and hands the loop to another
+thread (``Workers``), which goes on with the events already collected (they
+wait in a shared ready queue) and with epoll. The blocked thread finishes
+its callback, and is then an idle worker, ready to take the loop over the
+next time. So a blocked handler holds up only its own connection, and a
+server holding 10,000 quiet connections runs a handful of threads.
+
+``watch(sock, callback, due)`` is one-shot: ``callback`` runs once when
+``sock`` is readable, when the monotonic time ``due`` comes, or when
+``wake(sock)`` is called, and not again until the callback calls ``watch``
+again. So the callbacks of one socket never run at the same time, and they
+run in order. A callback should read only what has arrived (without
+waiting): the registration is level-triggered and stays in epoll (no system
+call to arm it again per message), so bytes left unread simply make the
+socket come up again at the next turn of the loop.
 
 Only where ``select.epoll`` exists (Linux); elsewhere ``available()`` is
 False and the server keeps a thread per connection, as before.
@@ -23,6 +34,7 @@ False and the server keeps a thread per connection, as before.
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import itertools
 import math
@@ -43,8 +55,13 @@ __all__ = ["Reactor", "Workers", "available", "Job"]
 Job = Callable[[], object]
 
 WORKER_IDLE_TIMEOUT = 5.0  # seconds a worker with nothing to do waits before it ends
-LINGER = 0.5  # seconds a worker stays with a connection that just had a message
-MAX_LINGERING = 256  # connections that may linger so at once
+STALL = 0.005  # seconds inside one callback after which another thread takes the loop
+MONITOR_IDLE = 1.0  # seconds of a loop without callbacks after which the monitor ends
+
+_READABLE: int = getattr(select, "EPOLLIN", 1)
+# Registered but reported at most once more (a hang-up, which epoll reports
+# even for no events at all), until watched again.
+_MASKED: int = getattr(select, "EPOLLONESHOT", 0)
 
 
 def available() -> bool:
@@ -54,9 +71,10 @@ def available() -> bool:
 class Workers:
     """Threads that run jobs, started when every one is busy, ended when idle.
 
-    No job ever waits for another to finish (a handler may block as long as
-    it likes, like it would with a thread per connection), and idle threads
-    do not pile up: each ends after ``idle_timeout`` seconds without a job.
+    No job ever waits for another to finish (a job may block as long as it
+    likes), and idle threads do not pile up: each ends after
+    ``idle_timeout`` seconds without a job. The reactor's loop is such a
+    job, and each thread that gave the loop up is an idle worker again.
     """
 
     def __init__(self, name: str = "wsocket-worker",
@@ -102,45 +120,64 @@ class Workers:
 class _Watch:
     """One socket known to the reactor."""
 
-    __slots__ = ("sock", "callback", "armed", "again", "due", "timer")
+    __slots__ = ("sock", "callback", "armed", "again", "masked", "due", "timer")
 
     def __init__(self, sock: socket.socket, callback: Job) -> None:
         self.sock = sock
         self.callback = callback
         self.armed = False  # waiting: the next event runs the callback
-        self.again = False  # an event came while the callback ran: run it once more
+        self.again = False  # woken while the callback ran: run it once more
+        # Left out of epoll's answers: readable while its callback ran (or
+        # was blocked); level-triggered, it would come up at every turn.
+        self.masked = False
         self.due: float | None = None  # when the callback is due without an event
         # The earliest time this watch has in the timer heap, or None: a
         # watch armed again and again (a busy socket) keeps one entry there.
         self.timer: float | None = None
 
 
-class Reactor:
-    """One thread waiting on many sockets at once; see the module docstring.
+class _Turn:
+    """One thread's time as the loop: what the monitor reads of it.
 
-    ``linger`` and ``lingering`` are for the reactor's users: a callback may
-    wait up to ``linger`` seconds for its socket itself before it watches it
-    again, when it gets a place from the ``lingering`` semaphore (see
-    ``app._EventSession``).
+    Each thread that runs the loop has its own, so a thread that lost the
+    loop while blocked in a callback never writes over its successor's.
     """
 
-    linger = LINGER
+    __slots__ = ("callbacks", "in_callback")
 
-    def __init__(self, workers: Workers | None = None,
-                 max_lingering: int = MAX_LINGERING) -> None:
-        self.workers = workers or Workers()
-        self.lingering = threading.BoundedSemaphore(max_lingering)
+    def __init__(self) -> None:
+        self.callbacks = 0  # callbacks started: the monitor sees the loop move on
+        self.in_callback = False
+
+
+class Reactor:
+    """Many sockets, one epoll loop that runs their callbacks; see the module docstring.
+
+    Args:
+        workers: The threads that take the loop over when a callback blocks.
+        stall: Seconds inside one callback after which another thread takes the loop.
+    """
+
+    def __init__(self, workers: Workers | None = None, stall: float = STALL) -> None:
+        self.workers = workers or Workers(name="wsocket-reactor")
+        self.stall = stall
         self._epoll = select.epoll()
         self._watches: dict[int, _Watch] = {}  # descriptor -> _Watch
         self._timers: list[tuple[float, int, _Watch]] = []  # heap of (time, serial, watch)
         self._serial = itertools.count()
+        # Callbacks due, in order: filled from epoll, timers and wake(),
+        # emptied by whichever thread is the loop now.
+        self._ready: collections.deque[Job] = collections.deque()
         self._lock = threading.Lock()
         self._next_wake = math.inf  # when the loop wakes up by itself at the latest
+        self._polling = False  # the loop waits in epoll (wake() must write to the pipe)
         self._closing = False
+        self.ended = threading.Event()  # set once the loop has stopped for good
         self._wake_up = WakeUpPair()
-        self._epoll.register(self._wake_up.fileno(), select.EPOLLIN)
-        self._thread = threading.Thread(target=self._run, name="wsocket-reactor", daemon=True)
-        self._thread.start()
+        self._epoll.register(self._wake_up.fileno(), _READABLE)
+        self._turn = _Turn()  # the loop's current thread
+        self._monitoring = False  # the monitor thread runs
+        self.workers.submit(self._take_loop(self._turn))
 
     def __len__(self) -> int:
         """The sockets watched now."""
@@ -148,9 +185,8 @@ class Reactor:
             return len(self._watches)
 
     def watch(self, sock: socket.socket, callback: Job, due: float | None = None) -> None:
-        """Run ``callback()`` in a worker once ``sock`` is readable, ``due`` comes, or ``wake``."""
+        """Run ``callback()`` in the loop once ``sock`` is readable, ``due`` comes, or ``wake``."""
         fd = sock.fileno()
-        wake_loop = run_now = False
         with self._lock:
             if self._closing:
                 shutdown_quietly(sock)  # stopping: the callback sees the connection end
@@ -161,39 +197,37 @@ class Reactor:
                     watch.armed = False
                 watch = self._watches[fd] = _Watch(sock, callback)
                 try:
-                    self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    self._epoll.register(fd, _READABLE)
                 except FileExistsError:
-                    self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+                    self._epoll.modify(fd, _READABLE)
             else:
                 watch.callback = callback
-                # Something happened while the callback ran: go round once more.
-                run_now, watch.again = watch.again, False
-                if not run_now:
-                    self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
-            if not run_now:
-                # Armed in the same breath as epoll, so no event falls in between.
-                watch.armed = True
-                watch.due = due
-                if due is not None and (watch.timer is None or due < watch.timer):
-                    watch.timer = due
-                    heapq.heappush(self._timers, (due, next(self._serial), watch))
-                    if due < self._next_wake:
-                        self._next_wake = due
-                        wake_loop = True
-        if run_now:
-            self.workers.submit(callback)
-        elif wake_loop:
-            self._wake()
+                if watch.masked:
+                    watch.masked = False
+                    self._epoll.modify(fd, _READABLE)
+                if watch.again:
+                    # Something happened while the callback ran: go round once more.
+                    watch.again = False
+                    self._run_soon(callback)
+                    return
+            # Armed in the same breath as epoll, so no event falls in between.
+            watch.armed = True
+            watch.due = due
+            if due is not None and (watch.timer is None or due < watch.timer):
+                watch.timer = due
+                heapq.heappush(self._timers, (due, next(self._serial), watch))
+                if due < self._next_wake and self._polling:
+                    self._next_wake = due
+                    self._wake_up.wake()
 
     def wake(self, sock: socket.socket) -> None:
         """Run the callback of ``sock`` now (or once more, if it is running)."""
         with self._lock:
             watch = self._watches.get(sock.fileno())
-            if watch is None or watch.sock is not sock:
-                return
-            callback = self._fire(watch)
-        if callback is not None:
-            self.workers.submit(callback)
+            if watch is not None and watch.sock is sock:
+                callback = self._fire(watch)
+                if callback is not None:
+                    self._run_soon(callback)
 
     def unwatch(self, sock: socket.socket) -> None:
         """Forget ``sock``; call it before closing the socket."""
@@ -211,9 +245,8 @@ class Reactor:
                 self._epoll.unregister(fd)
             except OSError:
                 pass
-            last = self._closing and not self._watches
-        if last:
-            self._wake()  # the loop ends now
+            if self._closing and not self._watches and self._polling:
+                self._wake_up.wake()  # the loop ends now
 
     def close(self) -> None:
         """Stop: the sockets still watched are shut down, so their callbacks see them end.
@@ -225,55 +258,162 @@ class Reactor:
             socks = [watch.sock for watch in self._watches.values()]
         for sock in socks:
             shutdown_quietly(sock)
-        self._wake()
+        self._wake_up.wake()
+
+    # -- with the lock held ------------------------------------------------------------
 
     def _fire(self, watch: _Watch) -> Job | None:
-        """The callback to run for an event on ``watch`` (lock held), or None."""
+        """The callback to run for an event on ``watch``, or None (it runs now: once more)."""
         if watch.armed:
             watch.armed = False
             return watch.callback
         watch.again = True
         return None
 
-    def _wake(self) -> None:
-        self._wake_up.wake()
+    def _run_soon(self, callback: Job) -> None:
+        """Queue ``callback`` for the loop; wake the loop if it waits in epoll."""
+        self._ready.append(callback)
+        if self._polling:
+            self._polling = False  # one wake-up is enough
+            self._wake_up.wake()
 
-    def _run(self) -> None:
+    def _collect(self, events: list[tuple[int, int]]) -> None:
+        """Queue the callbacks of what epoll reported and of the timers that fell due."""
+        ready = self._ready
+        watches = self._watches
         wake_fd = self._wake_up.fileno()
+        for fd, _ in events:
+            watch = watches.get(fd)
+            if watch is None:
+                if fd == wake_fd:
+                    self._wake_up.drain()
+                continue
+            if watch.armed:
+                watch.armed = False
+                ready.append(watch.callback)
+            elif not watch.masked:
+                # Its callback runs (on a thread that lost the loop) or did not
+                # watch again yet: the socket is left out until it is watched
+                # again, and then, if still readable, comes up at once.
+                watch.masked = True
+                self._epoll.modify(fd, _MASKED)
+        timers = self._timers
+        if timers and timers[0][0] <= time.monotonic():
+            now = time.monotonic()
+            while timers and timers[0][0] <= now:
+                when, _, watch = heapq.heappop(timers)
+                if watch.timer != when:
+                    continue  # an earlier entry of this watch took its place
+                watch.timer = None
+                if not watch.armed or watch.due is None:
+                    continue
+                if watch.due <= now:
+                    watch.armed = False
+                    ready.append(watch.callback)
+                else:
+                    # Armed again since with a later due time: wait for that.
+                    watch.timer = watch.due
+                    heapq.heappush(timers, (watch.due, next(self._serial), watch))
+
+    # -- the loop, and handing it over -------------------------------------------------
+
+    def _take_loop(self, turn: _Turn) -> Job:
+        return functools.partial(self._loop, turn)
+
+    def _loop(self, turn: _Turn) -> None:
+        """Run ready callbacks and wait in epoll, for as long as ``turn`` is the loop's."""
+        ready = self._ready
+        epoll = self._epoll
+        lock = self._lock
         while True:
-            with self._lock:
+            while ready:
+                if self._turn is not turn:
+                    return  # handed over while a callback blocked: an idle worker now
+                try:
+                    callback = ready.popleft()
+                except IndexError:
+                    break  # taken by the thread that has the loop now
+                turn.callbacks += 1
+                turn.in_callback = True
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("error in a reactor callback")
+                turn.in_callback = False
+            with lock:
+                if self._turn is not turn:
+                    return
+                if ready:
+                    continue  # queued by a callback (watch again, wake)
                 if self._closing and not self._watches:
                     break
                 self._next_wake = self._timers[0][0] if self._timers else math.inf
-                timeout = self._next_wake - time.monotonic()
-            events = self._epoll.poll(-1 if timeout == math.inf else max(timeout, 0))
-            ready = []
+                timeout = -1.0 if self._next_wake == math.inf \
+                    else max(self._next_wake - time.monotonic(), 0.0)
+                self._polling = True
+            events = epoll.poll(timeout)
+            with lock:
+                self._polling = False
+                self._collect(events)
+                start_monitor = bool(ready) and not self._monitoring
+                self._monitoring = self._monitoring or start_monitor
+            if start_monitor:
+                self._start_monitor()
+        self._end()
+
+    def _start_monitor(self) -> None:
+        try:
+            threading.Thread(target=self._monitor, name="wsocket-reactor-monitor",
+                             daemon=True).start()
+        except RuntimeError as error:  # no thread to be had: the loop goes on without
+            logger.warning("the reactor's monitor could not start (%s): a handler that "
+                           "blocks holds up the other connections meanwhile", error)
             with self._lock:
-                for fd, _ in events:
-                    if fd == wake_fd:
-                        continue
-                    watch = self._watches.get(fd)
-                    if watch is not None:
-                        ready.append(self._fire(watch))
-                now = time.monotonic()
-                timers = self._timers
-                while timers and timers[0][0] <= now:
-                    when, _, watch = heapq.heappop(timers)
-                    if watch.timer != when:
-                        continue  # an earlier entry of this watch took its place
-                    watch.timer = None
-                    if not watch.armed or watch.due is None:
-                        continue
-                    if watch.due <= now:
-                        ready.append(self._fire(watch))
-                    else:
-                        # Armed again since with a later due time: wait for that.
-                        watch.timer = watch.due
-                        heapq.heappush(timers, (watch.due, next(self._serial), watch))
-            if any(fd == wake_fd for fd, _ in events):
-                self._wake_up.drain()
-            for callback in ready:
-                if callback is not None:
-                    self.workers.submit(callback)
+                self._monitoring = False  # tried again at the next events
+
+    def _end(self) -> None:
+        self.ended.set()
         self._epoll.close()
         self._wake_up.close()
+
+    def _monitor(self) -> None:
+        """Hand the loop to another thread when its thread stays in one callback too long.
+
+        It reads only two fields the loop writes for every callback, so the
+        loop pays nothing for it; it ticks only while callbacks run, and
+        ends once the loop has waited in epoll for ``MONITOR_IDLE`` seconds.
+        """
+        seen = -1  # the callback count seen inside a callback at the last tick
+        quiet = 0.0  # seconds the loop was seen outside any callback
+        while True:
+            time.sleep(self.stall)
+            with self._lock:
+                turn = self._turn
+                if self.ended.is_set():
+                    self._monitoring = False
+                    return
+                if not turn.in_callback:
+                    seen = -1
+                    quiet += self.stall
+                    if quiet >= MONITOR_IDLE:
+                        self._monitoring = False
+                        return
+                    continue
+                quiet = 0.0
+                if turn.callbacks != seen:
+                    seen = turn.callbacks
+                    continue
+                # The same callback for a whole tick: blocked, or long at work.
+                seen = -1
+                self._turn = successor = _Turn()
+            try:
+                self.workers.submit(self._take_loop(successor))
+            except RuntimeError as error:
+                # No new thread to be had: this one takes the loop over itself
+                # (a new monitor starts with the next events).
+                logger.warning("no thread to take the reactor's loop over (%s): its "
+                               "monitor does", error)
+                with self._lock:
+                    self._monitoring = False
+                self._loop(successor)
+                return

@@ -288,6 +288,74 @@ class WebSocket:
                 if not self._act_on(event):
                     return None  # the connection failed
 
+    def receive_arrived(self, read: bool) -> list[str | bytes]:
+        """Internal (the event app): the messages that have arrived, in order; never waits.
+
+        From the events read already; when none is left and ``read`` is
+        true, from one read of what the socket holds now. The event app
+        reads once per turn of the reactor: its epoll registration is
+        level-triggered, so whatever is left in the socket brings it back.
+        Bytes that TLS decrypted already are read regardless (epoll cannot
+        see them). Control frames are acted on as ``receive()`` does; the
+        messages before one are returned first. ``[]`` when nothing came,
+        or when the connection failed (``closed`` is then set).
+
+        Raises:
+            ConnectionClosed: The peer closed the connection, or it was closed already.
+        """
+        if self._opening is not None:
+            self._accept_on_first_use()
+        reader = self._reader
+        events = reader.events
+        messages: list[str | bytes] = []
+        with reader.lock:
+            while True:
+                if not events:
+                    if messages:
+                        break
+                    if self.closed or self._connection.failed:
+                        raise self._closed_error()
+                    if not (read or self._transport.buffered()) or not reader.read_nowait(self):
+                        break
+                    read = False
+                    continue
+                event = events[0]
+                if type(event) is Message:
+                    events.popleft()
+                    messages.append(event.data)
+                    continue
+                if messages:
+                    break  # the messages before a control frame are handled first
+                events.popleft()
+                if not self._act_on(event):
+                    break  # the connection failed
+            transport = self._transport
+            if not messages:
+                if transport.corked:
+                    transport.cork(False)  # the answers to a batch go out now
+            elif len(messages) > 1 and transport.can_cork and not transport.corked:
+                # What the app sends for these messages leaves in one go.
+                transport.cork(True)
+        return messages
+
+    @property
+    def more_arrived(self) -> bool:
+        """Internal (the event app): whether ``receive_arrived(False)`` has more to give.
+
+        Events read already (a control frame stopped the last batch), or
+        bytes that TLS decrypted already, which epoll cannot see.
+        """
+        return bool(self._reader.events) or self._transport.buffered()
+
+    def batch_done(self) -> None:
+        """Internal (the event app): the messages ``receive_arrived`` gave are handled.
+
+        What was sent for them, held back together (TCP_CORK), goes out now.
+        """
+        transport = self._transport
+        if transport.corked:
+            transport.cork(False)
+
     def _act_on(self, event: Event) -> bool:
         """A control event: the hooks, the peer's close (raises), a failure (False)."""
         if type(event) is Ping:
