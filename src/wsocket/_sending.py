@@ -213,7 +213,7 @@ class Sender:
         with self.lock:
             admit()
             try:
-                self.transport.sock.sendall(response)
+                self.transport.send_bounded(response, None)  # (TLS: under its lock)
             except OSError as error:
                 owner.logger.debug("client left during the handshake: %s", error)
                 owner.mark_closed(_ABNORMAL, "")

@@ -2,20 +2,37 @@
 
 One job: moving bytes. It knows how this kind of socket can be written
 without blocking (``WriteMode``), how a read waits (inside ``recv`` with
-SO_RCVTIMEO, or with poll first), and TCP_CORK. It knows nothing of frames,
-locks or the connection's state: ``WebSocket`` (websocket.py) holds the send
-lock around every write and decides what a failure means.
+SO_RCVTIMEO, or with poll first), and TCP_CORK. It knows nothing of frames
+or the connection's state: ``WebSocket`` (websocket.py) holds the send lock
+around every write, the read lock around every read, and decides what a
+failure means.
+
+TLS sockets get one lock of their own here. OpenSSL does not allow two
+threads in one SSL object at once, and the ssl module releases the GIL
+around SSL_read and SSL_write without any lock of its own; yet a WebSocket
+is read by one thread (its own, or the reactor's loop) while others write
+(``send()`` from any thread, broadcasts, the writer thread). Concurrent
+calls fail now and then under load (``[SSL] internal error``, ``EOF occurred
+in violation of protocol``) and drop the connection. So every call into a
+TLS socket (recv, send, pending, shutdown, close) happens under
+``SocketTransport._tls_lock``, and none of them may block while holding it:
+the socket is non-blocking for the WebSocket's whole life, a thread waits
+for readiness with poll outside the lock, then makes one non-blocking call
+under it. Plain sockets take no such lock (a kernel socket may be read and
+written by two threads at once).
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import importlib
 import select
 import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Callable, Union
 
@@ -82,7 +99,7 @@ def wait_writable(sock: socket.socket, timeout: float | None) -> bool:
     return bool(any(select.select([], [sock], [sock], timeout)))
 
 
-def _readable_waiter(sock: socket.socket) -> Callable[[float], bool]:
+def _readable_waiter(sock: socket.socket) -> Callable[[float | None], bool]:
     """A ``wait(timeout) -> bool`` that returns True once ``sock`` is readable.
 
     A green socket (gevent, eventlet) is waited on through its own library's
@@ -99,8 +116,17 @@ def _readable_waiter(sock: socket.socket) -> Callable[[float], bool]:
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        return lambda timeout: bool(poller.poll(timeout * 1000))
+        return lambda timeout: bool(poller.poll(None if timeout is None else timeout * 1000))
     return lambda timeout: bool(select.select([sock], [], [], timeout)[0])
+
+
+def _closed_meanwhile(error: ValueError) -> OSError:
+    """The OSError for a TLS socket that another thread shut down or closed meanwhile.
+
+    The ssl module raises ValueError when its SSL object is gone (``shutdown``
+    and ``close`` drop it), and any other thread may end the connection.
+    """
+    return OSError(errno.EBADF, "the TLS socket was shut down meanwhile (%s)" % error)
 
 
 class SocketTransport:
@@ -124,9 +150,17 @@ class SocketTransport:
             and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.corked = False
         self._receive_timeout = 0.0  # the SO_RCVTIMEO set, in seconds; 0: none
-        self._poller: Callable[[float], bool] | None = None
+        self._poller: Callable[[float | None], bool] | None = None
         # TLS: bytes decrypted already, which poll and epoll cannot see
         self._pending: Callable[[], int] | None = getattr(sock, "pending", None)
+        # TLS (see the module's docstring): every call into the SSL object
+        # under this lock, the socket non-blocking from now on, so that no
+        # thread ever waits inside such a call, and never while holding it.
+        self._tls_lock: threading.Lock | None = None
+        self._send_wants_read = False  # the last TLS write would block until the peer sends
+        if self.mode is WriteMode.TOGGLE and isinstance(sock, ssl.SSLSocket):
+            self._tls_lock = threading.Lock()
+            sock.settimeout(0.0)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -155,15 +189,57 @@ class SocketTransport:
                 return sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
                 return None
+        if self._tls_lock is not None:
+            return self._recv_tls(wait)
         if not self._wait_readable(wait if wait is None or wait > 0 else 0):
             return None
         try:
             return self.sock.recv(READ_SIZE)
         except _WOULD_BLOCK:
-            # A TLS socket is non-blocking for the moment a writer thread
-            # uses it (see send_nowait): no data after all, for now.
+            # A socket that a writer thread makes non-blocking for a moment
+            # (WriteMode.TOGGLE, see send_nowait): no data after all, for now.
             self._wait_readable(0.05)
             return None
+
+    def _recv_tls(self, wait: float | None) -> bytes | None:
+        """``recv`` of a TLS socket: poll outside the TLS lock, read without blocking under it.
+
+        A read that would block is waited for and tried again until
+        ``wait`` passes: a TLS record may arrive in pieces, and TLS may
+        have to send before it can read on (then the wait is for writability).
+        """
+        sock, lock = self.sock, self._tls_lock
+        assert lock is not None  # a TLS socket
+        deadline = None if wait is None else time.monotonic() + wait
+        # Try at once when only what arrived is wanted, or when TLS holds
+        # decrypted bytes already; else wait for the socket first.
+        wait_for: str | None = "read"
+        if (wait is not None and wait <= 0) or self.buffered():
+            wait_for = None
+        while True:
+            if wait_for is not None:
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    return None
+                if wait_for == "write":
+                    ready = wait_writable(sock, timeout)
+                else:
+                    if self._poller is None:
+                        self._poller = _readable_waiter(sock)
+                    ready = self._poller(timeout)
+                if not ready:
+                    return None
+            with lock:
+                try:
+                    return sock.recv(READ_SIZE)
+                except ssl.SSLWantWriteError:
+                    wait_for = "write"  # TLS must send something first (renegotiation)
+                except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                    wait_for = "read"  # not a whole TLS record yet
+                except ValueError as error:
+                    raise _closed_meanwhile(error) from None
+            if deadline is not None and deadline <= time.monotonic():
+                return None
 
     def recv_nowait(self) -> bytes | None:
         """What has arrived (b"" at the end), or None when nothing has; never waits.
@@ -179,7 +255,16 @@ class SocketTransport:
 
     def buffered(self) -> bool:
         """Whether bytes wait that no poll can see (decrypted already by TLS)."""
-        return self._pending is not None and self._pending() > 0
+        pending = self._pending
+        if pending is None:
+            return False
+        if self._tls_lock is None:
+            return pending() > 0  # (a green TLS socket: one thread at a time anyway)
+        with self._tls_lock:  # SSL_pending looks into the SSL object too
+            try:
+                return pending() > 0
+            except ValueError:
+                return False  # shut down meanwhile: the next read says so
 
     def _set_receive_timeout(self, seconds: float) -> None:
         """SO_RCVTIMEO: a blocking recv() gives up (EAGAIN) after ``seconds``; 0: never."""
@@ -218,9 +303,12 @@ class SocketTransport:
         """Write what the socket takes now of ``buffers``; returns the bytes written.
 
         Plain sockets get MSG_DONTWAIT, several frames in one sendmsg().
-        TLS sockets cannot take that flag: they are non-blocking for the
-        duration of the call only (the send lock is held; the reading thread
-        treats the would-block it may meet meanwhile as "no data yet").
+        TLS sockets are non-blocking for good: the first buffer is written
+        under the TLS lock (a write that would block must be repeated with
+        the same bytes: the outgoing queue knows). Other sockets without
+        that flag are non-blocking for the duration of the call only (the
+        send lock is held; the reading thread treats the would-block it may
+        meet meanwhile as "no data yet").
         """
         sock = self.sock
         if self.mode is WriteMode.DONTWAIT:
@@ -230,6 +318,18 @@ class SocketTransport:
                 return sock.sendmsg(buffers, (), MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return 0
+        if self._tls_lock is not None:
+            with self._tls_lock:
+                try:
+                    return sock.send(buffers[0])
+                except ssl.SSLWantReadError:
+                    self._send_wants_read = True  # TLS must read something first
+                    return 0
+                except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                    self._send_wants_read = False
+                    return 0
+                except ValueError as error:
+                    raise _closed_meanwhile(error) from None
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
         try:
@@ -244,16 +344,16 @@ class SocketTransport:
 
         ``stall`` None waits as long as it takes. Raises OSError when the socket fails.
         """
-        if stall is None or self.mode is WriteMode.BLOCKING:
-            self.sock.sendall(data)
+        if self.mode is WriteMode.BLOCKING or (stall is None and self._tls_lock is None):
+            self.sock.sendall(data)  # (a TLS socket never blocks inside a call: see recv)
             return
         sent = self.send_nowait([data])
         if sent == len(data):
             return
         view = memoryview(data)[sent:]
         while True:
-            if not sent and not wait_writable(self.sock, stall):
-                raise TimeoutError("the peer took no data for %.1f s" % stall)
+            if not sent and not self.wait_writable(stall):
+                raise TimeoutError("the peer took no data for %.1f s" % (stall or 0.0))
             sent = self.send_nowait([view])
             if sent == len(view):
                 return
@@ -261,11 +361,27 @@ class SocketTransport:
 
     def wait_writable(self, timeout: float | None) -> bool:
         """Wait until the socket takes data (or failed); False when ``timeout`` passed first."""
+        if self._send_wants_read:
+            # The last TLS write needs a record from the peer first (a
+            # renegotiation): wait for readability, but briefly, since the
+            # reading thread may take that record before we do; then try again.
+            self._send_wants_read = False
+            readable = _readable_waiter(self.sock)
+            readable(0.05 if timeout is None else min(max(timeout, 0), 0.05))
+            return True
         return wait_writable(self.sock, timeout)
 
     def shutdown(self, how: int = socket.SHUT_RDWR) -> None:
-        """Shut the socket down, ignoring errors: wakes a thread blocked on it."""
-        shutdown_quietly(self.sock, how)
+        """Shut the socket down, ignoring errors: wakes a thread blocked on it.
+
+        A TLS socket drops its SSL object here (later calls use the bare
+        socket): under the TLS lock, so that no other thread is inside it.
+        """
+        if self._tls_lock is None:
+            shutdown_quietly(self.sock, how)
+            return
+        with self._tls_lock:
+            shutdown_quietly(self.sock, how)
 
     def close(self, linger: float | None) -> None:
         """Close the socket: after the peer's FIN (``linger`` seconds at most), or None: at once.
@@ -273,11 +389,43 @@ class SocketTransport:
         Waiting for the peer's FIN is for a clean closing handshake (RFC 6455
         7.1.1); dropping at once wakes any thread blocked on the socket.
         """
-        if linger is not None:
+        if self._tls_lock is not None:
+            self._close_tls(linger)
+        elif linger is not None:
             close_socket(self.sock, linger)
         else:
             shutdown_quietly(self.sock, socket.SHUT_RDWR)
             self.sock.close()
+
+    def _close_tls(self, linger: float | None) -> None:
+        """``close`` of a TLS socket: other threads may still be sending (they fail, quietly).
+
+        Like ``finish_connection``, but the socket stays non-blocking and
+        each call is made under the TLS lock, so that no thread that still
+        holds this transport ever waits inside a call (see the module's docstring).
+        """
+        sock, lock = self.sock, self._tls_lock
+        assert lock is not None  # a TLS socket
+        self.shutdown(socket.SHUT_WR if linger is not None else socket.SHUT_RDWR)
+        # From here on the socket is a bare one: what is read is discarded.
+        deadline = None if linger is None else time.monotonic() + linger
+        try:
+            readable = _readable_waiter(sock)
+            while deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not readable(remaining):
+                    break
+                with lock:
+                    try:
+                        if not sock.recv(READ_SIZE):
+                            break  # the peer's FIN
+                    except _WOULD_BLOCK:
+                        pass
+        except OSError:
+            pass
+        finally:
+            with lock:
+                sock.close()
 
 
 def finish_connection(sock: socket.socket, linger: float | None = 1.0) -> None:
@@ -286,6 +434,12 @@ def finish_connection(sock: socket.socket, linger: float | None = 1.0) -> None:
     Closing a socket that still has unread bytes makes the kernel send a
     reset, which can destroy the close frame before the peer reads it;
     draining first avoids that.
+
+    For sockets no WebSocket uses any more (the adapters, once it ended).
+    A TLS socket is safe here even if a late thread still writes: the
+    WebSocket's end shut it down under its transport's TLS lock, which
+    dropped the SSL object, and this reads the bare socket. A WebSocket's
+    own client socket closes through ``SocketTransport.close`` instead.
     """
     shutdown_quietly(sock, socket.SHUT_WR)
     deadline = None if linger is None else time.monotonic() + linger
