@@ -56,7 +56,9 @@ class WriteMode(enum.Enum):
     """How a socket is written without blocking."""
 
     DONTWAIT = "dontwait"  # MSG_DONTWAIT on each call (plain sockets)
-    TOGGLE = "toggle"  # made non-blocking for the call: TLS sockets take no flags
+    # TLS sockets take no flags: non-blocking for good, under the transport's
+    # TLS lock (see the module's docstring); other sockets: for the call only
+    TOGGLE = "toggle"
     BLOCKING = "blocking"  # green sockets (gevent, eventlet): written the blocking way
 
 
