@@ -60,8 +60,9 @@ def close_at_once(count, runs, within):
             slowest = max(slowest, held["close_seconds"])
         else:
             unanswered.append(missing)
-        progress("close run %d of %d: %d held, %d closing handshakes answered in %.1f s"
-                 % (run + 1, runs, held["held"], answered, held["close_seconds"]))
+        progress("close run %d of %d: %d held (opened in %.1f s), %d closing handshakes "
+                 "answered in %.1f s" % (run + 1, runs, held["held"], held["open_seconds"],
+                                         answered, held["close_seconds"]))
     result = "%d of %d runs" % (good, runs)
     if good:
         result += " (the slowest of those took %.1f s)" % slowest

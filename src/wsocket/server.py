@@ -725,13 +725,17 @@ class _GILPacing:
     Each thread waiting for the GIL wakes up once per switch interval (5 ms
     by default) to ask for it. With thousands of connection threads woken
     at once (10,000 clients closing their WebSockets together), those
-    wake-ups alone, two million a second, take every CPU the machine has:
-    closing handshakes then waited tens of seconds for an answer. Paced,
-    the waiters wake about ``1 / PER_THREAD`` times a second in all (the
-    interval is ``PER_THREAD`` seconds a thread: 0.1 s with 10,000
-    threads), never less than the interval the process had: up to 500
-    threads nothing changes. Past that, a thread that computes without
-    blocking keeps the GIL that much longer before the others get a turn.
+    wake-ups alone, two million a second, take every CPU the machine has
+    (perf shows the time in futex calls and context switches): closing
+    handshakes then waited tens of seconds for an answer. Paced, the
+    waiters wake about ``1 / PER_THREAD`` times a second in all: the
+    interval is ``PER_THREAD`` seconds a thread (0.5 s with 10,000
+    threads, 0.1 s with 2,000), never less than the interval the process
+    had, and it changes in steps of ``STEP`` threads (below 256 threads
+    nothing changes). The price: with that many threads, one that computes
+    without blocking keeps the GIL that much longer before the others get
+    a turn. (10 us a thread, 0.1 s with 10,000, still let one run in five
+    leave closing handshakes unanswered for more than 10 s.)
 
     One for the process (the interval is the process's); connection threads
     call ``pace()`` when they start and end. The count is read without a
@@ -807,9 +811,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
     paces_gil = True
-    """True: with more than 500 connection threads, the GIL's switch interval grows with them.
+    """True: from 256 connection threads on, the GIL's switch interval grows with them.
 
-    10 µs a thread (0.1 s with 10,000), so that the threads waiting for the
+    50 µs a thread (0.5 s with 10,000), so that the threads waiting for the
     GIL do not spend every CPU waking up (see ``_GILPacing``); back to the
     process's own interval when the threads end. False leaves
     ``sys.setswitchinterval`` alone.
