@@ -730,7 +730,7 @@ class _GILPacing:
     handshakes then waited tens of seconds for an answer. Paced, the
     waiters wake about ``1 / PER_THREAD`` times a second in all: the
     interval is ``PER_THREAD`` seconds a thread (0.5 s with 10,000
-    threads, 0.1 s with 2,000), never less than the interval the process
+    threads, about 0.09 s with 2,000), never less than the interval the process
     had, and it changes in steps of ``STEP`` threads (below 256 threads
     nothing changes). The price: with that many threads, one that computes
     without blocking keeps the GIL that much longer before the others get
@@ -738,8 +738,9 @@ class _GILPacing:
     leave closing handshakes unanswered for more than 10 s.)
 
     One for the process (the interval is the process's); connection threads
-    call ``pace()`` when they start and end. The count is read without a
-    lock; the lock is taken only when it crosses a multiple of ``STEP``.
+    call ``pace()`` when they start and end. The count is
+    ``threading.active_count()``; this class's lock is taken only when the
+    count crosses a multiple of ``STEP``.
     """
 
     PER_THREAD = 50e-6  # seconds of switch interval per thread
