@@ -2,6 +2,7 @@
 
     python -m bench.reliability                       # 2,000 connections, 10,000 cycles
     python -m bench.reliability --connections 5000 --cycles 20000
+    python -m bench.reliability --connections 10000 --close-runs 20   # + closing all at once
 
 Runs wsocket's own server as a subprocess (``python -m wsocket
 tests.apps:echo`` on 127.0.0.1) and measures, with raw-socket clients on one
@@ -15,7 +16,11 @@ selector (the machinery of tests/test_reliability.py, in tests/loadkit.py):
   a peer that stops reading and answering (ping_interval and ping_timeout
   0.5 s here), a peer that stops reading while the server sends to it;
 - how long a normal client takes to connect and echo during a slowloris
-  attack of 500 connections.
+  attack of 500 connections;
+- with ``--close-runs N``: N times, a new server holding ``--connections``
+  WebSockets (a thread each), whose clients all send their close frame at
+  the same moment: in how many runs every closing handshake was answered
+  within ``--close-within`` seconds (10).
 
 Prints Markdown on stdout, progress on stderr. Linux only (``/proc``).
 """
@@ -41,12 +46,42 @@ def normal_client_seconds(port):
     return time.monotonic() - started
 
 
+def close_at_once(count, runs, within):
+    """``runs`` times: ``count`` WebSockets of tests.apps:echo, all closed by their clients at once."""
+    good = 0
+    slowest = 0.0
+    unanswered = []
+    for run in range(runs):
+        held = loadkit.hold_connections(count, close_concurrency=count, close_timeout=within)
+        answered = held["closed_cleanly"]
+        missing = held["held"] - answered
+        if held["held"] == count and missing == 0:
+            good += 1
+            slowest = max(slowest, held["close_seconds"])
+        else:
+            unanswered.append(missing)
+        progress("close run %d of %d: %d held (opened in %.1f s), %d closing handshakes "
+                 "answered in %.1f s" % (run + 1, runs, held["held"], held["open_seconds"],
+                                         answered, held["close_seconds"]))
+    result = "%d of %d runs" % (good, runs)
+    if good:
+        result += " (the slowest of those took %.1f s)" % slowest
+    if unanswered:
+        result += "; the others left %s unanswered" % ", ".join(map(str, unanswered))
+    return [("%d thread-per-connection WebSockets closed at once: closing handshakes all "
+             "answered within %g s" % (count, within), result)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__
                                      .split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--cycles", type=int, default=10000)
     parser.add_argument("--slowloris", type=int, default=500)
+    parser.add_argument("--close-runs", type=int, default=0,
+                        help="runs of closing every connection at once (default: none)")
+    parser.add_argument("--close-within", type=float, default=10.0,
+                        help="seconds the closing handshakes have to be answered (10)")
     args = parser.parse_args(argv)
     rows = []
 
@@ -122,6 +157,9 @@ def main(argv=None):
     rows.append(("normal client (connect, echo, close) during a slowloris attack",
                  "%.0f ms, with %d slow connections open (default limits)"
                  % (seconds * 1000, open_ones)))
+
+    if args.close_runs:
+        rows.extend(close_at_once(args.connections, args.close_runs, args.close_within))
 
     print("Machine: %s, %d CPUs (shared), Python %s\n" % (
         platform.platform(), os.cpu_count(), platform.python_version()))

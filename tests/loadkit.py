@@ -667,13 +667,16 @@ class Slowloris:
 # -- scenarios, shared by the tests and ``python -m bench.reliability`` ----------------------
 
 def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1,
-                     held_threads_settle=None):
+                     held_threads_settle=None, close_concurrency=500, close_timeout=60.0):
     """``count`` simultaneous echoing WebSockets on ``app``; the figures as a dict.
 
     ``idle_threads``: the server's threads with nothing to do (the event app
     has its reactor's too). ``held_threads_settle``: a thread count to wait
     for (up to 30 s) before counting the threads of the held connections, so
     that handshakes a busy machine has not finished yet do not count.
+    ``close_concurrency``: closing handshakes started at a time (``count``:
+    every client sends its close frame at once); ``close_timeout``: seconds
+    the clients wait, in all, for the server's close frames.
     """
     nofile = count + 1024
     raise_nofile(nofile)
@@ -694,7 +697,7 @@ def hold_connections(count, log_path=None, app="tests.apps:echo", idle_threads=1
             result["held_threads"], result["held_rss_kib"] = server.status()
             result["kib_per_connection"] = (
                 (result["held_rss_kib"] - result["base_rss_kib"]) / max(len(crowd.held), 1))
-            result["close_seconds"] = crowd.close()
+            result["close_seconds"] = crowd.close(close_timeout, close_concurrency)
             result["closed_cleanly"] = crowd.closed_cleanly
             result["close_lost"] = crowd.lost[len(result["lost"]):]
             result["close_wrong"] = crowd.wrong[len(result["wrong"]):]

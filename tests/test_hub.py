@@ -204,21 +204,26 @@ def test_a_frame_queued_while_deliver_holds_the_lock_is_sent_after_it():
     transport = websocket._sender.transport
     first, second = serialize_frame(OP_TEXT, b"first"), serialize_frame(OP_TEXT, b"second")
     first_written, go_on, writer_tried = threading.Event(), threading.Event(), threading.Event()
-    real_send_nowait, real_write_queued = transport.send_nowait, websocket.write_queued
+    real_write_queued = websocket.write_queued
 
-    def send_nowait_then_pause(buffers):
-        sent = real_send_nowait(buffers)
-        if not first_written.is_set():  # A's own write: hold the lock a while after it
-            first_written.set()
-            go_on.wait(TIMEOUT)
-        return sent
+    class PausingTransport(type(transport)):
+        """The same socket transport, pausing after its first write (slots: no new state)."""
+
+        __slots__ = ()
+
+        def send_nowait(self, buffers):
+            sent = super().send_nowait(buffers)
+            if not first_written.is_set():  # A's own write: hold the lock a while after it
+                first_written.set()
+                go_on.wait(TIMEOUT)
+            return sent
 
     def write_queued_noting_the_attempt():
         done = real_write_queued()
         writer_tried.set()
         return done
 
-    transport.send_nowait = send_nowait_then_pause
+    transport.__class__ = PausingTransport
     websocket.write_queued = write_queued_noting_the_attempt
     delivering = threading.Thread(target=websocket.deliver, args=(first,))
     try:

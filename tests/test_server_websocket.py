@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests import apps
+from tests import apps, loadkit
 from tests.netutil import (
     CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, upgrade_request, wait_for,
     wait_for_eof, ws_url,
@@ -132,6 +133,26 @@ def test_200_simultaneous_websockets_while_http_is_served(echo_process):
 
 
 # -- TLS ------------------------------------------------------------------------------------------
+
+def test_hundreds_of_connection_threads_lengthen_the_gil_switch_interval_for_a_while(serve):
+    # Each thread waiting for the GIL wakes once per interval: with thousands
+    # of them the interval grows with the count (ThreadingWSGIServer.paces_gil),
+    # and the process's own comes back when the threads end.
+    loadkit.raise_nofile(4096)
+    own = sys.getswitchinterval()
+    server = serve(apps.echo)
+    crowd = loadkit.Crowd(server.server_port, 600)
+    try:
+        crowd.open(timeout=60)
+        assert (crowd.lost, crowd.wrong, len(crowd.held)) == ([], [], 600)
+        assert sys.getswitchinterval() > 0.025  # 50 us a thread, in steps of 256: 512 * 50 us
+        crowd.close(timeout=60, concurrency=600)  # every close frame at once
+        assert crowd.closed_cleanly == 600
+        wait_for(lambda: sys.getswitchinterval() == own, what="the process's own interval")
+    finally:
+        crowd.abort()
+        sys.setswitchinterval(own)
+
 
 def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
     server = wsocket_process("tests.apps:echo", "--port", "0",

@@ -25,6 +25,8 @@ Opener = Callable[[Optional[str], HeadersArg], None]
 class LazyOpening:
     """The 101 of one WebSocket: not sent yet, sent once, or declined."""
 
+    __slots__ = ("_opener", "_lock", "_on_accept", "_declined")
+
     def __init__(self, opener: Opener) -> None:
         self._opener: Opener | None = opener  # None once the 101 went out
         self._lock = threading.Lock()

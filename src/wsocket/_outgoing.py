@@ -45,25 +45,36 @@ class OutgoingQueue:
 
     Attributes:
         max_bytes (int | None): More bytes waiting than this is an overflow; None: no limit.
-        frames (collections.deque): The frames waiting, to be read only (changed
-            under the queue's lock): truthy when any wait, checked on every send.
+        frames (collections.deque | tuple): The frames waiting, to be read only
+            (changed under the queue's lock): truthy when any wait, checked on
+            every send. An empty tuple while none wait: a deque costs 600 bytes,
+            and most connections never queue a frame, or not for long.
     """
+
+    __slots__ = ("max_bytes", "frames", "_bytes", "_lock", "_sealed", "_head_started",
+                 "_generation", "_pushed", "_popped")
 
     def __init__(self, max_bytes: int | None) -> None:
         self.max_bytes = max_bytes
-        self.frames: collections.deque[Buffer] = collections.deque()
-        self._frames = self.frames
-        self._bytes = 0  # in _frames
+        self.frames: collections.deque[Buffer] | tuple[()] = ()
+        self._bytes = 0  # in frames
         self._lock = threading.Lock()  # guards every field
         self._sealed = False  # closing or closed: nothing more is queued
-        self._head_started = False  # _frames[0] must go next as it is (partly on the wire)
+        self._head_started = False  # frames[0] must go next as it is (partly on the wire)
         self._generation = 0  # counts drop() calls
         self._pushed = 0  # frames ever queued, and ever sent from the queue:
         self._popped = 0  # a drain waits only for the frames queued before it
 
+    def _deque(self) -> collections.deque[Buffer]:
+        """The frames as a deque, made when the first frame is queued (the lock is held)."""
+        frames = self.frames
+        if isinstance(frames, tuple):
+            frames = self.frames = collections.deque()
+        return frames
+
     def __len__(self) -> int:
         """The number of frames waiting."""
-        return len(self._frames)
+        return len(self.frames)
 
     @property
     def queued_bytes(self) -> int:
@@ -76,7 +87,7 @@ class OutgoingQueue:
             if self._sealed:
                 return None
             self._pushed += 1
-            self._frames.append(frame)
+            self._deque().append(frame)
             self._bytes += len(frame)
             return self.max_bytes is not None and self._bytes > self.max_bytes
 
@@ -90,7 +101,7 @@ class OutgoingQueue:
                 return None
             self._pushed += 1
             rest = memoryview(frame)[sent:] if sent else frame
-            self._frames.appendleft(rest)
+            self._deque().appendleft(rest)
             self._bytes += len(rest)
             # A TLS write that would block must be repeated with the
             # same bytes: that frame is started too.
@@ -108,7 +119,7 @@ class OutgoingQueue:
                 return None
             started = self._head_started
             self._sealed = True
-            self._frames.clear()
+            self.frames = ()
             self._bytes = 0
             self._popped = self._pushed
             self._head_started = False
@@ -125,7 +136,7 @@ class OutgoingQueue:
         dontwait = transport.mode is WriteMode.DONTWAIT
         while True:
             with self._lock:
-                frames = self._frames
+                frames = self.frames
                 if not frames or (until is not None and self._popped >= until):
                     return True
                 generation = self._generation
@@ -147,7 +158,7 @@ class OutgoingQueue:
 
     def _consume(self, sent: int) -> None:
         """Take ``sent`` written bytes off the front of the queue (its lock held)."""
-        frames = self._frames
+        frames = self._deque()
         self._bytes -= sent
         while sent:
             size = len(frames[0])
@@ -159,6 +170,8 @@ class OutgoingQueue:
             self._popped += 1
             self._head_started = False
             sent -= size
+        if not frames:
+            self.frames = ()  # all sent: the deque's memory goes back
 
     def drain(self, transport: SocketTransport, deadline: float | None, seal: bool = False,
               stall: float | None = None) -> None:

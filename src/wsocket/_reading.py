@@ -11,7 +11,6 @@ each call (never kept).
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from typing import TYPE_CHECKING, Protocol
@@ -53,12 +52,16 @@ class Reader:
     Attributes:
         lock (threading.Lock): Held by the one thread that reads (``receive()``,
             or ``close()`` waiting for the peer's answer).
-        events (collections.deque): The core's events not acted on yet.
+        events (list): The core's events not acted on yet, the next one last
+            (taken with ``pop()``): an empty list costs next to nothing, where a
+            deque keeps 600 bytes for each quiet connection.
     """
+
+    __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport")
 
     def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
         self.lock = threading.Lock()
-        self.events: collections.deque[Event] = collections.deque()
+        self.events: list[Event] = []
         self._connection = connection
         self._keepalive = keepalive
         self._transport: SocketTransport  # set by attach()
@@ -67,7 +70,12 @@ class Reader:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
         self._transport = transport
         if initial_data:
-            self.events.extend(self._connection.receive_data(initial_data))
+            self._add(self._connection.receive_data(initial_data))
+
+    def _add(self, new: list[Event]) -> None:
+        """Queue the core's ``new`` events after those still waiting (next one last)."""
+        if new:
+            self.events[:0] = new[::-1]
 
     def read(self, owner: ReaderOwner, deadline: float | None) -> bool:
         """Read once from the socket into the core (the lock is held).
@@ -97,7 +105,7 @@ class Reader:
                 self._lost(owner)
                 return False
             keepalive.heard(time.monotonic())
-            self.events.extend(self._connection.receive_data(data))
+            self._add(self._connection.receive_data(data))
             return True
 
     def read_nowait(self, owner: ReaderOwner) -> bool:
@@ -123,7 +131,7 @@ class Reader:
             self._lost(owner)
             return False
         self._keepalive.heard(time.monotonic())
-        self.events.extend(self._connection.receive_data(data))
+        self._add(self._connection.receive_data(data))
         return True
 
     def _keep_alive(self, owner: ReaderOwner, now: float) -> bool:
@@ -156,7 +164,7 @@ class Reader:
         events = self.events
         while not owner.closed:
             while events:
-                event = events.popleft()
+                event = events.pop()
                 if type(event) is CloseReceived:
                     owner.mark_closed(event.code, event.reason)
                     return

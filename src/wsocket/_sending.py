@@ -61,11 +61,13 @@ class Sender:
         stall (float | None): A peer that takes no byte for this long is dead (ping_timeout).
     """
 
+    __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
+                 "_send_dontwait")
+
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
         self.lock = threading.Lock()
         self.queue = OutgoingQueue(max_queue)
-        self.waiting = self.queue.frames  # truthy when frames wait (read on every send)
         self.transport: SocketTransport  # set by attach()
         self.stall = stall
         self._connection = connection
@@ -77,6 +79,11 @@ class Sender:
         self.transport = transport
         if transport.mode is WriteMode.DONTWAIT:
             self._send_dontwait = transport.sock.send
+
+    @property
+    def waiting(self) -> bool:
+        """Whether frames wait in the queue (read on every send)."""
+        return bool(self.queue.frames)
 
     @property
     def writes_without_blocking(self) -> bool:

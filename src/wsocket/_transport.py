@@ -47,6 +47,7 @@ __all__ = ["WriteMode", "SocketTransport", "green_library", "no_delay", "finish_
 Buffer = Union[bytes, bytearray, memoryview]
 
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+IDLE_READ_SIZE = 1024  # bytes asked of a waiting recv() after small reads (see SocketTransport)
 # Errors of a send or recv that would block: the socket is fine, try again later.
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _GREEN_LIBRARIES = ("gevent", "eventlet")
@@ -142,6 +143,9 @@ class SocketTransport:
         corked (bool): TCP_CORK is on now.
     """
 
+    __slots__ = ("sock", "mode", "_timed_recv", "can_cork", "corked", "_receive_timeout", "_poller",
+                 "_read_size", "_pending", "_tls_lock", "_send_wants_read")
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.mode = write_mode(sock)
@@ -152,6 +156,10 @@ class SocketTransport:
             and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.corked = False
         self._receive_timeout = 0.0  # the SO_RCVTIMEO set, in seconds; 0: none
+        # Bytes asked of the next recv() that waits: small after small reads, so
+        # that a quiet connection's thread does not hold a 64 KiB buffer while it
+        # waits (that costs about 3 KiB of memory each), big once a read fills it.
+        self._read_size = IDLE_READ_SIZE
         self._poller: Callable[[float | None], bool] | None = None
         # TLS: bytes decrypted already, which poll and epoll cannot see
         self._pending: Callable[[], int] | None = getattr(sock, "pending", None)
@@ -188,7 +196,13 @@ class SocketTransport:
                     # Set again only when it is off by much: a busy connection
                     # keeps the same one (the ping interval) for ever.
                     self._set_receive_timeout(wait)
-                return sock.recv(READ_SIZE)
+                size = self._read_size
+                data = sock.recv(size)  # holds a buffer of ``size`` bytes while it waits
+                if len(data) >= size:
+                    self._read_size = READ_SIZE  # more may be waiting: read big from now on
+                elif len(data) < IDLE_READ_SIZE:
+                    self._read_size = IDLE_READ_SIZE  # small messages, or quiet: read small
+                return data
             except (BlockingIOError, InterruptedError):
                 return None
         if self._tls_lock is not None:
@@ -443,6 +457,19 @@ def finish_connection(sock: socket.socket, linger: float | None = 1.0) -> None:
     dropped the SSL object, and this reads the bare socket. A WebSocket's
     own client socket closes through ``SocketTransport.close`` instead.
     """
+    if MSG_DONTWAIT and not isinstance(sock, ssl.SSLSocket) and green_library(sock) is None:
+        # Most often the peer's FIN is here already (a client closes when it
+        # has our close frame): one read says so, and the close then sends our
+        # FIN (if the WebSocket has not already), without the shutdown, the
+        # timeout and the poll, each a system call that gives up the GIL,
+        # which ten thousand threads closing at once wait for.
+        try:
+            if not sock.recv(READ_SIZE, MSG_DONTWAIT):
+                return
+        except (BlockingIOError, InterruptedError):
+            pass  # nothing yet: wait for it below
+        except OSError:
+            return  # reset, or closed: nothing to wait for
     shutdown_quietly(sock, socket.SHUT_WR)
     deadline = None if linger is None else time.monotonic() + linger
     try:

@@ -74,6 +74,7 @@ up a handler when nothing else did (level from ``WSOCKET_LOG_LEVEL``).
 """
 
 _ABNORMAL = CloseCode.ABNORMAL_CLOSURE  # dropped without a close frame
+_closed_event_lock = threading.Lock()  # makes a WebSocket's _closed_event once (rarely used)
 
 Environ = dict[str, Any]
 Data = Union[str, bytes, bytearray, memoryview]
@@ -146,7 +147,9 @@ class WebSocket:
         self._sender = Sender(self._connection, options.max_queue, options.ping_timeout)
         self._reader = Reader(self._connection, self._keepalive)
         self._transport: SocketTransport  # set by attach()
-        self._closed_event = threading.Event()
+        # Made only when close() waits for another thread's receive() to see
+        # the peer's answer (rare): an Event costs about 1 KiB a connection.
+        self._closed_event: threading.Event | None = None
         self._closed_callback: Callable[[], object] | None = None
         # Before its 101 (see accept()), a server-side WebSocket has no socket
         # yet: the opening sends the 101 on first use. None once open.
@@ -278,7 +281,7 @@ class WebSocket:
                     if not reader.read(self, deadline):
                         return None  # failed (``closed`` is set), or the timeout passed
                     continue
-                event = events.popleft()
+                event = events.pop()  # the next one is last
                 if type(event) is Message:
                     transport = self._transport
                     if events and transport.can_cork and not transport.corked:
@@ -319,14 +322,14 @@ class WebSocket:
                         break
                     read = False
                     continue
-                event = events[0]
+                event = events[-1]  # the next one is last
                 if type(event) is Message:
-                    events.popleft()
+                    events.pop()
                     messages.append(event.data)
                     continue
                 if messages:
                     break  # the messages before a control frame are handled first
-                events.popleft()
+                events.pop()
                 if not self._act_on(event):
                     break  # the connection failed
             transport = self._transport
@@ -528,9 +531,22 @@ class WebSocket:
                 reader.lock.release()
         else:
             # Another thread is in receive(); it will see the answer.
-            self._closed_event.wait(timeout)
+            closed_event = self._closed_waiter()
+            if not self.closed:  # checked after the event exists: mark_closed sets it
+                closed_event.wait(timeout)
         if not self.closed:
             self.mark_closed(code, message)
+
+    def _closed_waiter(self) -> threading.Event:
+        """The event ``mark_closed`` sets, made on first use.
+
+        Whoever waits on it checks ``closed`` after getting it; ``mark_closed``
+        sets ``closed`` before it looks for the event: one of the two sees the other.
+        """
+        with _closed_event_lock:
+            if self._closed_event is None:
+                self._closed_event = threading.Event()
+            return self._closed_event
 
     def fail_connection(self, code: int, reason: str, close_code: int | None = None) -> None:
         """Fail the connection: close frame with ``code`` if possible, then drop TCP.
@@ -567,7 +583,9 @@ class WebSocket:
             clean = connection.close_sent is not None \
                 and connection.close_received is not None and not connection.failed
             self._transport.close(linger=self.close_timeout if clean else None)
-        self._closed_event.set()
+        closed_event = self._closed_event  # read after ``closed`` was set (see _closed_waiter)
+        if closed_event is not None:
+            closed_event.set()
         if self._closed_callback is not None:
             self._closed_callback()
 
