@@ -169,6 +169,8 @@ def results_table(summaries, scenarios, servers, not_installed):
             conns = number(summary.get("connected"))
             if scenario.idle:
                 conns = "%s (%s ok)" % (number(summary.get("held")), number(summary.get("echo_ok")))
+                if scenario.metric == "connect_s":
+                    conns += " in %s s" % number(summary.get("connect_s"), 2)
             if server == "wsocket":
                 versus = cpu_versus = "—"
             else:
@@ -176,6 +178,8 @@ def results_table(summaries, scenarios, servers, not_installed):
                 versus = "%.2f" % value if value is not None else ""
                 if versus and scenario.metric == "kb_per_conn":
                     versus += " (memory)"
+                elif versus and scenario.metric == "connect_s":
+                    versus += " (open time)"
                 value = ratio(ours, summary, scenario, "server_us_per_msg")
                 cpu_versus = "%.2f" % value if value is not None else ""
             mb = summary.get("mb_per_s")
@@ -314,8 +318,9 @@ def describe(run, scenario):
     if "failed" in run:
         return "FAILED: " + run["failed"]
     if scenario.idle:
-        text = "held %s, %s ok, %s KB/conn" % (run.get("held"), run.get("echo_ok"),
-                                                number(run.get("kb_per_conn"), 1))
+        text = "held %s, %s ok, %s KB/conn, opened in %s s" % (
+            run.get("held"), run.get("echo_ok"), number(run.get("kb_per_conn"), 1),
+            number(run.get("connect_s"), 2))
     else:
         text = "%12s msg/s  p50 %s ms  MB/s %s  server %s us/msg" % (
             number(run["msg_per_s"]), ms(run["p50_us"]), number(run["mb_per_s"], 1),
@@ -494,12 +499,14 @@ def render(args, command, generator, check, summaries, found, scenarios, skipped
     table = ratio_table(found, scenarios, servers)
     if table:
         lines += ["Against the references, from the same runs (the scenario's figure, msg/s "
-                  "unless said below; above 1, the first does more; for KB per connection, "
-                  "below 1 is leaner):", "", *table, ""]
+                  "unless said below; above 1, the first does more; for KB per connection "
+                  "and for opening time, below 1 is better):", "", *table, ""]
     for scenario in scenarios:
         lines.append("- %s: %s%s" % (scenario.name, scenario.title,
                                      "; ratio of KB per connection (lower is leaner)"
                                      if scenario.metric == "kb_per_conn" else
+                                     "; ratio of the seconds to open them all (lower is faster)"
+                                     if scenario.metric == "connect_s" else
                                      "; ratio of MB/s" if scenario.metric == "mb_per_s" else ""))
     for scenario, reason in skipped:
         lines.append("- %s: %s: skipped, %s" % (scenario.name, scenario.title, reason))
