@@ -404,8 +404,14 @@ class Connection:
         # Only called on a compressed frame, which _check_header allows
         # only with a codec (an assertion for the type checker).
         assert self._codec is not None
-        data = self._codec.inflate_message(payload, self.max_message_size)
-        return _decode_text(data) if text else data
+        limit = self._size_limit
+        data = self._codec.inflate_message(payload, None if limit < 0 else limit)
+        if not text:
+            return data
+        try:
+            return data.decode("utf-8")  # (inline: the valid case costs no call)
+        except UnicodeDecodeError:
+            return _decode_text(data)  # raises InvalidUTF8, naming what is wrong
 
     def _check_header(self, header: FrameHeader) -> None:
         if header.rsv2 or header.rsv3:
