@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._transport import Buffer, SocketTransport, WriteMode
+from ._transport import MSG_DONTWAIT, Buffer, SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
 
@@ -70,12 +70,13 @@ class Sender:
         self.stall = stall
         self._connection = connection
         self._in_writer = False  # the writer thread watches our socket
-        # transport.send_now of a plain socket, for the usual case: the whole frame at once
-        self._send_now: Callable[[Buffer], int] | None = None
+        # sock.send of a plain socket, for the usual case: the whole frame at once
+        self._send_dontwait: Callable[[Buffer, int], int] | None = None
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
-        self._send_now = transport.send_now
+        if transport.mode is WriteMode.DONTWAIT:
+            self._send_dontwait = transport.sock.send
 
     @property
     def writes_without_blocking(self) -> bool:
@@ -98,9 +99,12 @@ class Sender:
             rest: Buffer = frame
             if self.waiting:  # what deliver() queued goes first
                 self.queue.drain(transport, None, stall=self.stall)
-            elif self._send_now is not None:
+            elif self._send_dontwait is not None:
                 # The usual case: the socket takes the whole frame at once.
-                sent = self._send_now(frame)
+                try:
+                    sent = self._send_dontwait(frame, MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
                 if sent == len(frame):
                     return
                 rest = memoryview(frame)[sent:]

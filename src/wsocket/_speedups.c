@@ -19,10 +19,6 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#ifndef _WIN32
-#include <errno.h>
-#include <sys/socket.h>  /* send_nowait, where MSG_DONTWAIT exists */
-#endif
 
 /* Payloads at least this long are masked without holding the GIL. */
 #define RELEASE_GIL_FROM 65536
@@ -262,66 +258,6 @@ done:
     return result;
 }
 
-/* send_nowait(sock, data) -> int: one send(2) with MSG_DONTWAIT, without
- * releasing the GIL. socket.send() releases it around every call; for a
- * send that cannot block that only costs: the thread hands the GIL over and
- * must win it back (a futex round trip and often a context switch) though
- * the kernel call takes a few microseconds (a large payload, whose copy takes
- * longer, is sent with the GIL released as usual). Returns the bytes sent, 0 when
- * the socket takes nothing now (EAGAIN); raises OSError (ConnectionResetError,
- * BrokenPipeError...) when it failed. MSG_NOSIGNAL: no SIGPIPE, whatever the
- * embedding server did with that signal. The descriptor is asked of ``sock``
- * each time, with the GIL held: a socket closed meanwhile gives EBADF, never
- * another connection that got its number. */
-#ifdef MSG_DONTWAIT
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0
-#endif
-
-static PyObject *
-send_nowait(PyObject *module, PyObject *args)
-{
-    PyObject *sock;
-    Py_buffer data;
-    Py_ssize_t sent;
-    int fd;
-
-    if (!PyArg_ParseTuple(args, "Oy*:send_nowait", &sock, &data)) {
-        return NULL;
-    }
-    fd = PyObject_AsFileDescriptor(sock);
-    if (fd < 0) {
-        PyBuffer_Release(&data);
-        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
-            /* closed (fileno() is -1): the error socket.send() gives */
-            PyErr_Clear();
-            errno = EBADF;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return NULL;
-    }
-    do {
-        if (data.len >= RELEASE_GIL_FROM) {
-            /* copying this much takes a while: other threads may run meanwhile */
-            Py_BEGIN_ALLOW_THREADS
-            sent = send(fd, data.buf, (size_t)data.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            sent = send(fd, data.buf, (size_t)data.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        }
-    } while (sent < 0 && errno == EINTR);
-    PyBuffer_Release(&data);
-    if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return PyLong_FromLong(0);
-        }
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyLong_FromSsize_t(sent);
-}
-#endif
-
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes: XOR data with the 4-byte mask repeated."},
@@ -330,11 +266,6 @@ static PyMethodDef speedups_methods[] = {
      "-> (events, position, error): the run of small whole text/binary frames at\n"
      "position, each as message_class(data); compressed ones through\n"
      "inflate(payload, is_text) (None: not negotiated)."},
-#ifdef MSG_DONTWAIT
-    {"send_nowait", send_nowait, METH_VARARGS,
-     "send_nowait(sock, data) -> int: one non-blocking send (MSG_DONTWAIT) of data on\n"
-     "sock without releasing the GIL; the bytes sent, 0 when it would block."},
-#endif
     {NULL, NULL, 0, NULL}
 };
 

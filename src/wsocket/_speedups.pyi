@@ -1,5 +1,5 @@
 # The optional C accelerator (_speedups.c), as type checkers see it.
-# The functions take positional arguments only (METH_VARARGS).
+# Both functions take positional arguments only (METH_VARARGS).
 from typing import Any, Callable, TypeVar
 
 from _typeshed import ReadableBuffer
@@ -25,10 +25,4 @@ def parse_messages(
     through ``inflate(payload, is_text)``, None when not negotiated.
     Returns the events, the position after them, and the exception that
     ``inflate`` raised, which ended the run (else None).
-    """
-
-def send_nowait(sock: Any, data: ReadableBuffer, /) -> int:
-    """One send(2) with MSG_DONTWAIT, the GIL held: the bytes sent, 0 when it would block.
-
-    Only where the platform has MSG_DONTWAIT. Raises OSError when the socket failed.
     """

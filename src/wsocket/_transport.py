@@ -10,7 +10,6 @@ lock around every write and decides what a failure means.
 from __future__ import annotations
 
 import enum
-import functools
 import importlib
 import select
 import socket
@@ -21,7 +20,6 @@ import time
 from typing import TYPE_CHECKING, Callable, Union
 
 from ._sockets import READ_SIZE, shutdown_quietly
-from .protocol import frames as _frames
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,18 +33,6 @@ MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 # Errors of a send or recv that would block: the socket is fine, try again later.
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _GREEN_LIBRARIES = ("gevent", "eventlet")
-# send_nowait(sock, data) of the C accelerator, or None: a send that cannot
-# block, made without handing the GIL to another thread and winning it back.
-_c_send_nowait: Callable[[socket.socket, Buffer], int] | None = getattr(
-    _frames.accelerator, "send_nowait", None)
-
-
-def _send_dontwait(sock: socket.socket, data: Buffer) -> int:
-    """``sock.send(data, MSG_DONTWAIT)``, 0 when it would block (without the accelerator)."""
-    try:
-        return sock.send(data, MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return 0
 
 
 class WriteMode(enum.Enum):
@@ -126,9 +112,6 @@ class SocketTransport:
         mode (WriteMode): How it is written without blocking.
         can_cork (bool): TCP_CORK may be used (plain TCP on Linux).
         corked (bool): TCP_CORK is on now.
-        send_now (Callable | None): ``send_now(data)`` writes what the socket takes now of
-            ``data`` and returns how many bytes that was (0: none), for a
-            plain socket (mode DONTWAIT); None for the others.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -142,9 +125,6 @@ class SocketTransport:
         self.corked = False
         self._receive_timeout = 0.0  # the SO_RCVTIMEO set, in seconds; 0: none
         self._poller: Callable[[float], bool] | None = None
-        self.send_now: Callable[[Buffer], int] | None = None
-        if self.mode is WriteMode.DONTWAIT:
-            self.send_now = functools.partial(_c_send_nowait or _send_dontwait, sock)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -165,10 +145,15 @@ class SocketTransport:
                 if wait is None:
                     if self._receive_timeout:
                         self._set_receive_timeout(0)
-                elif not self._receive_timeout or self._receive_timeout > wait + 0.01 \
+                elif not self._receive_timeout \
+                        or self._receive_timeout > wait + max(0.01, wait / 100) \
                         or self._receive_timeout < wait / 2:
                     # Set again only when it is off by much: a busy connection
-                    # keeps the same one (the ping interval) for ever.
+                    # keeps the same one (the ping interval) for ever. Waking
+                    # up to 1% late is close enough (0.2 s for a 20 s ping
+                    # interval): a thread that waited 10 ms for the GIL between
+                    # two reads, common with many connections, must not cost a
+                    # setsockopt() per message.
                     self._set_receive_timeout(wait)
                 return sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -226,10 +211,10 @@ class SocketTransport:
         treats the would-block it may meet meanwhile as "no data yet").
         """
         sock = self.sock
-        if self.send_now is not None:
-            if len(buffers) == 1:
-                return self.send_now(buffers[0])
+        if self.mode is WriteMode.DONTWAIT:
             try:
+                if len(buffers) == 1:
+                    return sock.send(buffers[0], MSG_DONTWAIT)
                 return sock.sendmsg(buffers, (), MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return 0

@@ -165,7 +165,6 @@ class ParseMessages(Protocol):
 
 
 _accelerator = _load_accelerator()
-accelerator = _accelerator  # the C module, or None (the I/O layer takes send_nowait from it)
 apply_mask: Callable[[Buffer, bytes], bytes] = (
     _accelerator.apply_mask if _accelerator is not None else _apply_mask_python)
 SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use
