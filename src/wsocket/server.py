@@ -71,9 +71,6 @@ _OPTIONAL_OPTIONS = {"max_body_size"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none (Windows)
-
-
 class BadRequest(HTTPError):
     """A request we cannot parse; answered with ``status`` and the connection closed."""
 
@@ -357,10 +354,8 @@ class FixedHandler(socketserver.BaseRequestHandler):
             try:
                 if timeout <= 0:
                     raise socket.timeout
-                data = self._arrived()
-                if data is None:
-                    self.connection.settimeout(timeout)
-                    data = self.connection.recv(READ_SIZE)
+                self.connection.settimeout(timeout)
+                data = self.connection.recv(READ_SIZE)
             except socket.timeout:
                 if self.buffer:
                     raise BadRequest("request head not complete within %g s"
@@ -374,23 +369,6 @@ class FixedHandler(socketserver.BaseRequestHandler):
         head = bytes(self.buffer[:end])
         del self.buffer[:end + 4]
         return self.make_environ(head)
-
-    def _arrived(self) -> bytes | None:
-        """What has arrived on a fresh plain socket, without waiting; None: wait for it.
-
-        A client sends its request as soon as it is connected, so it is
-        usually here when the handler starts: taken at once, the socket
-        needs no timeout set (and none taken off again at the upgrade), and
-        no poll() before the read. Only while the socket still blocks without
-        a timeout: a recv() on a socket with one would wait first.
-        """
-        sock = self.connection
-        if _MSG_DONTWAIT and sock.gettimeout() is None and not isinstance(sock, ssl.SSLSocket):
-            try:
-                return sock.recv(READ_SIZE, _MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                pass
-        return None
 
     def make_environ(self, head: bytes) -> Environ:
         request = parse_head(head)
@@ -685,13 +663,7 @@ class FixedServerHandler:
             self.keep_alive = False
 
     def _send(self, data: bytes) -> None:
-        connection = self.handler.connection
-        if connection.gettimeout() is None:
-            # The request came without waiting (FixedHandler._arrived), so no
-            # timeout was set: a client that does not read must not hold this
-            # thread for ever.
-            connection.settimeout(self.handler.server.request_timeout)
-        connection.sendall(data)
+        self.handler.connection.sendall(data)
 
     def _log(self, status: int) -> None:
         line = "%s %s %s" % (self.method, self.environ.get("REQUEST_URI", ""),
@@ -735,8 +707,7 @@ class WebSocketHandler(FixedHandler):
         """
         self.taken_over = True
         sock = self.connection
-        if sock.gettimeout() is not None:  # (no system call when it has none: see _arrived)
-            sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
+        sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
         leftover = bytes(self.buffer)
         self.buffer.clear()
         return sock, leftover
