@@ -84,7 +84,7 @@ def parse_arguments(argv):
 
 FIELDS = ["msg_per_s", "mb_per_s", "p50_us", "p99_us", "connected", "held", "echo_ok",
           "kb_per_conn", "server_cpu_util", "server_us_per_msg", "cpu_util", "connect_s",
-          "server_fds"]
+          "server_us_per_conn", "server_fds"]
 
 
 def usable(run, scenario):
@@ -169,6 +169,15 @@ def results_table(summaries, scenarios, servers, not_installed):
             conns = number(summary.get("connected"))
             if scenario.idle:
                 conns = "%s (%s ok)" % (number(summary.get("held")), number(summary.get("echo_ok")))
+                if scenario.metric == "connect_s":
+                    conns += " in %s s" % number(summary.get("connect_s"), 2)
+            # open-5000: the CPU column holds the server's CPU per connection opened
+            cpu_field = "server_us_per_conn" if scenario.metric == "connect_s" \
+                else "server_us_per_msg"
+            cpu = summary.get(cpu_field)
+            cpu_text = number(cpu, 0 if (cpu or 0) >= 100 else 1)
+            if cpu_field == "server_us_per_conn" and cpu_text:
+                cpu_text += " per conn"
             if server == "wsocket":
                 versus = cpu_versus = "—"
             else:
@@ -176,7 +185,9 @@ def results_table(summaries, scenarios, servers, not_installed):
                 versus = "%.2f" % value if value is not None else ""
                 if versus and scenario.metric == "kb_per_conn":
                     versus += " (memory)"
-                value = ratio(ours, summary, scenario, "server_us_per_msg")
+                elif versus and scenario.metric == "connect_s":
+                    versus += " (open time)"
+                value = ratio(ours, summary, scenario, cpu_field)
                 cpu_versus = "%.2f" % value if value is not None else ""
             mb = summary.get("mb_per_s")
             show_mb = scenario.metric == "mb_per_s" or scenario.size >= 1024
@@ -184,9 +195,7 @@ def results_table(summaries, scenarios, servers, not_installed):
                 label, name, number(summary.get("msg_per_s")), ms(summary.get("p50_us")),
                 ms(summary.get("p99_us")),
                 number(mb, 1 if (mb or 0) < 100 else 0) if show_mb else "",
-                number(summary.get("server_us_per_msg"),
-                       0 if (summary.get("server_us_per_msg") or 0) >= 100 else 1),
-                conns, number(summary.get("kb_per_conn"), 1), versus, cpu_versus))
+                cpu_text, conns, number(summary.get("kb_per_conn"), 1), versus, cpu_versus))
     return lines
 
 
@@ -210,8 +219,9 @@ def ratios(summaries, scenarios, servers):
             # (below 1, the first spends less).
             found.append({"scenario": scenario.name, "server": ours, "reference": reference,
                           "metric": scenario.metric, "ratio": ratio(mine, theirs, scenario),
-                          "cpu_per_msg_ratio": ratio(mine, theirs, scenario,
-                                                     "server_us_per_msg")})
+                          "cpu_per_msg_ratio": ratio(
+                              mine, theirs, scenario, "server_us_per_conn"
+                              if scenario.metric == "connect_s" else "server_us_per_msg")})
     return found
 
 
@@ -314,8 +324,9 @@ def describe(run, scenario):
     if "failed" in run:
         return "FAILED: " + run["failed"]
     if scenario.idle:
-        text = "held %s, %s ok, %s KB/conn" % (run.get("held"), run.get("echo_ok"),
-                                                number(run.get("kb_per_conn"), 1))
+        text = "held %s, %s ok, %s KB/conn, opened in %s s (server %s us/conn)" % (
+            run.get("held"), run.get("echo_ok"), number(run.get("kb_per_conn"), 1),
+            number(run.get("connect_s"), 2), number(run.get("server_us_per_conn")))
     else:
         text = "%12s msg/s  p50 %s ms  MB/s %s  server %s us/msg" % (
             number(run["msg_per_s"]), ms(run["p50_us"]), number(run["mb_per_s"], 1),
@@ -494,12 +505,14 @@ def render(args, command, generator, check, summaries, found, scenarios, skipped
     table = ratio_table(found, scenarios, servers)
     if table:
         lines += ["Against the references, from the same runs (the scenario's figure, msg/s "
-                  "unless said below; above 1, the first does more; for KB per connection, "
-                  "below 1 is leaner):", "", *table, ""]
+                  "unless said below; above 1, the first does more; for KB per connection "
+                  "and for opening time, below 1 is better):", "", *table, ""]
     for scenario in scenarios:
         lines.append("- %s: %s%s" % (scenario.name, scenario.title,
                                      "; ratio of KB per connection (lower is leaner)"
                                      if scenario.metric == "kb_per_conn" else
+                                     "; ratio of the seconds to open them all (lower is faster)"
+                                     if scenario.metric == "connect_s" else
                                      "; ratio of MB/s" if scenario.metric == "mb_per_s" else ""))
     for scenario, reason in skipped:
         lines.append("- %s: %s: skipped, %s" % (scenario.name, scenario.title, reason))

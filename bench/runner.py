@@ -296,6 +296,11 @@ def run_one(server, scenario, options, loadgen_executable, cpus, deflate_file=No
         if scenario.idle:
             line = _read_line(generator, started + 150, "load generator")
             connected = json.loads(line)
+            # The server's CPU time for opening them (steadier than the seconds
+            # it took on a busy machine), per connection.
+            record["server_us_per_conn"] = (
+                1e6 * (cpu_seconds(process.pid) - cpu_before) / connected["connected"]
+                if connected["connected"] else None)
             time.sleep(1.0)  # let the server finish setting up the last connections
             record["rss_after_kb"] = rss_kb(process.pid)
             record["server_fds"] = open_files(process.pid)

@@ -57,6 +57,11 @@ SCENARIOS = [
     Scenario("idle-10000", "10,000 idle connections held, then one echo each (msg/s, p50, p99:"
              " of that round; answers within 30 s count as ok)",
              connections=10000, idle=True, metric="kb_per_conn", higher_is_better=False),
+    # The load generator's --idle run: the time to open them all is connect_s.
+    Scenario("open-5000", "open 5,000 WebSockets, 64 handshakes under way at a time (TCP "
+             "connect + opening handshake; the time until all are open, then held and one "
+             "echo each as in idle-10000)", connections=5000, idle=True, metric="connect_s",
+             higher_is_better=False),
     Scenario("deflate-1", "echo 1 KiB JSON text, permessage-deflate, 1 connection",
              size=1024, kind="json", deflate=True),
     Scenario("broadcast", "broadcast to 100 connections (hub)", connections=100,

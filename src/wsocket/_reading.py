@@ -88,8 +88,13 @@ class Reader:
         if transport.corked:
             transport.cork(False)  # whatever was sent meanwhile goes out now
         while True:
+            # How long to wait: until the deadline, a ping or a ping's timeout
+            # (inline rather than a method: this runs once per message).
+            due = keepalive.next_due
+            if deadline is not None and (due is None or deadline < due):
+                due = deadline
             try:
-                data = transport.recv(self._time_to_wait(deadline))
+                data = transport.recv(None if due is None else due - time.monotonic())
             except OSError as error:
                 owner.logger.debug("%r: socket error while reading: %s", owner, error)
                 self._lost(owner)
@@ -147,13 +152,6 @@ class Reader:
             keepalive.ping_sent(now)
             owner.send_keepalive_ping()
         return True
-
-    def _time_to_wait(self, deadline: float | None) -> float | None:
-        """Seconds until something is due: the deadline, a ping, a ping's timeout."""
-        due = self._keepalive.due()
-        if deadline is not None and (due is None or deadline < due):
-            due = deadline
-        return None if due is None else due - time.monotonic()
 
     def _lost(self, owner: ReaderOwner) -> None:
         self._connection.fail(_ABNORMAL)

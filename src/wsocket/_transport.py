@@ -191,10 +191,15 @@ class SocketTransport:
                 if wait is None:
                     if self._receive_timeout:
                         self._set_receive_timeout(0)
-                elif not self._receive_timeout or self._receive_timeout > wait + 0.01 \
+                elif not self._receive_timeout \
+                        or self._receive_timeout > wait + max(0.01, wait / 100) \
                         or self._receive_timeout < wait / 2:
                     # Set again only when it is off by much: a busy connection
-                    # keeps the same one (the ping interval) for ever.
+                    # keeps the same one (the ping interval) for ever. Waking
+                    # up to 1% late is close enough (0.2 s for a 20 s ping
+                    # interval): a thread that waited 10 ms for the GIL between
+                    # two reads, common with many connections, must not cost a
+                    # setsockopt() per message.
                     self._set_receive_timeout(wait)
                 size = self._read_size
                 data = sock.recv(size)  # holds a buffer of ``size`` bytes while it waits

@@ -807,7 +807,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     parks_idle_websockets = reactor_available()
     """True (on Linux): the event app's idle connections wait in one epoll loop, not a thread."""
     allow_reuse_address = True
-    request_queue_size = 1024
+    # The listen backlog (the kernel caps it at net.core.somaxconn): a burst of
+    # clients connecting at once waits there rather than having its SYNs
+    # dropped, which the client would retry only after a second or more.
+    request_queue_size = 4096
+    accept_batch = 64
+    """Connections accepted, at most, each time the accept loop wakes up."""
     block_on_close = False
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
@@ -935,6 +940,37 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                      traceback.format_exc())
 
     # -- accepting, within max_connections --------------------------------------
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        # Non-blocking: the accept loop takes every connection that waits,
+        # and stops at the first accept() that would block (see below).
+        self.socket.setblocking(False)
+
+    def _handle_request_noblock(self) -> None:
+        """socketserver's, for every connection waiting (up to ``accept_batch``), not one.
+
+        socketserver accepts one connection each time select() wakes it up:
+        a burst of N clients cost N trips through select(). A listening
+        socket given blocking (``listening_socket``) still gets one at a time.
+        """
+        batch = self.accept_batch if self.socket.gettimeout() == 0.0 else 1
+        for _ in range(batch):
+            try:
+                request, client_address = self.get_request()
+            except OSError:  # none left (BlockingIOError), or the socket is closed
+                return
+            if self.verify_request(request, client_address):
+                try:
+                    self.process_request(request, client_address)
+                except Exception:
+                    self.handle_error(request, client_address)
+                    self.shutdown_request(request)
+                except BaseException:
+                    self.shutdown_request(request)
+                    raise
+            else:
+                self.shutdown_request(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:

@@ -271,10 +271,11 @@ class DeflateCodec:
         """The compressed payload of one message, or None to send it as is."""
         if self._send_limit is not None and len(data) > self._send_limit:
             return None
-        if self._compressor is None or self._send_reset:
-            self._compressor = zlib.compressobj(
+        compressor = self._compressor
+        if compressor is None or self._send_reset:
+            compressor = self._compressor = zlib.compressobj(
                 self._level, zlib.DEFLATED, -self._send_bits, self._mem_level)
-        compressed = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         if compressed.endswith(_SYNC_TAIL):
             compressed = compressed[:-4]
         # RFC 7692 7.2.3.6: an empty message is sent as a single empty block.
@@ -314,12 +315,24 @@ class DeflateCodec:
     def inflate_message(self, payload: bytes, limit: int | None) -> bytes:
         """Inflate a message that came whole, in one frame.
 
-        The same as ``decompress`` then ``finish_message``, in one zlib call.
+        The same as ``decompress`` then ``finish_message``, in one zlib call
+        (and written out here rather than calling them: once per message).
         """
-        output = self.decompress(payload + _SYNC_TAIL, limit)
-        if self._receive_reset or self._stream_ended:
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = zlib.decompressobj(-15)  # the largest window: see decompress()
+        try:
+            output = decompressor.decompress(payload + _SYNC_TAIL,
+                                             0 if limit is None else limit + 1)
+        except zlib.error as error:
             self._decompressor = None
-            self._stream_ended = False
+            raise ProtocolError("invalid compressed data: %s" % error) from None
+        if limit is not None and len(output) > limit:
+            self._decompressor = None
+            raise FrameTooLargeException("message inflates past the size limit")
+        # After a BFINAL block (eof) the next message starts a new DEFLATE
+        # stream; without context takeover every message does.
+        self._decompressor = None if self._receive_reset or decompressor.eof else decompressor
         return output
 
     def finish_message(self, limit: int | None) -> bytes:
