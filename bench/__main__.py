@@ -496,6 +496,9 @@ def render(args, command, generator, check, summaries, found, scenarios, skipped
                           git_revision() or "?", generator, args.repeat, args.duration,
                           args.warmup, seconds),
         "",
+        "Peers' versions: %s." % (", ".join("%s %s" % item for item in versions().items()
+                                             if item[0] != "wsocket") or "none installed"),
+        "",
     ]
     if generator != "C" or check:
         check_lines, verdicts = check_table(check, summaries, scenarios, generator)
