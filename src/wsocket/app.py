@@ -543,8 +543,7 @@ class _EventSession:
                 else:
                     for message in messages:
                         app.handle_message(message, client, self.chat_name)
-                if not client.more_arrived:
-                    client.batch_done()
+                if not client.batch_done():
                     break
                 messages = client.receive_arrived(False)  # what that one read brought
             if not client.closed:  # nothing more for now
