@@ -24,10 +24,10 @@ server holding 10,000 quiet connections runs a handful of threads.
 callback returning a float, the next ``due`` (``math.inf``: none), which is
 the cheap way for a busy socket (no call, no look-up per message), or by a
 call to ``watch``. So the callbacks of one socket never run at the same
-time, and they run in order. A callback should read only what has arrived (without
-waiting): the registration is level-triggered and stays in epoll (no system
-call to arm it again per message), so bytes left unread simply make the
-socket come up again at the next turn of the loop.
+time, and they run in order. A callback should read only what has arrived
+(without waiting): the registration is level-triggered and stays in epoll
+(no system call to arm it again per message), so bytes left unread simply
+make the socket come up again at the next turn of the loop.
 
 Only where ``select.epoll`` exists (Linux); elsewhere ``available()`` is
 False and the server keeps a thread per connection, as before.
