@@ -6,6 +6,7 @@ closing from elsewhere, stopping, TLS, and the server's connection limit.
 """
 
 import contextlib
+import math
 import socket
 import struct
 import threading
@@ -158,6 +159,57 @@ def test_wake_while_the_callback_runs_runs_it_once_more(reactor):
     wait_for(lambda: len(calls) == 2, what="the second call")
     time.sleep(0.1)
     assert len(calls) == 2
+    reactor.unwatch(ours)
+    ours.close()
+    theirs.close()
+
+
+def test_a_returned_float_watches_the_socket_again(reactor):
+    """A callback returning its next due time (math.inf: none) is watched again, without watch()."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    inside = threading.Event()
+    go_on = threading.Event()
+    read = []
+    answers = {"next": math.inf}  # what the callback returns; None: not watched again
+
+    def callback():
+        try:
+            read.append(ours.recv(100))
+        except BlockingIOError:
+            read.append(None)  # the due time, or wake()
+        if read[-1] == b"block":
+            inside.set()
+            go_on.wait(TIMEOUT)
+        answer = answers["next"]
+        if answer is not None and answer != math.inf:
+            answers["next"] = math.inf  # a due time is returned once, then none again
+        return answer
+
+    reactor.watch(ours, callback)
+    for number, data in enumerate([b"a", b"b", b"c"], 1):
+        theirs.send(data)
+        wait_for(lambda: len(read) == number, what="call %d" % number)
+    assert read == [b"a", b"b", b"c"]
+    # A wake() while the callback runs brings it once more after it returns.
+    theirs.send(b"block")
+    assert inside.wait(TIMEOUT)
+    reactor.wake(ours)
+    reactor.wake(ours)
+    go_on.set()
+    wait_for(lambda: len(read) == 5, what="the call after the wake")
+    time.sleep(0.1)
+    assert read[3:] == [b"block", None]
+    # A returned due time brings it without data.
+    answers["next"] = time.monotonic() + 0.1
+    reactor.wake(ours)
+    wait_for(lambda: len(read) == 7, what="the call at the due time")
+    answers["next"] = None  # not watched again
+    theirs.send(b"d")
+    wait_for(lambda: len(read) == 8, what="the last call")
+    theirs.send(b"e")
+    time.sleep(0.2)
+    assert read[7:] == [b"d"]
     reactor.unwatch(ours)
     ours.close()
     theirs.close()

@@ -20,12 +20,14 @@ server holding 10,000 quiet connections runs a handful of threads.
 
 ``watch(sock, callback, due)`` is one-shot: ``callback`` runs once when
 ``sock`` is readable, when the monotonic time ``due`` comes, or when
-``wake(sock)`` is called, and not again until the callback calls ``watch``
-again. So the callbacks of one socket never run at the same time, and they
-run in order. A callback should read only what has arrived (without
-waiting): the registration is level-triggered and stays in epoll (no system
-call to arm it again per message), so bytes left unread simply make the
-socket come up again at the next turn of the loop.
+``wake(sock)`` is called, and not again until it is watched again: by the
+callback returning a float, the next ``due`` (``math.inf``: none), which is
+the cheap way for a busy socket (no call, no look-up per message), or by a
+call to ``watch``. So the callbacks of one socket never run at the same
+time, and they run in order. A callback should read only what has arrived
+(without waiting): the registration is level-triggered and stays in epoll
+(no system call to arm it again per message), so bytes left unread simply
+make the socket come up again at the next turn of the loop.
 
 Only where ``select.epoll`` exists (Linux); elsewhere ``available()`` is
 False and the server keeps a thread per connection, as before.
@@ -53,6 +55,9 @@ __all__ = ["Reactor", "Workers", "available", "Job"]
 
 # What a worker runs: a callable without arguments (its result is ignored).
 Job = Callable[[], object]
+# A watch's callback: a float it returns watches its socket again with
+# that due time (math.inf: none); anything else does not.
+Callback = Callable[[], object]
 
 WORKER_IDLE_TIMEOUT = 5.0  # seconds a worker with nothing to do waits before it ends
 STALL = 0.005  # seconds inside one callback after which another thread takes the loop
@@ -120,20 +125,23 @@ class Workers:
 class _Watch:
     """One socket known to the reactor."""
 
-    __slots__ = ("sock", "callback", "armed", "again", "masked", "due", "timer")
+    __slots__ = ("sock", "fd", "callback", "armed", "again", "masked", "due", "timer",
+                 "watched")
 
-    def __init__(self, sock: socket.socket, callback: Job) -> None:
+    def __init__(self, sock: socket.socket, fd: int, callback: Callback) -> None:
         self.sock = sock
+        self.fd = fd
         self.callback = callback
         self.armed = False  # waiting: the next event runs the callback
         self.again = False  # woken while the callback ran: run it once more
         # Left out of epoll's answers: readable while its callback ran (or
         # was blocked); level-triggered, it would come up at every turn.
         self.masked = False
-        self.due: float | None = None  # when the callback is due without an event
-        # The earliest time this watch has in the timer heap, or None: a
+        self.due = math.inf  # when the callback is due without an event (inf: never)
+        # The earliest time this watch has in the timer heap (inf: none): a
         # watch armed again and again (a busy socket) keeps one entry there.
-        self.timer: float | None = None
+        self.timer = math.inf
+        self.watched = True  # False once unwatched: a late re-arm is ignored
 
 
 class _Turn:
@@ -165,9 +173,9 @@ class Reactor:
         self._watches: dict[int, _Watch] = {}  # descriptor -> _Watch
         self._timers: list[tuple[float, int, _Watch]] = []  # heap of (time, serial, watch)
         self._serial = itertools.count()
-        # Callbacks due, in order: filled from epoll, timers and wake(),
-        # emptied by whichever thread is the loop now.
-        self._ready: collections.deque[Job] = collections.deque()
+        # Watches whose callback is due, in order: filled from epoll, timers
+        # and wake(), emptied by whichever thread is the loop now.
+        self._ready: collections.deque[_Watch] = collections.deque()
         self._lock = threading.Lock()
         self._next_wake = math.inf  # when the loop wakes up by itself at the latest
         self._polling = False  # the loop waits in epoll (wake() must write to the pipe)
@@ -184,50 +192,35 @@ class Reactor:
         with self._lock:
             return len(self._watches)
 
-    def watch(self, sock: socket.socket, callback: Job, due: float | None = None) -> None:
+    def watch(self, sock: socket.socket, callback: Callback, due: float | None = None) -> None:
         """Run ``callback()`` in the loop once ``sock`` is readable, ``due`` comes, or ``wake``."""
         fd = sock.fileno()
         with self._lock:
-            if self._closing:
-                shutdown_quietly(sock)  # stopping: the callback sees the connection end
             watch = self._watches.get(fd)
             if watch is None or watch.sock is not sock:
                 if watch is not None:
                     # The descriptor's last socket was closed without unwatch().
                     watch.armed = False
-                watch = self._watches[fd] = _Watch(sock, callback)
+                    watch.watched = False
+                watch = self._watches[fd] = _Watch(sock, fd, callback)
                 try:
                     self._epoll.register(fd, _READABLE)
                 except FileExistsError:
                     self._epoll.modify(fd, _READABLE)
             else:
                 watch.callback = callback
-                if watch.masked:
-                    watch.masked = False
-                    self._epoll.modify(fd, _READABLE)
-                if watch.again:
-                    # Something happened while the callback ran: go round once more.
-                    watch.again = False
-                    self._run_soon(callback)
-                    return
-            # Armed in the same breath as epoll, so no event falls in between.
-            watch.armed = True
-            watch.due = due
-            if due is not None and (watch.timer is None or due < watch.timer):
-                watch.timer = due
-                heapq.heappush(self._timers, (due, next(self._serial), watch))
-                if due < self._next_wake and self._polling:
-                    self._next_wake = due
-                    self._wake_up.wake()
+            self._arm(watch, math.inf if due is None else due)
 
     def wake(self, sock: socket.socket) -> None:
         """Run the callback of ``sock`` now (or once more, if it is running)."""
         with self._lock:
             watch = self._watches.get(sock.fileno())
             if watch is not None and watch.sock is sock:
-                callback = self._fire(watch)
-                if callback is not None:
-                    self._run_soon(callback)
+                if watch.armed:
+                    watch.armed = False
+                    self._run_soon(watch)
+                else:
+                    watch.again = True  # it runs now: once more when it is done
 
     def unwatch(self, sock: socket.socket) -> None:
         """Forget ``sock``; call it before closing the socket."""
@@ -241,6 +234,7 @@ class Reactor:
                 return
             del self._watches[fd]
             watch.armed = False
+            watch.watched = False
             try:
                 self._epoll.unregister(fd)
             except OSError:
@@ -262,17 +256,33 @@ class Reactor:
 
     # -- with the lock held ------------------------------------------------------------
 
-    def _fire(self, watch: _Watch) -> Job | None:
-        """The callback to run for an event on ``watch``, or None (it runs now: once more)."""
-        if watch.armed:
-            watch.armed = False
-            return watch.callback
-        watch.again = True
-        return None
+    def _arm(self, watch: _Watch, due: float) -> None:
+        """Wait for the next event of ``watch`` (or ``due``): its callback returned, or watch()."""
+        if not watch.watched:
+            return  # unwatched while its callback ran
+        if self._closing:
+            shutdown_quietly(watch.sock)  # stopping: the callback sees the connection end
+        if watch.masked:
+            watch.masked = False
+            self._epoll.modify(watch.fd, _READABLE)
+        if watch.again:
+            # Woken while the callback ran: go round once more.
+            watch.again = False
+            self._run_soon(watch)
+            return
+        # Armed in the same breath as epoll, so no event falls in between.
+        watch.armed = True
+        watch.due = due
+        if due < watch.timer:
+            watch.timer = due
+            heapq.heappush(self._timers, (due, next(self._serial), watch))
+            if due < self._next_wake and self._polling:
+                self._next_wake = due
+                self._wake_up.wake()
 
-    def _run_soon(self, callback: Job) -> None:
-        """Queue ``callback`` for the loop; wake the loop if it waits in epoll."""
-        self._ready.append(callback)
+    def _run_soon(self, watch: _Watch) -> None:
+        """Queue the callback of ``watch`` for the loop; wake the loop if it waits in epoll."""
+        self._ready.append(watch)
         if self._polling:
             self._polling = False  # one wake-up is enough
             self._wake_up.wake()
@@ -290,7 +300,7 @@ class Reactor:
                 continue
             if watch.armed:
                 watch.armed = False
-                ready.append(watch.callback)
+                ready.append(watch)
             elif not watch.masked:
                 # Its callback runs (on a thread that lost the loop) or did not
                 # watch again yet: the socket is left out until it is watched
@@ -304,12 +314,12 @@ class Reactor:
                 when, _, watch = heapq.heappop(timers)
                 if watch.timer != when:
                     continue  # an earlier entry of this watch took its place
-                watch.timer = None
-                if not watch.armed or watch.due is None:
+                watch.timer = math.inf
+                if not watch.armed or watch.due == math.inf:
                     continue
                 if watch.due <= now:
                     watch.armed = False
-                    ready.append(watch.callback)
+                    ready.append(watch)
                 else:
                     # Armed again since with a later due time: wait for that.
                     watch.timer = watch.due
@@ -330,16 +340,23 @@ class Reactor:
                 if self._turn is not turn:
                     return  # handed over while a callback blocked: an idle worker now
                 try:
-                    callback = ready.popleft()
+                    watch = ready.popleft()
                 except IndexError:
                     break  # taken by the thread that has the loop now
                 turn.callbacks += 1
                 turn.in_callback = True
                 try:
-                    callback()
+                    due = watch.callback()
                 except Exception:
                     logger.exception("error in a reactor callback")
+                    due = None
                 turn.in_callback = False
+                if type(due) is float:
+                    # Watched again by its return value: no watch() call per message.
+                    # Also when this thread lost the loop meanwhile (the callback
+                    # blocked): its socket waits again either way.
+                    with lock:
+                        self._arm(watch, due)
             with lock:
                 if self._turn is not turn:
                     return

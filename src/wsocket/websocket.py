@@ -341,23 +341,21 @@ class WebSocket:
                 transport.cork(True)
         return messages
 
-    @property
-    def more_arrived(self) -> bool:
-        """Internal (the event app): whether ``receive_arrived(False)`` has more to give.
-
-        Events read already (a control frame stopped the last batch), or
-        bytes that TLS decrypted already, which epoll cannot see.
-        """
-        return bool(self._reader.events) or self._transport.buffered()
-
-    def batch_done(self) -> None:
+    def batch_done(self) -> bool:
         """Internal (the event app): the messages ``receive_arrived`` gave are handled.
 
-        What was sent for them, held back together (TCP_CORK), goes out now.
+        True when ``receive_arrived(False)`` has more to give: events read
+        already (a control frame stopped the last batch), or bytes that TLS
+        decrypted already, which epoll cannot see. Otherwise what was sent
+        for the batch, held back together (TCP_CORK), goes out now. (One
+        call for both: it runs once per message on a quiet connection.)
         """
         transport = self._transport
+        if self._reader.events or transport.buffered():
+            return True
         if transport.corked:
             transport.cork(False)
+        return False
 
     def _act_on(self, event: Event) -> bool:
         """A control event: the hooks, the peer's close (raises), a failure (False)."""
