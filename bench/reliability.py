@@ -106,7 +106,7 @@ def main(argv=None):
                  "%d of %d (%d lost or wrong), opened in %.1f s"
                  % (held["held"], args.connections, failures, held["open_seconds"])))
     rows.append(("event app: server threads while holding them",
-                 "%d (main, reactor, and the workers still lingering after the echoes)"
+                 "%d (main, the reactor's loop, and workers not yet ended after a hand-over)"
                  % held["held_threads"]))
     rows.append(("event app: server memory per connection (RSS)", "%.1f KiB"
                  % held["kib_per_connection"]))
