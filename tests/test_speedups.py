@@ -25,6 +25,7 @@ def reference_mask(data, mask):
 def test_accelerator_is_built_and_used():
     assert frames.SPEEDUPS, "wsocket._speedups was not built: is a C compiler installed?"
     assert frames.apply_mask is not frames._apply_mask_python
+    assert frames.short_frame is not frames._short_frame_python
 
 
 @pytest.mark.parametrize("length", [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 65535, 65536, 70001])
@@ -103,3 +104,24 @@ def test_without_a_compiler_the_package_installs_on_pure_python(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(target)), cwd=str(tmp_path),
         capture_output=True, text=True, timeout=60)
     assert check.stdout.strip() == "False", check.stderr
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 125])
+@pytest.mark.parametrize("first_byte", [0x81, 0x82, 0xC1, 0x00, 0xFF])
+def test_short_frame_both_paths_agree_with_serialize_frame(length, first_byte):
+    payload = os.urandom(length)
+    expected = bytes([first_byte, length]) + payload
+    assert frames.short_frame(first_byte, payload) == expected
+    assert frames._short_frame_python(first_byte, payload) == expected
+    if first_byte in (0x81, 0x82):  # what serialize_frame makes for the same message
+        assert frames.serialize_frame(first_byte & 0x0F, payload, True, False, False) == expected
+
+
+@pytest.mark.parametrize("short_frame", [frames.short_frame, frames._short_frame_python])
+def test_short_frame_refuses_what_is_not_short(short_frame):
+    with pytest.raises(ValueError, match="at most 125 bytes"):
+        short_frame(0x82, b"x" * 126)
+    with pytest.raises(ValueError, match="0..255"):
+        short_frame(256, b"")
+    with pytest.raises(ValueError, match="0..255"):
+        short_frame(-1, b"")

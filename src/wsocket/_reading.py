@@ -73,8 +73,15 @@ class Reader:
             self._add(self._connection.receive_data(initial_data))
 
     def _add(self, new: list[Event]) -> None:
-        """Queue the core's ``new`` events after those still waiting (next one last)."""
-        if new:
+        """Queue the core's ``new`` events after those still waiting (next one last).
+
+        ``events`` is changed in place, never replaced: read_until_close()
+        holds it across reads.
+        """
+        if len(new) == 1:
+            # The usual read brings one message: no reversed copy to make.
+            self.events.insert(0, new[0])
+        elif new:
             self.events[:0] = new[::-1]
 
     def read(self, owner: ReaderOwner, deadline: float | None) -> bool:

@@ -82,7 +82,12 @@ class Sender:
 
     @property
     def waiting(self) -> bool:
-        """Whether frames wait in the queue (read on every send)."""
+        """Whether frames wait in the queue.
+
+        The hot paths (every send) test ``self.queue.frames`` inline instead:
+        it is empty (``()`` or an empty deque) exactly when nothing waits, and
+        reading it skips a property call per message.
+        """
         return bool(self.queue.frames)
 
     @property
@@ -104,7 +109,7 @@ class Sender:
         transport = self.transport
         try:
             rest: Buffer = frame
-            if self.waiting:  # what deliver() queued goes first
+            if self.queue.frames:  # (waiting, inline) what deliver() queued goes first
                 self.queue.drain(transport, None, stall=self.stall)
             elif self._send_dontwait is not None:
                 # The usual case: the socket takes the whole frame at once.
@@ -307,7 +312,7 @@ class Sender:
 
     def wake_writer_if_queued(self, owner: SenderOwner) -> None:
         """Have the writer thread send what waits (call it after releasing the lock)."""
-        if self.waiting:
+        if self.queue.frames:  # (waiting, inline: once a send)
             self.wake_writer(owner)
 
     def wake_writer(self, owner: SenderOwner) -> None:

@@ -14,6 +14,10 @@
  * judges it and names any error. A compressed frame (RSV1) is unmasked here
  * and handed to the Python callback ``inflate``, whose exception, if any,
  * ends the run and is returned for the caller to raise.
+ *
+ * short_frame: the frame of one short (< 126 bytes) unmasked message, the
+ * common server send, built as one bytes object: Python would make the
+ * 2-byte header and then a second object for header + payload.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -258,7 +262,41 @@ done:
     return result;
 }
 
+static PyObject *
+short_frame(PyObject *module, PyObject *args)
+{
+    int first;
+    PyObject *payload, *frame;
+    Py_ssize_t length;
+
+    if (!PyArg_ParseTuple(args, "iO!:short_frame", &first, &PyBytes_Type, &payload))
+        return NULL;
+    length = PyBytes_GET_SIZE(payload);
+    if (length >= 126) {
+        PyErr_Format(PyExc_ValueError,
+                     "short_frame: a short frame carries at most 125 bytes, not %zd", length);
+        return NULL;
+    }
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "short_frame: the first byte must be in 0..255");
+        return NULL;
+    }
+    frame = PyBytes_FromStringAndSize(NULL, length + 2);
+    if (frame == NULL)
+        return NULL;
+    {
+        char *out = PyBytes_AS_STRING(frame);
+        out[0] = (char)first;
+        out[1] = (char)length;  /* unmasked: the mask bit stays 0 */
+        memcpy(out + 2, PyBytes_AS_STRING(payload), (size_t)length);
+    }
+    return frame;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"short_frame", short_frame, METH_VARARGS,
+     "short_frame(first_byte, payload) -> bytes: the frame of a short (< 126 bytes)\n"
+     "payload, unmasked: first_byte, the length, the payload."},
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes: XOR data with the 4-byte mask repeated."},
     {"parse_messages", parse_messages, METH_VARARGS,

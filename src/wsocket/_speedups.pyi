@@ -1,5 +1,5 @@
 # The optional C accelerator (_speedups.c), as type checkers see it.
-# Both functions take positional arguments only (METH_VARARGS).
+# The functions take positional arguments only (METH_VARARGS).
 from typing import Any, Callable, TypeVar
 
 from _typeshed import ReadableBuffer
@@ -8,6 +8,12 @@ _Event = TypeVar("_Event")
 
 def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, /) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated; ValueError for another mask length."""
+
+def short_frame(first_byte: int, payload: bytes, /) -> bytes:
+    """The unmasked frame of a payload under 126 bytes: ``first_byte``, the length, the payload.
+
+    ValueError for a longer payload or a first byte outside 0..255.
+    """
 
 def parse_messages(
     buffer: ReadableBuffer,

@@ -469,7 +469,7 @@ class WebSocket:
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
             sender.sendall(self, frame)
-        if sender.waiting:
+        if sender.queue.frames:  # (sender.waiting, inline: once a message)
             sender.wake_writer(self)  # frames queued while we held the lock
 
     def ping(self, payload: bytes = b"") -> None:

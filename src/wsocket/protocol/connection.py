@@ -32,10 +32,10 @@ from .frames import (
     Buffer,
     FrameHeader,
     apply_mask,
-    pack_short_header,
     parse_header,
     parse_messages,
     serialize_frame,
+    short_frame,
 )
 
 __all__ = [
@@ -585,8 +585,9 @@ class Connection:
             if compressed is not None:
                 payload, rsv1 = compressed, True
         if len(payload) < 126 and not self._mask_outgoing:
-            # serialize_frame() inlined for the most common frame: short, unmasked.
-            return pack_short_header((0xC0 if rsv1 else 0x80) | opcode, len(payload)) + payload
+            # serialize_frame()'s result for the most common frame (short, unmasked),
+            # made as one object rather than a header and then header + payload.
+            return short_frame((0xC0 if rsv1 else 0x80) | opcode, payload)
         return serialize_frame(opcode, payload, True, rsv1, self._mask_outgoing)
 
     def send_ping(self, payload: str | bytes = b"") -> bytes:

@@ -139,6 +139,19 @@ def _apply_mask_python(data: Buffer, mask: bytes) -> bytes:
     return value.to_bytes(length, "little")
 
 
+def _short_frame_python(first_byte: int, payload: bytes) -> bytes:
+    """The unmasked frame of a payload under 126 bytes: ``first_byte``, the length, the payload.
+
+    The pure Python twin of ``_speedups.short_frame`` (the usual server send).
+    """
+    if len(payload) >= 126:
+        raise ValueError("short_frame: a short frame carries at most 125 bytes, not %d"
+                         % len(payload))
+    if not 0 <= first_byte <= 255:
+        raise ValueError("short_frame: the first byte must be in 0..255")
+    return pack_short_header(first_byte, len(payload)) + payload
+
+
 def _load_accelerator() -> ModuleType | None:
     """The C module ``_speedups`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
     if os.environ.get("WSOCKET_NO_SPEEDUPS"):
@@ -168,6 +181,9 @@ _accelerator = _load_accelerator()
 apply_mask: Callable[[Buffer, bytes], bytes] = (
     _accelerator.apply_mask if _accelerator is not None else _apply_mask_python)
 SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use
+# The sending fast path: one short unmasked frame (connection.py's send_message).
+short_frame: Callable[[int, bytes], bytes] = (
+    _accelerator.short_frame if _accelerator is not None else _short_frame_python)
 # The receiving fast path, or None, and connection.py reads those frames one at a time.
 parse_messages: ParseMessages | None = getattr(_accelerator, "parse_messages", None)
 
@@ -177,3 +193,4 @@ if TYPE_CHECKING:
 
     _check_apply_mask: Callable[[Buffer, bytes], bytes] = _speedups.apply_mask
     _check_parse_messages: ParseMessages = _speedups.parse_messages
+    _check_short_frame: Callable[[int, bytes], bytes] = _speedups.short_frame
