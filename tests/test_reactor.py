@@ -482,6 +482,18 @@ def _blocking_app(block, **options):
     return app, closed
 
 
+def _handler_blocking_until_released():
+    """``(block, blocking, release)``: ``block(client)`` sets ``blocking``, then waits for ``release``."""
+    release = threading.Event()
+    blocking = threading.Event()
+
+    def block(client):
+        blocking.set()
+        release.wait(TIMEOUT * 3)
+
+    return block, blocking, release
+
+
 def _raw_clients(server, count):
     clients = []
     for _ in range(count):
@@ -568,13 +580,7 @@ def test_a_send_to_a_peer_that_does_not_read_holds_up_only_its_connection(serve)
 
 
 def test_broadcast_and_close_from_elsewhere_reach_others_while_a_handler_blocks(serve):
-    release = threading.Event()
-    blocking = threading.Event()
-
-    def block(client):
-        blocking.set()
-        release.wait(TIMEOUT * 3)
-
+    block, blocking, release = _handler_blocking_until_released()
     app, closed = _blocking_app(block)
     server = serve(app)
     blocked_sock, blocked = _raw_clients(server, 1)[0]
@@ -604,13 +610,7 @@ def test_broadcast_and_close_from_elsewhere_reach_others_while_a_handler_blocks(
 
 
 def test_keepalive_pings_reach_idle_connections_while_a_handler_blocks(serve):
-    release = threading.Event()
-    blocking = threading.Event()
-
-    def block(client):
-        blocking.set()
-        release.wait(TIMEOUT * 3)
-
+    block, blocking, release = _handler_blocking_until_released()
     app, _ = _blocking_app(block, ping_interval=0.2)
     server = serve(app)
     blocked_sock, blocked = _raw_clients(server, 1)[0]

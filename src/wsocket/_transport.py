@@ -245,9 +245,7 @@ class SocketTransport:
                 if wait_for == "write":
                     ready = wait_writable(sock, timeout)
                 else:
-                    if self._poller is None:
-                        self._poller = _readable_waiter(sock)
-                    ready = self._poller(timeout)
+                    ready = self._poll_readable(timeout)
                 if not ready:
                     return None
             with lock:
@@ -300,6 +298,14 @@ class SocketTransport:
             return True
         if self.buffered():
             return True  # TLS already decrypted bytes that poll cannot see
+        return self._poll_readable(timeout)
+
+    def _poll_readable(self, timeout: float | None) -> bool:
+        """Poll for readability, with the poller kept for the reading thread.
+
+        Only the reading thread uses it: a ``select.poll`` object refuses two
+        threads at once, so a writer that must wait for a read makes its own.
+        """
         if self._poller is None:
             self._poller = _readable_waiter(self.sock)
         return self._poller(timeout)

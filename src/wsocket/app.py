@@ -128,17 +128,11 @@ class Event:
         for handler in (handlers[0],) if len(handlers) == 1 else list(handlers):
             try:
                 handler(*args)
-            except Exception as error:
-                _handler_failed(handler, error)
-
-
-def _handler_failed(handler: Handler, error: Exception) -> None:
-    """What an event handler raised (called in the ``except`` block): logged, not passed on."""
-    if isinstance(error, ConnectionClosed):
-        # Sending to a client that just left: the usual end, not a bug.
-        logger.debug("event handler %s: %s", _name(handler), error)
-    else:
-        logger.exception("error in event handler %s", _name(handler))
+            except ConnectionClosed as closed:
+                # Sending to a client that just left: the usual end, not a bug.
+                logger.debug("event handler %s: %s", _name(handler), closed)
+            except Exception:
+                logger.exception("error in event handler %s", _name(handler))
 
 
 def _check_callable(handler: object) -> None:
@@ -528,21 +522,8 @@ class _EventSession:
         try:
             messages = client.receive_arrived(True)
             while messages:
-                # What app.onmessage gives, without the slot's __get__ call.
-                handlers = app.__dict__["_onmessage"].handlers
-                if len(handlers) == 1:
-                    # The usual app, one onmessage handler: called straight
-                    # (no handle_message, no Event.__call__: two calls fewer per
-                    # message), what it raises handled as Event.__call__ does.
-                    handler = handlers[0]
-                    for message in messages:
-                        try:
-                            handler(message, client)
-                        except Exception as error:
-                            _handler_failed(handler, error)
-                else:
-                    for message in messages:
-                        app.handle_message(message, client, self.chat_name)
+                for message in messages:
+                    app.handle_message(message, client, self.chat_name)
                 if not client.batch_done():
                     break
                 messages = client.receive_arrived(False)  # what that one read brought
