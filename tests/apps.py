@@ -29,6 +29,9 @@ echo_chat = WSocketApp(echo, protocols=["superchat", "chat"])
 # connections hold no thread).
 events_echo = WSocketApp()
 events_echo.onmessage = lambda message, client: client.send(message)
+# The same with Autobahn's limits (messages up to 16 MiB).
+events_echo_unlimited = WSocketApp(max_message_size=16 * 1024 * 1024 + 1024)
+events_echo_unlimited.onmessage = lambda message, client: client.send(message)
 
 
 # -- for the command line tests ---------------------------------------------------

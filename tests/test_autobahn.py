@@ -85,21 +85,49 @@ def test_autobahn_group(group, echo_server, tmp_path):
     assert not failures, "cases not passed (behavior, behaviorClose): %s" % failures
 
 
+# Samples of the long groups, for the runs below (the event app, uWSGI).
+SAMPLED_GROUPS = {
+    # 9.x.1-3: messages and frames of 64 KiB to 1 MiB, text and binary, in one go
+    # and in chunks (9.x.4-6, up to 16 MiB, and the 9.7/9.8 speed rounds are the long ones).
+    "9 limits and speed": ["9.%d.%d" % (group, case) for group in range(1, 7)
+                           for case in range(1, 4)],
+    "12 permessage-deflate": ["12.%d.%d" % (group, case)
+                              for group in range(1, 6) for case in (1, 5)],
+    "13 permessage-deflate parameters": ["13.%d.%d" % (group, case)
+                                         for group in range(1, 8) for case in (1, 5)],
+}
+
+
+# -- the event app ---------------------------------------------------------------------
+# Its messages take their own way in (the reactor's turn: one read, the
+# messages as they are, see Connection.receive_messages); the same groups as
+# through uWSGI (below), every case of the short ones and samples of the long.
+
+@pytest.fixture(scope="module")
+def events_echo_server(wstest_installed, wsocket_process_module):
+    server = wsocket_process_module("tests.apps:events_echo_unlimited", "--port", "0",
+                                    "--log-level", "warning")
+    yield server.ws_url.rstrip("/"), server
+    assert server.terminate() == 0
+    assert "Traceback" not in server.stderr(), server.stderr()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_autobahn_group_on_the_event_app(group, events_echo_server, tmp_path):
+    url, _ = events_echo_server
+    cases = SAMPLED_GROUPS.get(group, GROUPS[group])
+    results = runner.run_fuzzingclient(url, cases, report_dir=str(tmp_path), timeout=840)
+    assert results, "wstest ran no case"
+    failures = {case: results[case] for case in runner.bad_cases(results)}
+    assert not failures, "cases not passed (behavior, behaviorClose): %s" % failures
+
+
 # -- through uWSGI --------------------------------------------------------------------
 
 # Groups 1-7 and 10 in full, as on wsocket's own server; samples of the long ones.
-UWSGI_GROUPS = {
-    **{name: cases for name, cases in GROUPS.items() if int(name.split()[0]) <= 7},
-    # 9.x.1-3: messages and frames of 64 KiB to 1 MiB, text and binary, in one go
-    # and in chunks (9.x.4-6, up to 16 MiB, and the 9.7/9.8 speed rounds are the long ones).
-    "9 limits (sample)": ["9.%d.%d" % (group, case) for group in range(1, 7)
-                          for case in range(1, 4)],
-    "10 auto-fragmentation": GROUPS["10 auto-fragmentation"],
-    "12 permessage-deflate (sample)": ["12.%d.%d" % (group, case)
-                                       for group in range(1, 6) for case in (1, 5)],
-    "13 permessage-deflate parameters (sample)": ["13.%d.%d" % (group, case)
-                                                  for group in range(1, 8) for case in (1, 5)],
-}
+UWSGI_GROUPS = {name + (" (sample)" if name in SAMPLED_GROUPS else ""):
+                SAMPLED_GROUPS.get(name, cases) for name, cases in GROUPS.items()}
 ALL_GROUPS = {
     "1-7, 9, 10, 12, 13: every case": ["*"],
 }

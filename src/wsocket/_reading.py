@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
+from ._sockets import READ_SIZE
+from ._transport import MSG_DONTWAIT, WriteMode
 from .protocol.codes import CloseCode
-from .protocol.connection import CloseReceived, Failure
+from .protocol.connection import CloseReceived, Failure, Message
 
 if TYPE_CHECKING:
     import logging
@@ -57,7 +59,7 @@ class Reader:
             deque keeps 600 bytes for each quiet connection.
     """
 
-    __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport")
+    __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport", "_recv_dontwait")
 
     def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
         self.lock = threading.Lock()
@@ -65,10 +67,14 @@ class Reader:
         self._connection = connection
         self._keepalive = keepalive
         self._transport: SocketTransport  # set by attach()
+        # sock.recv of a plain socket: read_messages_nowait's one call per read
+        self._recv_dontwait: Callable[[int, int], bytes] | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
         self._transport = transport
+        if transport.mode is WriteMode.DONTWAIT:
+            self._recv_dontwait = transport.sock.recv
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
 
@@ -145,6 +151,49 @@ class Reader:
         self._keepalive.heard(time.monotonic())
         self._add(self._connection.receive_data(data))
         return True
+
+    def read_messages_nowait(self, owner: ReaderOwner) -> list[str | bytes]:
+        """``read_nowait`` for the event app: the messages that read brought, as they are.
+
+        The event app's usual turn: one read, one message or a few, handled
+        at once, so no ``Message`` event is made for each and none waits in
+        ``events``. Whatever came after them (a control frame, a failure, the
+        start of the next message) waits in ``events``. ``[]`` when nothing
+        came, or the connection ended (the owner is then closed). Only when
+        ``events`` is empty (the lock is held).
+        """
+        recv = self._recv_dontwait
+        if recv is None or self._transport.corked:
+            # TLS or a green socket, or whatever was sent meanwhile must go out first.
+            if not self.read_nowait(owner):
+                return []
+            return self._take_messages()
+        try:
+            data = recv(READ_SIZE, MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            self._keep_alive(owner, time.monotonic())  # nothing there: woken for keepalive
+            return []
+        except OSError as error:
+            owner.logger.debug("%r: socket error while reading: %s", owner, error)
+            self._lost(owner)
+            return []
+        if not data:
+            self._lost(owner)
+            return []
+        self._keepalive.heard(time.monotonic())
+        rest: list[Event] = []
+        messages = self._connection.receive_messages(data, rest)
+        if rest:
+            self._add(rest)
+        return messages
+
+    def _take_messages(self) -> list[str | bytes]:
+        """The messages at the end of ``events`` (the next one last), taken out, in order."""
+        events = self.events
+        messages: list[str | bytes] = []
+        while events and type(events[-1]) is Message:
+            messages.append(events.pop().data)  # type: ignore[attr-defined]
+        return messages
 
     def _keep_alive(self, owner: ReaderOwner, now: float) -> bool:
         """A ping if one is due; False (the connection failed) if the last went unanswered."""

@@ -62,7 +62,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "_send_dontwait")
+                 "send_dontwait")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -72,13 +72,14 @@ class Sender:
         self.stall = stall
         self._connection = connection
         self._in_writer = False  # the writer thread watches our socket
-        # sock.send of a plain socket, for the usual case: the whole frame at once
-        self._send_dontwait: Callable[[Buffer, int], int] | None = None
+        # sock.send of a plain socket (else None), for the usual case: the
+        # whole frame at once, with MSG_DONTWAIT, when nothing is queued
+        self.send_dontwait: Callable[[Buffer, int], int] | None = None
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
         if transport.mode is WriteMode.DONTWAIT:
-            self._send_dontwait = transport.sock.send
+            self.send_dontwait = transport.sock.send
 
     @property
     def waiting(self) -> bool:
@@ -111,16 +112,29 @@ class Sender:
             rest: Buffer = frame
             if self.queue.frames:  # (waiting, inline) what deliver() queued goes first
                 self.queue.drain(transport, None, stall=self.stall)
-            elif self._send_dontwait is not None:
+            elif self.send_dontwait is not None:
                 # The usual case: the socket takes the whole frame at once.
                 try:
-                    sent = self._send_dontwait(frame, MSG_DONTWAIT)
+                    sent = self.send_dontwait(frame, MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 if sent == len(frame):
                     return
                 rest = memoryview(frame)[sent:]
             transport.send_bounded(rest, self.stall)
+        except OSError as error:
+            self.lost(owner, error)
+            raise ConnectionClosed(_ABNORMAL, str(error)) from error
+
+    def send_rest(self, owner: SenderOwner, frame: bytes, sent: int) -> None:
+        """``sendall`` of what is left of ``frame`` after ``sent`` bytes went (the lock is held).
+
+        For ``WebSocket.send``, which tries ``send_dontwait`` itself first
+        (once a message, a call less): a write that took part of the frame,
+        none of it, or failed (then ``sent`` is 0 and the same error comes again).
+        """
+        try:
+            self.transport.send_bounded(memoryview(frame)[sent:], self.stall)
         except OSError as error:
             self.lost(owner, error)
             raise ConnectionClosed(_ABNORMAL, str(error)) from error

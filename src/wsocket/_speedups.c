@@ -126,10 +126,15 @@ static PyObject *
 new_event(PyObject *message_class, PyObject *value)
 {
     /* message_class(value), without running its Python __init__ (which only
-       sets .data): object.__new__, then the attribute. */
+       sets .data): object.__new__, then the attribute. None: the value itself
+       (the event app takes the messages as they are, see Connection.receive_messages). */
     PyTypeObject *type = (PyTypeObject *)message_class;
     PyObject *no_args, *event;
 
+    if (message_class == Py_None) {
+        Py_INCREF(value);
+        return value;
+    }
     if (!PyType_Check(message_class)) {
         return PyObject_CallOneArg(message_class, value);
     }
@@ -302,7 +307,7 @@ static PyMethodDef speedups_methods[] = {
     {"parse_messages", parse_messages, METH_VARARGS,
      "parse_messages(buffer, position, masked, limit, message_class, inflate)\n"
      "-> (events, position, error): the run of small whole text/binary frames at\n"
-     "position, each as message_class(data); compressed ones through\n"
+     "position, each as message_class(data) (None: data itself); compressed ones through\n"
      "inflate(payload, is_text) (None: not negotiated)."},
     {NULL, NULL, 0, NULL}
 };

@@ -1,6 +1,6 @@
 # The optional C accelerator (_speedups.c), as type checkers see it.
 # The functions take positional arguments only (METH_VARARGS).
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, overload
 
 from _typeshed import ReadableBuffer
 
@@ -15,6 +15,12 @@ def short_frame(first_byte: int, payload: bytes, /) -> bytes:
     ValueError for a longer payload or a first byte outside 0..255.
     """
 
+@overload
+def parse_messages(
+    buffer: ReadableBuffer, position: int, masked: object, limit: int, message_class: None,
+    inflate: Callable[[bytes, bool], Any] | None, /,
+) -> tuple[list[Any], int, BaseException | None]: ...
+@overload
 def parse_messages(
     buffer: ReadableBuffer,
     position: int,
@@ -27,7 +33,7 @@ def parse_messages(
     """The run of small whole text/binary frames at ``position``.
 
     Each comes as ``message_class(data)`` (str for text, bytes for binary;
-    for a type, without running its ``__init__``); compressed ones go
+    for a type, without running its ``__init__``; for None, ``data`` itself); compressed ones go
     through ``inflate(payload, is_text)``, None when not negotiated.
     Returns the events, the position after them, and the exception that
     ``inflate`` raised, which ended the run (else None).

@@ -141,10 +141,12 @@ class SocketTransport:
         mode (WriteMode): How it is written without blocking.
         can_cork (bool): TCP_CORK may be used (plain TCP on Linux).
         corked (bool): TCP_CORK is on now.
+        decrypts (bool): TLS: bytes may wait decrypted already, where no poll
+            sees them (``buffered()``); False: ``buffered()`` is always False.
     """
 
     __slots__ = ("sock", "mode", "_timed_recv", "can_cork", "corked", "_receive_timeout", "_poller",
-                 "_read_size", "_pending", "_tls_lock", "_send_wants_read")
+                 "_read_size", "_pending", "_tls_lock", "_send_wants_read", "decrypts")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -163,6 +165,7 @@ class SocketTransport:
         self._poller: Callable[[float | None], bool] | None = None
         # TLS: bytes decrypted already, which poll and epoll cannot see
         self._pending: Callable[[], int] | None = getattr(sock, "pending", None)
+        self.decrypts = self._pending is not None
         # TLS (see the module's docstring): every call into the SSL object
         # under this lock, the socket non-blocking from now on, so that no
         # thread ever waits inside such a call, and never while holding it.

@@ -25,6 +25,7 @@ but no event handlers, is answered 404 instead of a 101.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -126,13 +127,24 @@ class Event:
         # A copy, so that a handler may add or remove handlers meanwhile
         # (one handler, the usual case, is called without copying).
         for handler in (handlers[0],) if len(handlers) == 1 else list(handlers):
-            try:
-                handler(*args)
-            except ConnectionClosed as closed:
-                # Sending to a client that just left: the usual end, not a bug.
-                logger.debug("event handler %s: %s", _name(handler), closed)
-            except Exception:
-                logger.exception("error in event handler %s", _name(handler))
+            _call_guarded(handler, *args)
+
+
+def _call_guarded(handler: Handler, *args: Any) -> None:
+    """``handler(*args)``; its exception is logged, not raised (see ``Event``)."""
+    try:
+        handler(*args)
+    except Exception as error:
+        _handler_failed(handler, error)
+
+
+def _handler_failed(handler: Handler, error: Exception) -> None:
+    """Log what ``handler`` raised (inside the ``except`` clause that caught it)."""
+    if isinstance(error, ConnectionClosed):
+        # Sending to a client that just left: the usual end, not a bug.
+        logger.debug("event handler %s: %s", _name(handler), error)
+    else:
+        logger.exception("error in event handler %s", _name(handler))
 
 
 def _check_callable(handler: object) -> None:
@@ -402,10 +414,28 @@ class WSocketApp(WebSocketMiddleware, Framework):
     def handle_message(self, message: str | bytes, client: WebSocket,
                        chat_name: str | None = None) -> None:
         """One message: ``onmessage``, or the demo's chat or echo."""
+        _call_guarded(self.message_handler(chat_name), message, client)
+
+    def message_handler(self, chat_name: str | None = None) -> Handler:
+        """What handles each message now: ``handler(message, client)``.
+
+        The ``onmessage`` event, or its one handler itself (the usual app:
+        one call per message, not two), or the demo's. The caller guards the
+        call as the event does (``_call_guarded``). Asked again for each batch
+        of messages, so a handler added meanwhile sees the next batch.
+        """
         onmessage = self.onmessage
-        if onmessage.handlers:
-            onmessage(message, client)
-        elif chat_name is not None:
+        handlers = onmessage.handlers
+        if len(handlers) == 1:
+            return handlers[0]
+        if handlers:
+            return onmessage
+        return functools.partial(self._demo_message, chat_name)
+
+    def _demo_message(self, chat_name: str | None, message: str | bytes,
+                      client: WebSocket) -> None:
+        """The demo's chat or echo, or nothing for an app without ``onmessage``."""
+        if chat_name is not None:
             # Everyone in the chat gets it, the sender too (its page
             # shows a message once the server has sent it out).
             self.hub.broadcast("%s: %s" % (chat_name, message)
@@ -518,15 +548,21 @@ class _EventSession:
         cheaper than a ``watch()`` call per message.
         """
         client = self.client
-        app = self.app
         try:
             messages = client.receive_arrived(True)
-            while messages:
-                for message in messages:
-                    app.handle_message(message, client, self.chat_name)
-                if not client.batch_done():
-                    break
-                messages = client.receive_arrived(False)  # what that one read brought
+            if messages:
+                handler = self.app.message_handler(self.chat_name)
+                while True:
+                    for message in messages:
+                        try:
+                            handler(message, client)
+                        except Exception as error:  # (_call_guarded, inline: once a message)
+                            _handler_failed(handler, error)
+                    if not client.batch_done():
+                        break
+                    messages = client.receive_arrived(False)  # what that one read brought
+                    if not messages:
+                        break
             if not client.closed:  # nothing more for now
                 due = client.keepalive_due()
                 return math.inf if due is None else due

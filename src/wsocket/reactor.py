@@ -280,6 +280,18 @@ class Reactor:
                 self._next_wake = due
                 self._wake_up.wake()
 
+    def _arm_all(self, finished: list[tuple[_Watch, float]]) -> None:
+        """``_arm`` each of ``finished``: the usual one (a busy socket) inline."""
+        slow = self._closing
+        for watch, due in finished:
+            if slow or watch.masked or watch.again or not watch.watched or due < watch.timer:
+                self._arm(watch, due)
+            else:
+                # Nothing to change but the flags: epoll has it, and the timer
+                # heap has an earlier entry for it already (see _collect).
+                watch.armed = True
+                watch.due = due
+
     def _run_soon(self, watch: _Watch) -> None:
         """Queue the callback of ``watch`` for the loop; wake the loop if it waits in epoll."""
         self._ready.append(watch)
@@ -335,10 +347,15 @@ class Reactor:
         ready = self._ready
         epoll = self._epoll
         lock = self._lock
+        # Callbacks that returned a due time: watched again all at once, under
+        # one lock, when the ready ones are done (no watch() call, and no lock,
+        # per message). Also when this thread lost the loop meanwhile (a
+        # callback blocked): their sockets wait again either way.
+        finished: list[tuple[_Watch, float]] = []
         while True:
             while ready:
                 if self._turn is not turn:
-                    return  # handed over while a callback blocked: an idle worker now
+                    break  # handed over while a callback blocked: an idle worker now
                 try:
                     watch = ready.popleft()
                 except IndexError:
@@ -352,12 +369,11 @@ class Reactor:
                     due = None
                 turn.in_callback = False
                 if type(due) is float:
-                    # Watched again by its return value: no watch() call per message.
-                    # Also when this thread lost the loop meanwhile (the callback
-                    # blocked): its socket waits again either way.
-                    with lock:
-                        self._arm(watch, due)
+                    finished.append((watch, due))
             with lock:
+                if finished:
+                    self._arm_all(finished)
+                    finished.clear()
                 if self._turn is not turn:
                     return
                 if ready:

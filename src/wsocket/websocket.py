@@ -35,7 +35,7 @@ from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
 from ._reading import Reader
 from ._sending import Sender
-from ._transport import SocketTransport
+from ._transport import MSG_DONTWAIT, SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
 from .options import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -310,8 +310,17 @@ class WebSocket:
             self._accept_on_first_use()
         reader = self._reader
         events = reader.events
-        messages: list[str | bytes] = []
         with reader.lock:
+            if read and not events and not self.closed and not self._connection.failed:
+                # The usual turn: one read, whole messages only, none waiting from before.
+                messages = reader.read_messages_nowait(self)
+                if not events:
+                    if len(messages) > 1:
+                        self._cork_batch()
+                    return messages
+                read = False  # a control frame or more came with them: the whole way
+            else:
+                messages = []
             while True:
                 if not events:
                     if messages:
@@ -332,14 +341,18 @@ class WebSocket:
                 events.pop()
                 if not self._act_on(event):
                     break  # the connection failed
-            transport = self._transport
             if not messages:
-                if transport.corked:
-                    transport.cork(False)  # the answers to a batch go out now
-            elif len(messages) > 1 and transport.can_cork and not transport.corked:
-                # What the app sends for these messages leaves in one go.
-                transport.cork(True)
+                if self._transport.corked:
+                    self._transport.cork(False)  # the answers to a batch go out now
+            elif len(messages) > 1:
+                self._cork_batch()
         return messages
+
+    def _cork_batch(self) -> None:
+        """Several messages to handle at once: what the app sends for them leaves in one go."""
+        transport = self._transport
+        if transport.can_cork and not transport.corked:
+            transport.cork(True)
 
     def batch_done(self) -> bool:
         """Internal (the event app): the messages ``receive_arrived`` gave are handled.
@@ -351,7 +364,7 @@ class WebSocket:
         call for both: it runs once per message on a quiet connection.)
         """
         transport = self._transport
-        if self._reader.events or transport.buffered():
+        if self._reader.events or (transport.decrypts and transport.buffered()):
             return True
         if transport.corked:
             transport.cork(False)
@@ -468,7 +481,17 @@ class WebSocket:
                 frame = self._connection.send_message(message, binary, do_compress)
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
-            sender.sendall(self, frame)
+            send_now = sender.send_dontwait
+            if send_now is None or sender.queue.frames:
+                sender.sendall(self, frame)
+            else:
+                # sendall()'s usual case, inline (once a message, a call less).
+                try:
+                    sent = send_now(frame, MSG_DONTWAIT)
+                except OSError:
+                    sent = 0  # would block, or failed: send_rest tells the two apart
+                if sent != len(frame):
+                    sender.send_rest(self, frame, sent)
         if sender.queue.frames:  # (sender.waiting, inline: once a message)
             sender.wake_writer(self)  # frames queued while we held the lock
 
@@ -660,7 +683,7 @@ class WebSocket:
 
     def keepalive_due(self) -> float | None:
         """When keepalive has something to do (``time.monotonic()``), or None: never."""
-        return self._keepalive.due()
+        return self._keepalive.next_due  # (due(), inline: the event app asks once a turn)
 
     def set_close_callback(self, callback: Callable[[], object] | None) -> None:
         """Have ``callback()`` called (from any thread) each time the connection is marked closed.

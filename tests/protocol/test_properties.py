@@ -167,6 +167,29 @@ def test_valid_stream_cut_anywhere_gives_the_events_it_was_built_from(data):
     assert _feed_all(Connection(receiver_side, deflate=params), pieces) == expected
 
 
+def _feed_all_as_the_event_app(connection, pieces):
+    """_feed_all through receive_messages (the event app's read): the same events expected."""
+    events = []
+    for piece in pieces:
+        rest = []
+        messages = connection.receive_messages(piece, rest)
+        assert all(type(value) in (str, bytes) for value in messages)
+        events.extend(Message(value) for value in messages)
+        events.extend(rest)
+    return events
+
+
+@SETTINGS
+@given(st.data())
+def test_receive_messages_gives_what_receive_data_gives_on_valid_streams(data):
+    sender_side = data.draw(sides, label="sender")
+    params = data.draw(maybe_deflate, label="deflate")
+    stream, expected = data.draw(valid_streams(sender_side, params), label="stream")
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=30), label="cuts")
+    receiver = Connection(_other(sender_side), deflate=params)
+    assert _feed_all_as_the_event_app(receiver, _cut(stream, cuts)) == expected
+
+
 @SETTINGS
 @given(st.data())
 def test_valid_stream_fed_byte_by_byte_gives_the_events_it_was_built_from(data):
@@ -423,6 +446,18 @@ def test_frame_like_garbage_fails_cleanly_and_stays_bounded(side, params, limit,
 def test_random_bytes_fail_cleanly_and_stay_bounded(side, params, limit, stream, data):
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts")
     _check_garbage(side, params, limit, stream, cuts)
+
+
+@SETTINGS
+@given(side=sides, params=maybe_deflate, limit=limits, data=st.data())
+def test_receive_messages_gives_what_receive_data_gives_on_garbage(side, params, limit, data):
+    frames_ = st.lists(frameish(side), max_size=12) | st.lists(message_frames(side), max_size=6)
+    stream = b"".join(data.draw(frames_, label="frames"))
+    pieces = _cut(stream, data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    expected = _feed_all(Connection(side, deflate=params, max_message_size=limit), pieces)
+    receiver = Connection(side, deflate=params, max_message_size=limit)
+    assert _feed_all_as_the_event_app(receiver, pieces) == expected
+
 
 
 # -- the handshake ------------------------------------------------------------------------

@@ -300,6 +300,32 @@ class Connection:
             return self._receive_rest(data, position, messages, error)
         return self._receive_rest(data, 0, [], None)
 
+    def receive_messages(self, data: Buffer, rest: list[Event]) -> list[str | bytes]:
+        """``receive_data`` for a reader that wants the messages themselves.
+
+        Returns the data of the whole messages at the start of what ``data``
+        completes (no ``Message`` made for each: the event app's usual read,
+        one message or a few, costs a list and nothing more); the events of
+        whatever follows them (a control frame, a failure, the next
+        message's frames) are appended to ``rest``, in order, after them.
+        """
+        if parse_messages is not None and not self._buffer and self._frame is None \
+                and self._message_opcode is None and type(data) is bytes \
+                and not (self.failed or self.receive_failed or self.close_received is not None):
+            values, position, error = parse_messages(
+                data, 0, self._expect_masked, self._size_limit, None, self._inflate)
+            if error is not None or position < len(data):
+                rest.extend(self._receive_rest(data, position, [], error))
+            return values
+        events = self.receive_data(data)  # (without the C fast path, or mid-message)
+        messages: list[str | bytes] = []
+        for index, event in enumerate(events):
+            if not isinstance(event, Message):
+                rest.extend(events[index:])
+                break
+            messages.append(event.data)
+        return messages
+
     def _receive_rest(self, data: Buffer, position: int, events: list[Event],
                       error: BaseException | None) -> list[Event]:
         """receive_data() for ``data[position:]``, after ``events`` (and maybe ``error``)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, Union, overload
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -167,10 +167,16 @@ class ParseMessages(Protocol):
     """The C fast path's signature (``_speedups.parse_messages``, see ``_speedups.pyi``).
 
     From ``position``, the run of small whole text and binary messages as
-    ``message_class(data)`` each (compressed ones through ``inflate``);
+    ``message_class(data)`` each, or as ``data`` itself for None (compressed
+    ones through ``inflate``);
     returns them, the position after them and the error that ended the run.
     """
 
+    @overload
+    def __call__(self, buffer: Buffer, position: int, masked: bool, limit: int,
+                 message_class: None, inflate: Callable[[bytes, bool], Any] | None, /
+                 ) -> tuple[list[Any], int, BaseException | None]: ...
+    @overload
     def __call__(self, buffer: Buffer, position: int, masked: bool, limit: int,
                  message_class: Callable[[Any], _Event],
                  inflate: Callable[[bytes, bool], Any] | None, /
