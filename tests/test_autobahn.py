@@ -46,13 +46,17 @@ def wstest_installed():
                 "with autobahn/install.sh" % wstest)
 
 
-@pytest.fixture(scope="module")
-def echo_server(wstest_installed, wsocket_process_module):
-    server = wsocket_process_module("tests.apps:echo_unlimited", "--port", "0",
-                                    "--log-level", "warning")
+def _serve(wsocket_process_module, app):
+    """``python -m wsocket app`` for one module of tests: (its ws:// URL, the server)."""
+    server = wsocket_process_module(app, "--port", "0", "--log-level", "warning")
     yield server.ws_url.rstrip("/"), server
     assert server.terminate() == 0
     assert "Traceback" not in server.stderr(), server.stderr()
+
+
+@pytest.fixture(scope="module")
+def echo_server(wstest_installed, wsocket_process_module):
+    yield from _serve(wsocket_process_module, "tests.apps:echo_unlimited")
 
 
 # Case groups, each run in its own wstest session so a failure names its group.
@@ -105,11 +109,7 @@ SAMPLED_GROUPS = {
 
 @pytest.fixture(scope="module")
 def events_echo_server(wstest_installed, wsocket_process_module):
-    server = wsocket_process_module("tests.apps:events_echo_unlimited", "--port", "0",
-                                    "--log-level", "warning")
-    yield server.ws_url.rstrip("/"), server
-    assert server.terminate() == 0
-    assert "Traceback" not in server.stderr(), server.stderr()
+    yield from _serve(wsocket_process_module, "tests.apps:events_echo_unlimited")
 
 
 @pytest.mark.timeout(900)
