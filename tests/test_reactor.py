@@ -579,6 +579,51 @@ def test_a_send_to_a_peer_that_does_not_read_holds_up_only_its_connection(serve)
     wait_for(lambda: len(closed) == 21, what="21 onclose calls")
 
 
+def test_answers_to_a_batch_leave_before_its_handler_blocks(serve):
+    """Messages read together have their answers held back to leave in one write;
+    a handler that blocks in the middle must not keep back those sent before."""
+    release = threading.Event()
+
+    def block(client):
+        client.send("blocked")
+        release.wait(TIMEOUT * 3)
+
+    app, closed = _blocking_app(block)
+    server = serve(app)
+    sock, reader = _raw_clients(server, 1)[0]
+    wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+    sock.sendall(client_frame(TEXT, "one") + client_frame(TEXT, "block")
+                 + client_frame(TEXT, "two"))
+    try:
+        # While the handler still blocks: the reactor's monitor let them go.
+        assert reader.read_frame() == (True, TEXT, b"echo: one")
+        assert reader.read_frame() == (True, TEXT, b"blocked")
+    finally:
+        release.set()
+    assert reader.read_frame() == (True, TEXT, b"unblocked")
+    assert reader.read_frame() == (True, TEXT, b"echo: two")
+    _goodbye([(sock, reader)])
+    wait_for(lambda: len(closed) == 1, what="onclose")
+
+
+def test_answers_to_a_batch_and_broadcasts_keep_the_order_they_were_made_in(serve):
+    app = WSocketApp()
+
+    def onmessage(message, client):
+        client.send("own %s" % message)
+        app.hub.broadcast("all %s" % message)
+
+    app.onmessage = onmessage
+    server = serve(app)
+    sock, reader = _raw_clients(server, 1)[0]
+    wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+    sock.sendall(b"".join(client_frame(TEXT, "%d" % number) for number in range(20)))
+    for number in range(20):
+        assert reader.read_frame() == (True, TEXT, b"own %d" % number)
+        assert reader.read_frame() == (True, TEXT, b"all %d" % number)
+    _goodbye([(sock, reader)])
+
+
 def test_broadcast_and_close_from_elsewhere_reach_others_while_a_handler_blocks(serve):
     block, blocking, release = _handler_blocking_until_released()
     app, closed = _blocking_app(block)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Sender", "SenderOwner", "OVERFLOW_CODE", "OVERFLOW_REASON"]
 
+# Bytes of answers held back at most while the event app handles a batch of messages.
+HOLD_LIMIT = 65536
 OVERFLOW_CODE = CloseCode.TRY_AGAIN_LATER  # the client did not keep up
 OVERFLOW_REASON = "too slow: outgoing queue full"
 _ABNORMAL = CloseCode.ABNORMAL_CLOSURE
@@ -62,7 +64,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "send_dontwait")
+                 "send_dontwait", "holding")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -75,6 +77,9 @@ class Sender:
         # sock.send of a plain socket (else None), for the usual case: the
         # whole frame at once, with MSG_DONTWAIT, when nothing is queued
         self.send_dontwait: Callable[[Buffer, int], int] | None = None
+        # The event app handles several messages that came together: their
+        # answers wait in the queue and leave in one write (see hold()).
+        self.holding = False
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
@@ -138,6 +143,47 @@ class Sender:
         except OSError as error:
             self.lost(owner, error)
             raise ConnectionClosed(_ABNORMAL, str(error)) from error
+
+    def hold(self, owner: SenderOwner, frame: bytes) -> None:
+        """While ``holding``: ``frame`` waits in the queue for ``release`` (the lock is held).
+
+        Several answers then leave in one system call instead of one each.
+        More than ``HOLD_LIMIT`` bytes (or the queue's limit) are not held:
+        what waits and ``frame`` go as ``sendall`` sends them.
+
+        Raises:
+            ConnectionClosed: The socket failed, or the connection is closing.
+        """
+        queue = self.queue
+        limit = HOLD_LIMIT if queue.max_bytes is None else min(HOLD_LIMIT, queue.max_bytes)
+        if queue.queued_bytes + len(frame) > limit:
+            self.sendall(owner, frame)
+        elif queue.push(frame) is None:
+            raise ConnectionClosed(_ABNORMAL, "the connection is closing")
+
+    def release(self, owner: SenderOwner) -> None:
+        """Stop ``holding``: what waits goes now, as far as the socket takes it.
+
+        The writer thread sends the rest (call it without the lock).
+        """
+        self.holding = False
+        if self.queue.frames:
+            with self.lock:
+                try:
+                    self.queue.flush(self.transport)
+                except OSError as error:
+                    self.lost(owner, error)
+            self.wake_writer_if_queued(owner)
+
+    def release_soon(self, owner: SenderOwner) -> None:
+        """Stop ``holding`` from another thread: the writer thread sends what waits.
+
+        For the reactor's monitor, when the handler of a batch blocks: its
+        answers so far must not wait for it. Never takes the lock (the
+        blocked thread may hold it, stuck in a send).
+        """
+        self.holding = False
+        self.wake_writer_if_queued(owner)
 
     def send_last(self, frame: bytes, deadline: float | None, stall: float | None) -> None:
         """Send our close frame after the frames queued so far (within ``deadline``).
@@ -262,9 +308,9 @@ class Sender:
             if owner.closed or not self._connection.can_send:
                 return False
             try:
-                if self.waiting:
+                if self.waiting or self.holding:
                     overflow = self.queue.push(frame)
-                    if overflow is False:
+                    if overflow is False and not self.holding:
                         self.queue.flush(transport)
                 else:
                     sent = transport.send_nowait([frame])
@@ -284,7 +330,9 @@ class Sender:
         # while we held the lock, and the writer thread, finding the lock
         # taken, left it to us (see write_queued). Without this check that
         # frame would wait until the next write on this connection.
-        self.wake_writer_if_queued(owner)
+        # (While holding, release() sends them.)
+        if not self.holding:
+            self.wake_writer_if_queued(owner)
         return True
 
     def _queue_for_writer(self, owner: SenderOwner, frame: bytes) -> bool:

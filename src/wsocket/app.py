@@ -536,7 +536,7 @@ class _EventSession:
         client.set_close_callback(self._wake)
         due = self.resume()
         if due is not None:
-            self.reactor.watch(client.sock, self.resume, due)
+            self.reactor.watch(client.sock, self.resume, due, on_stall=client.release_held)
 
     def resume(self) -> float | None:
         """The reactor's callback: handle what arrived; when to call again, or None: ended.

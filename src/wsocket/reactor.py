@@ -125,13 +125,15 @@ class Workers:
 class _Watch:
     """One socket known to the reactor."""
 
-    __slots__ = ("sock", "fd", "callback", "armed", "again", "masked", "due", "timer",
-                 "watched")
+    __slots__ = ("sock", "fd", "callback", "on_stall", "armed", "again", "masked", "due",
+                 "timer", "watched")
 
-    def __init__(self, sock: socket.socket, fd: int, callback: Callback) -> None:
+    def __init__(self, sock: socket.socket, fd: int, callback: Callback,
+                 on_stall: Job | None) -> None:
         self.sock = sock
         self.fd = fd
         self.callback = callback
+        self.on_stall = on_stall  # called (by the monitor) when the callback blocks
         self.armed = False  # waiting: the next event runs the callback
         self.again = False  # woken while the callback ran: run it once more
         # Left out of epoll's answers: readable while its callback ran (or
@@ -151,11 +153,11 @@ class _Turn:
     loop while blocked in a callback never writes over its successor's.
     """
 
-    __slots__ = ("callbacks", "in_callback")
+    __slots__ = ("callbacks", "running")
 
     def __init__(self) -> None:
         self.callbacks = 0  # callbacks started: the monitor sees the loop move on
-        self.in_callback = False
+        self.running: _Watch | None = None  # whose callback runs now
 
 
 class Reactor:
@@ -192,8 +194,14 @@ class Reactor:
         with self._lock:
             return len(self._watches)
 
-    def watch(self, sock: socket.socket, callback: Callback, due: float | None = None) -> None:
-        """Run ``callback()`` in the loop once ``sock`` is readable, ``due`` comes, or ``wake``."""
+    def watch(self, sock: socket.socket, callback: Callback, due: float | None = None,
+              on_stall: Job | None = None) -> None:
+        """Run ``callback()`` in the loop once ``sock`` is readable, ``due`` comes, or ``wake``.
+
+        ``on_stall()`` is called from the monitor's thread when the callback
+        blocks and the loop goes to another thread: what it was holding back
+        for a moment (its answers to a batch) must not wait for it.
+        """
         fd = sock.fileno()
         with self._lock:
             watch = self._watches.get(fd)
@@ -202,13 +210,14 @@ class Reactor:
                     # The descriptor's last socket was closed without unwatch().
                     watch.armed = False
                     watch.watched = False
-                watch = self._watches[fd] = _Watch(sock, fd, callback)
+                watch = self._watches[fd] = _Watch(sock, fd, callback, on_stall)
                 try:
                     self._epoll.register(fd, _READABLE)
                 except FileExistsError:
                     self._epoll.modify(fd, _READABLE)
             else:
                 watch.callback = callback
+                watch.on_stall = on_stall
             self._arm(watch, math.inf if due is None else due)
 
     def wake(self, sock: socket.socket) -> None:
@@ -361,13 +370,13 @@ class Reactor:
                 except IndexError:
                     break  # taken by the thread that has the loop now
                 turn.callbacks += 1
-                turn.in_callback = True
+                turn.running = watch
                 try:
                     due = watch.callback()
                 except Exception:
                     logger.exception("error in a reactor callback")
                     due = None
-                turn.in_callback = False
+                turn.running = None
                 if type(due) is float:
                     finished.append((watch, due))
             with lock:
@@ -425,7 +434,8 @@ class Reactor:
                 if self.ended.is_set():
                     self._monitoring = False
                     return
-                if not turn.in_callback:
+                stalled = turn.running
+                if stalled is None:
                     seen = -1
                     quiet += self.stall
                     if quiet >= MONITOR_IDLE:
@@ -439,6 +449,11 @@ class Reactor:
                 # The same callback for a whole tick: blocked, or long at work.
                 seen = -1
                 self._turn = successor = _Turn()
+            if stalled.on_stall is not None:
+                try:
+                    stalled.on_stall()
+                except Exception:
+                    logger.exception("error in a reactor stall hook")
             try:
                 self.workers.submit(self._take_loop(successor))
             except RuntimeError as error:

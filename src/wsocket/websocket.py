@@ -316,7 +316,7 @@ class WebSocket:
                 messages = reader.read_messages_nowait(self)
                 if not events:
                     if len(messages) > 1:
-                        self._cork_batch()
+                        self._sender.holding = True  # their answers leave together
                     return messages
                 read = False  # a control frame or more came with them: the whole way
             else:
@@ -341,34 +341,30 @@ class WebSocket:
                 events.pop()
                 if not self._act_on(event):
                     break  # the connection failed
-            if not messages:
-                if self._transport.corked:
-                    self._transport.cork(False)  # the answers to a batch go out now
-            elif len(messages) > 1:
-                self._cork_batch()
+            if len(messages) > 1:
+                self._sender.holding = True  # their answers leave together
         return messages
-
-    def _cork_batch(self) -> None:
-        """Several messages to handle at once: what the app sends for them leaves in one go."""
-        transport = self._transport
-        if transport.can_cork and not transport.corked:
-            transport.cork(True)
 
     def batch_done(self) -> bool:
         """Internal (the event app): the messages ``receive_arrived`` gave are handled.
 
-        True when ``receive_arrived(False)`` has more to give: events read
-        already (a control frame stopped the last batch), or bytes that TLS
-        decrypted already, which epoll cannot see. Otherwise what was sent
-        for the batch, held back together (TCP_CORK), goes out now. (One
-        call for both: it runs once per message on a quiet connection.)
+        What was sent for them, held back to leave together (see
+        ``Sender.hold``), goes out now. True when ``receive_arrived(False)``
+        has more to give: events read already (a control frame stopped the
+        last batch), or bytes that TLS decrypted already, which epoll cannot
+        see. (One call for both: it runs once per message on a quiet connection.)
         """
+        if self._sender.holding:
+            self._sender.release(self)
         transport = self._transport
-        if self._reader.events or (transport.decrypts and transport.buffered()):
-            return True
-        if transport.corked:
-            transport.cork(False)
-        return False
+        return bool(self._reader.events) or (transport.decrypts and transport.buffered())
+
+    def release_held(self) -> None:
+        """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
+
+        Called from another thread; the rest of the batch is sent as it comes.
+        """
+        self._sender.release_soon(self)
 
     def _act_on(self, event: Event) -> bool:
         """A control event: the hooks, the peer's close (raises), a failure (False)."""
@@ -482,7 +478,9 @@ class WebSocket:
             except ProtocolError:
                 raise self._closed_error() from None  # a close frame went out already
             send_now = sender.send_dontwait
-            if send_now is None or sender.queue.frames:
+            if sender.holding:
+                sender.hold(self, frame)  # the event app's batch: leaves with the others
+            elif send_now is None or sender.queue.frames:
                 sender.sendall(self, frame)
             else:
                 # sendall()'s usual case, inline (once a message, a call less).
@@ -492,7 +490,7 @@ class WebSocket:
                     sent = 0  # would block, or failed: send_rest tells the two apart
                 if sent != len(frame):
                     sender.send_rest(self, frame, sent)
-        if sender.queue.frames:  # (sender.waiting, inline: once a message)
+        if sender.queue.frames and not sender.holding:  # (sender.waiting, inline: once a message)
             sender.wake_writer(self)  # frames queued while we held the lock
 
     def ping(self, payload: bytes = b"") -> None:
