@@ -9,17 +9,21 @@ selector: no wsocket code checks wsocket here. ``python -m bench.reliability``
 prints the same figures for the README.
 """
 
+import ctypes
 import struct
+import sys
 import threading
 import time
 
 import pytest
 
 from tests import loadkit
+from tests.apps import echo
 from tests.loadkit import (
     CLOSE, PING, TEXT, BlockingClient, ServerProcess, Slowloris, close_code,
 )
 from tests.netutil import Reader, open_connection, request, upgrade_request
+from wsocket import make_server
 
 
 def close_payload(code, reason=b""):
@@ -45,6 +49,39 @@ def test_2000_simultaneous_websockets_each_echo_and_are_closed_at_once(tmp_path)
     assert result["threads_after"] == 1
     assert result["alive"]
     assert 0 < result["kib_per_connection"] < 256
+
+
+def futex_hash_slots():
+    """This process's futex hash: its slots, 0 for the kernel's shared one; None: no such prctl."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    slots = libc.prctl(78, ctypes.c_ulong(2), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0))  # PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS
+    return None if slots < 0 else slots
+
+
+def test_hundreds_of_connection_threads_put_the_process_on_the_shared_futex_hash():
+    # Linux 6.16 gives a threaded process a futex hash of its own sized for
+    # its CPUs (16 chains on 2 CPUs): with 10,000 threads asleep, a GIL
+    # handover walked thousands of them, and one run in four of closing
+    # 10,000 at once left closing handshakes unanswered for more than 10 s
+    # (server.use_global_futex_hash). The server this process runs must
+    # have put it back on the kernel's shared table once its threads
+    # passed 256 (the count is the process's: this test's own threads too).
+    if not sys.platform.startswith("linux") or futex_hash_slots() is None:
+        pytest.skip("no per-process futex hash (Linux 6.16 and later)")
+    loadkit.raise_nofile(2048)
+    server = make_server("127.0.0.1", 0, echo).start()
+    crowd = loadkit.Crowd(server.server_port, 300)
+    try:
+        crowd.open(timeout=60)
+        assert crowd.lost == [] and crowd.wrong == []
+        assert threading.active_count() > 256
+        assert futex_hash_slots() == 0
+        crowd.close(timeout=60, concurrency=300)
+        assert crowd.closed_cleanly == 300
+    finally:
+        crowd.abort()
+        server.stop(timeout=10)
 
 
 def test_2000_idle_event_app_connections_hold_no_thread_each(tmp_path):

@@ -719,6 +719,42 @@ WSocketHandler = WebSocketHandler
 
 # -- the GIL with thousands of threads ----------------------------------------------
 
+# prctl(2) options of Linux 6.16 and later (linux/prctl.h)
+_PR_FUTEX_HASH = 78
+_PR_FUTEX_HASH_SET_SLOTS = 1
+
+
+def use_global_futex_hash() -> bool:
+    """Have the kernel keep this process's futex waiters in its big shared table; True if it did.
+
+    Every thread that waits for the GIL, a lock or a condition sleeps in a
+    futex, and the kernel finds the sleepers of a futex by walking one chain
+    of its hash table, under that chain's spinlock. Since Linux 6.16 a
+    threaded process gets a table of its own, sized for its CPUs, not its
+    threads: 16 chains on a 2-CPU machine, whatever the thread count. With
+    10,000 threads asleep, each chain holds hundreds to thousands of them,
+    and when two busy futexes (the GIL's mutex and condition, say) share a
+    chain, every GIL handover walks thousands of sleepers: perf shows the
+    CPUs in ``futex_wake``, and ten thousand closing handshakes went
+    unanswered for more than 10 s in one run out of four or so (which
+    futexes share a chain depends on where they are in memory, a new draw
+    in each process). The shared table (slots 0) is what every kernel before
+    6.16 used: 256 chains per CPU, with the process's futexes spread over
+    them. Older kernels and other systems have nothing to change (False).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes  # here: only Linux servers with hundreds of threads need it
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        # prctl() is variadic, its arguments unsigned longs: pass them as such
+        return bool(libc.prctl(_PR_FUTEX_HASH, ctypes.c_ulong(_PR_FUTEX_HASH_SET_SLOTS),
+                               ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0)
+    except (ImportError, OSError, AttributeError):
+        return False  # no ctypes, or no prctl
+
+
 class _GILPacing:
     """Lengthens the GIL's switch interval with the number of threads, and back.
 
@@ -741,6 +777,9 @@ class _GILPacing:
     call ``pace()`` when they start and end. The count is
     ``threading.active_count()``; this class's lock is taken only when the
     count crosses a multiple of ``STEP``.
+
+    The first time the threads reach ``STEP``, it also gives the process
+    the kernel's shared futex hash table back (``use_global_futex_hash``).
     """
 
     PER_THREAD = 50e-6  # seconds of switch interval per thread
@@ -750,6 +789,7 @@ class _GILPacing:
         self._lock = threading.Lock()
         self._level = 0  # the thread count // STEP the interval was set for
         self._base: float | None = None  # the process's own interval, while we changed it
+        self._futex_hash_set = False
 
     def pace(self) -> None:
         if threading.active_count() // self.STEP == self._level:
@@ -759,6 +799,9 @@ class _GILPacing:
             if level == self._level:
                 return
             self._level = level
+            if level and not self._futex_hash_set:
+                self._futex_hash_set = True
+                use_global_futex_hash()
             wanted = level * self.STEP * self.PER_THREAD
             if self._base is None:
                 base = sys.getswitchinterval()
@@ -821,8 +864,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     50 µs a thread (0.5 s with 10,000), so that the threads waiting for the
     GIL do not spend every CPU waking up (see ``_GILPacing``); back to the
-    process's own interval when the threads end. False leaves
-    ``sys.setswitchinterval`` alone.
+    process's own interval when the threads end. On Linux 6.16 and later the
+    process also goes back to the kernel's shared futex hash table then
+    (see ``use_global_futex_hash``). False leaves both alone.
     """
     RequestHandlerClass: Callable[[Any, Any, ThreadingWSGIServer], socketserver.BaseRequestHandler]
     # The limits of SERVER_OPTIONS, set by __init__.
