@@ -11,12 +11,13 @@ each call (never kept).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import READ_SIZE
-from ._transport import MSG_DONTWAIT, WriteMode
+from ._sockets import READ_SIZE, recv_nowait
+from ._transport import WriteMode
 from .protocol.codes import CloseCode
 from .protocol.connection import CloseReceived, Failure, Message
 
@@ -67,14 +68,14 @@ class Reader:
         self._connection = connection
         self._keepalive = keepalive
         self._transport: SocketTransport  # set by attach()
-        # sock.recv of a plain socket: read_messages_nowait's one call per read
-        self._recv_dontwait: Callable[[int, int], bytes] | None = None
+        # recv_nowait() on a plain socket: read_messages_nowait's one call per read
+        self._recv_dontwait: Callable[[int], bytes | None] | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
         self._transport = transport
         if transport.mode is WriteMode.DONTWAIT:
-            self._recv_dontwait = transport.sock.recv
+            self._recv_dontwait = functools.partial(recv_nowait, transport.sock)
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
 
@@ -169,13 +170,13 @@ class Reader:
                 return []
             return self._take_messages()
         try:
-            data = recv(READ_SIZE, MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            self._keep_alive(owner, time.monotonic())  # nothing there: woken for keepalive
-            return []
+            data = recv(READ_SIZE)
         except OSError as error:
             owner.logger.debug("%r: socket error while reading: %s", owner, error)
             self._lost(owner)
+            return []
+        if data is None:
+            self._keep_alive(owner, time.monotonic())  # nothing there: woken for keepalive
             return []
         if not data:
             self._lost(owner)

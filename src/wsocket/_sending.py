@@ -15,12 +15,14 @@ itself closed.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._transport import MSG_DONTWAIT, Buffer, SocketTransport, WriteMode
+from ._sockets import send_nowait
+from ._transport import Buffer, SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
 
@@ -74,9 +76,9 @@ class Sender:
         self.stall = stall
         self._connection = connection
         self._in_writer = False  # the writer thread watches our socket
-        # sock.send of a plain socket (else None), for the usual case: the
-        # whole frame at once, with MSG_DONTWAIT, when nothing is queued
-        self.send_dontwait: Callable[[Buffer, int], int] | None = None
+        # send_nowait() on a plain socket (else None), for the usual case: the
+        # whole frame at once when nothing is queued; 0: none of it now
+        self.send_dontwait: Callable[[Buffer], int] | None = None
         # The event app handles several messages that came together: their
         # answers wait in the queue and leave in one write (see hold()).
         self.holding = False
@@ -84,7 +86,7 @@ class Sender:
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
         if transport.mode is WriteMode.DONTWAIT:
-            self.send_dontwait = transport.sock.send
+            self.send_dontwait = functools.partial(send_nowait, transport.sock)
 
     @property
     def waiting(self) -> bool:
@@ -119,10 +121,7 @@ class Sender:
                 self.queue.drain(transport, None, stall=self.stall)
             elif self.send_dontwait is not None:
                 # The usual case: the socket takes the whole frame at once.
-                try:
-                    sent = self.send_dontwait(frame, MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
+                sent = self.send_dontwait(frame)
                 if sent == len(frame):
                     return
                 rest = memoryview(frame)[sent:]

@@ -6,10 +6,43 @@ Standard library only, like the rest of the core.
 from __future__ import annotations
 
 import socket
+from typing import Callable, Union
 
-__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair"]
+from .protocol.frames import SPEEDUPS
+
+__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair", "send_nowait", "recv_nowait"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+def _send_nowait_python(sock: socket.socket, data: Buffer) -> int:
+    try:
+        return sock.send(data, _MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return 0
+
+
+def _recv_nowait_python(sock: socket.socket, size: int) -> bytes | None:
+    try:
+        return sock.recv(size, _MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+
+
+# One send() or recv() with MSG_DONTWAIT on a plain socket (where MSG_DONTWAIT
+# exists): the bytes written (0: none now), or the bytes read (b"": the end,
+# None: nothing yet); OSError when the socket fails. The C accelerator's keep
+# the GIL (the call never waits), where a socket method hands it over and
+# takes it back each time, a thread switch with many threads.
+send_nowait: Callable[[socket.socket, Buffer], int] = _send_nowait_python
+recv_nowait: Callable[[socket.socket, int], bytes | None] = _recv_nowait_python
+if SPEEDUPS:
+    from . import _speedups
+
+    send_nowait = getattr(_speedups, "send_nowait", _send_nowait_python)
+    recv_nowait = getattr(_speedups, "recv_nowait", _recv_nowait_python)
 
 
 def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -18,11 +18,25 @@
  * short_frame: the frame of one short (< 126 bytes) unmasked message, the
  * common server send, built as one bytes object: Python would make the
  * 2-byte header and then a second object for header + payload.
+ *
+ * send_nowait, recv_nowait: one send() or recv() with MSG_DONTWAIT on a
+ * socket object, which never waits, so the GIL is kept (a socket method
+ * lets it go and takes it back, for every call: with many threads, each such
+ * call is a hand-over of the GIL to another thread). The descriptor is read
+ * from the socket at each call with the GIL held; socket.close() marks it
+ * closed before it lets the GIL go, so a closed socket gives EBADF, never
+ * another connection's descriptor.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#include <sys/types.h>
+#define HAVE_NOWAIT_IO 1
+#endif
 
 /* Payloads at least this long are masked without holding the GIL. */
 #define RELEASE_GIL_FROM 65536
@@ -298,10 +312,109 @@ short_frame(PyObject *module, PyObject *args)
     return frame;
 }
 
+#ifdef HAVE_NOWAIT_IO
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+static int
+socket_descriptor(PyObject *sock)
+{
+    /* sock.fileno(); a closed socket (-1) raises OSError(EBADF), as its methods do. */
+    int fd = PyObject_AsFileDescriptor(sock);
+    if (fd < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return fd;
+}
+
+static PyObject *
+send_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* send_nowait(sock, data) -> the bytes written; 0 when the socket takes none now. */
+    Py_buffer data;
+    int fd;
+    ssize_t sent;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send_nowait(sock, data) takes 2 arguments");
+        return NULL;
+    }
+    fd = socket_descriptor(args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    sent = send(fd, data.buf, (size_t)data.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    PyBuffer_Release(&data);
+    if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            return PyLong_FromLong(0);
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromSsize_t(sent);
+}
+
+static PyObject *
+recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* recv_nowait(sock, size) -> bytes (b"" at the end), or None when nothing has arrived. */
+    int fd;
+    Py_ssize_t size;
+    ssize_t got;
+    PyObject *buffer;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_nowait(sock, size) takes 2 arguments");
+        return NULL;
+    }
+    size = PyLong_AsSsize_t(args[1]);
+    if (size < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "recv_nowait: negative size");
+        }
+        return NULL;
+    }
+    fd = socket_descriptor(args[0]);
+    if (fd < 0) {
+        return NULL;
+    }
+    buffer = PyBytes_FromStringAndSize(NULL, size);
+    if (buffer == NULL) {
+        return NULL;
+    }
+    got = recv(fd, PyBytes_AS_STRING(buffer), (size_t)size, MSG_DONTWAIT);
+    if (got < 0) {
+        Py_DECREF(buffer);
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            Py_RETURN_NONE;
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (got != size && _PyBytes_Resize(&buffer, got) < 0) {
+        return NULL;
+    }
+    return buffer;
+}
+#endif
+
 static PyMethodDef speedups_methods[] = {
     {"short_frame", short_frame, METH_VARARGS,
      "short_frame(first_byte, payload) -> bytes: the frame of a short (< 126 bytes)\n"
      "payload, unmasked: first_byte, the length, the payload."},
+#ifdef HAVE_NOWAIT_IO
+    {"send_nowait", (PyCFunction)(void (*)(void))send_nowait, METH_FASTCALL,
+     "send_nowait(sock, data) -> int: one send() with MSG_DONTWAIT, the GIL kept;\n"
+     "the bytes written, 0 when the socket takes none now (OSError on failure)."},
+    {"recv_nowait", (PyCFunction)(void (*)(void))recv_nowait, METH_FASTCALL,
+     "recv_nowait(sock, size) -> bytes | None: one recv() with MSG_DONTWAIT, the GIL\n"
+     "kept; b\"\" at the end, None when nothing has arrived (OSError on failure)."},
+#endif
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes: XOR data with the 4-byte mask repeated."},
     {"parse_messages", parse_messages, METH_VARARGS,

@@ -35,7 +35,7 @@ from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
 from ._reading import Reader
 from ._sending import Sender
-from ._transport import MSG_DONTWAIT, SocketTransport
+from ._transport import SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
 from .options import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -485,9 +485,9 @@ class WebSocket:
             else:
                 # sendall()'s usual case, inline (once a message, a call less).
                 try:
-                    sent = send_now(frame, MSG_DONTWAIT)
+                    sent = send_now(frame)
                 except OSError:
-                    sent = 0  # would block, or failed: send_rest tells the two apart
+                    sent = 0  # failed: send_rest meets the same error and says so
                 if sent != len(frame):
                     sender.send_rest(self, frame, sent)
         if sender.queue.frames and not sender.holding:  # (sender.waiting, inline: once a message)
