@@ -495,6 +495,25 @@ def test_no_context_takeover_makes_each_message_stand_alone(side, params):
             assert ReferenceInflater(reset=True).message(payload) == _raw(message)
 
 
+@pytest.mark.parametrize("side, params", [
+    (SERVER, DeflateParams(server_no_context_takeover=True)),
+    (CLIENT, DeflateParams(client_no_context_takeover=True)),
+    (SERVER, DeflateParams(server_max_window_bits=8)),
+])
+def test_without_context_takeover_a_message_compresses_the_same_whatever_came_before(
+        side, params):
+    # One compressor serves every message (flushed with Z_FULL_FLUSH): what it
+    # sent before, large or small, must leave no trace in the next message.
+    probe = CORPUS[300:500]
+    alone = split_frame(Connection(side, deflate=params).send_message(probe))[4]
+    connection = Connection(side, deflate=params)
+    for before in [probe, CORPUS[:70000], "", CORPUS[100:600], probe * 2]:
+        connection.send_message(before)
+        fin, rsv, opcode, key, payload = split_frame(connection.send_message(probe))
+        assert rsv == RSV1 and payload == alone
+        assert ReferenceInflater(reset=True).message(payload) == probe
+
+
 @pytest.mark.parametrize("bits", range(8, 16))
 def test_window_bits_are_honoured_by_the_sender(bits):
     # Every server frame must inflate with a decompressor of exactly the agreed

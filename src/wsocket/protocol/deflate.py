@@ -253,16 +253,22 @@ class DeflateCodec:
         # with the agreed (larger) one, which reads a smaller one's output.
         send_bits = min(getattr(params, ours + "_max_window_bits") or 15, window_bits)
         # zlib cannot write a raw deflate stream with an 8-bit window; a
-        # 9-bit compressor started afresh for each message never looks back
-        # further than the message itself, so it is safe for messages of at
-        # most 256 bytes. Longer ones go out uncompressed, which RFC 7692
-        # always allows.
+        # 9-bit compressor that forgets the past at each message (as without
+        # context takeover) never looks back further than the message itself,
+        # so it is safe for messages of at most 256 bytes. Longer ones go out
+        # uncompressed, which RFC 7692 always allows.
         self._send_limit = 256 if send_bits == 8 else None
         if send_bits == 8:
             self._send_reset = True
         self._send_bits = max(send_bits, 9)
         self._level = compress_level
         self._mem_level = mem_level
+        # Without context takeover each message must stand alone. Z_FULL_FLUSH
+        # ends a message as Z_SYNC_FLUSH does and also makes the compressor
+        # forget what came before (zlib's own restart point), so one compressor
+        # serves every message: the same bytes as a new compressor for each,
+        # without allocating and setting up one (about 40 KiB) per message.
+        self._flush_mode = zlib.Z_FULL_FLUSH if self._send_reset else zlib.Z_SYNC_FLUSH
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
         self._stream_ended = False  # the message being received had a BFINAL block
@@ -272,10 +278,16 @@ class DeflateCodec:
         if self._send_limit is not None and len(data) > self._send_limit:
             return None
         compressor = self._compressor
-        if compressor is None or self._send_reset:
+        if compressor is None:
             compressor = self._compressor = zlib.compressobj(
                 self._level, zlib.DEFLATED, -self._send_bits, self._mem_level)
-        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            compressed = compressor.compress(data) + compressor.flush(self._flush_mode)
+        except BaseException:
+            # (MemoryError, say) The compressor may hold part of a message
+            # the peer never gets: the next message starts with a fresh one.
+            self._compressor = None
+            raise
         if compressed.endswith(_SYNC_TAIL):
             compressed = compressed[:-4]
         # RFC 7692 7.2.3.6: an empty message is sent as a single empty block.
