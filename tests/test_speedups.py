@@ -5,8 +5,10 @@ built there; the pure Python path is exercised by running the framing and
 WebSocket tests again with WSOCKET_NO_SPEEDUPS=1.
 """
 
+import errno
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +44,53 @@ def test_both_paths_agree_with_the_rfc(length):
 def test_accelerator_rejects_a_bad_mask():
     with pytest.raises(ValueError, match="mask must be 4 bytes long, not 3"):
         frames.apply_mask(b"data", b"abc")
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_nowait_socket_calls_agree_on_every_outcome(path):
+    from wsocket import _sockets
+    send = _sockets.send_nowait if path == "c" else _sockets._send_nowait_python
+    recv = _sockets.recv_nowait if path == "c" else _sockets._recv_nowait_python
+    if path == "c":
+        assert send is not _sockets._send_nowait_python  # the accelerator's own
+    ours, theirs = socket.socketpair()
+    try:
+        assert recv(ours, 100) is None  # nothing yet: no exception, no wait
+        theirs.sendall(b"hello")
+        assert recv(ours, 3) == b"hel"
+        assert recv(ours, 100) == b"lo"
+        assert send(ours, memoryview(b"back")) == 4
+        assert theirs.recv(100) == b"back"
+        ours.setblocking(False)
+        total = 0
+        while True:  # the peer reads nothing: the buffers fill, then 0, never an error
+            sent = send(ours, b"x" * 65536)
+            if sent == 0:
+                break
+            total += sent
+        assert total > 0
+        theirs.close()
+        with pytest.raises(OSError):  # the peer is gone (EPIPE or ECONNRESET)
+            for _ in range(100):
+                send(ours, b"x" * 65536)
+    finally:
+        ours.close()
+        theirs.close()
+    with pytest.raises(OSError) as closed:
+        recv(ours, 10)
+    assert closed.value.errno == errno.EBADF
+    with pytest.raises(OSError) as closed:
+        send(ours, b"x")
+    assert closed.value.errno == errno.EBADF
+
+
+def test_nowait_recv_gives_empty_bytes_at_the_end():
+    from wsocket import _sockets
+    for recv in (_sockets.recv_nowait, _sockets._recv_nowait_python):
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        assert recv(ours, 10) == b""
+        ours.close()
 
 
 @pytest.mark.timeout(300)

@@ -1,5 +1,6 @@
 # The optional C accelerator (_speedups.c), as type checkers see it.
 # The functions take positional arguments only (METH_VARARGS).
+import socket
 from typing import Any, Callable, TypeVar, overload
 
 from _typeshed import ReadableBuffer
@@ -37,4 +38,16 @@ def parse_messages(
     through ``inflate(payload, is_text)``, None when not negotiated.
     Returns the events, the position after them, and the exception that
     ``inflate`` raised, which ended the run (else None).
+    """
+
+def send_nowait(sock: socket.socket, data: ReadableBuffer, /) -> int:
+    """One ``send()`` with MSG_DONTWAIT, the GIL kept: the bytes written, 0 when none now.
+
+    OSError when the socket fails (EBADF once closed). Not on Windows.
+    """
+
+def recv_nowait(sock: socket.socket, size: int, /) -> bytes | None:
+    """One ``recv()`` with MSG_DONTWAIT, the GIL kept: ``b""`` at the end, None when nothing came.
+
+    OSError when the socket fails (EBADF once closed). Not on Windows.
     """
