@@ -38,7 +38,8 @@ from .protocol.http11 import (
     parse_head,
     status_phrase,
 )
-from .reactor import Reactor
+from ._transport import green_library
+from .reactor import Reactor, Workers
 from .reactor import available as reactor_available
 from .websocket import logger
 
@@ -269,18 +270,20 @@ class FixedHandler(socketserver.BaseRequestHandler):
         self.client_address = self.client_address or ("", 0)
         self.connected_at = time.monotonic()
         self.max_request_head = self.server.max_request_head
-        if self.request.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                # A response goes out when written, not when the client's
-                # delayed ACK of the previous one comes (the 40 ms stall).
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self.no_delay = False  # TCP_NODELAY set (before the first response: see send())
         context = getattr(self.server, "ssl_context", None)
         if context is not None:
             self.request.settimeout(self.server.request_timeout)
             self.request = context.wrap_socket(self.request, server_side=True)
         self.connection: socket.socket = self.request
+        # A plain socket still in blocking mode can be read without waiting
+        # (MSG_DONTWAIT): the request is most often there already, and that
+        # read spares the poll() a socket timeout costs first (see receive()).
+        # Not TLS (no flags there) nor green sockets (they would wait anyway).
+        self.reads_without_waiting = (
+            context is None and isinstance(self.connection, socket.socket)
+            and hasattr(socket, "MSG_DONTWAIT") and green_library(self.connection) is None
+            and self.connection.gettimeout() is None)
         self.server.connection_opened(self)
 
     def finish(self) -> None:
@@ -313,8 +316,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def fill_body_buffer(self) -> None:
         """More bytes of a body, within ``body_timeout``."""
         try:
-            self.connection.settimeout(self.server.body_timeout)
-            data = self.connection.recv(READ_SIZE)
+            data = self.receive(self.server.body_timeout)
         except socket.timeout:
             raise BodyTimeout("request body not received within %g s"
                               % self.server.body_timeout) from None
@@ -325,7 +327,37 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def send_continue(self) -> None:
         """``100 Continue``: the app reads the body the client waits to send."""
         if not self.response_started:
-            self.connection.sendall(_CONTINUE)
+            self.send(_CONTINUE)
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` whole; the connection's first send sets TCP_NODELAY first.
+
+        With it a response goes out when written, not when the client's
+        delayed ACK of the previous one comes (the 40 ms stall). Set here
+        rather than on accepting: a WebSocket's socket is the transport's,
+        which sets it itself, and spares the system call.
+        """
+        if not self.no_delay:
+            self.no_delay = True
+            try:
+                if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.connection.sendall(data)
+
+    def receive(self, timeout: float) -> bytes:
+        """Some bytes from the socket, waiting ``timeout`` seconds at most (socket.timeout)."""
+        sock = self.connection
+        if self.reads_without_waiting:
+            # Until a timeout was set the socket blocks; a read that would
+            # wait gives BlockingIOError, and from then on the timeout waits.
+            try:
+                return sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self.reads_without_waiting = False
+        sock.settimeout(timeout)
+        return sock.recv(READ_SIZE)
 
     def read_request(self, first: bool = False) -> Environ | None:
         """Parse the next request head into a WSGI environ; None at a clean end.
@@ -354,8 +386,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
             try:
                 if timeout <= 0:
                     raise socket.timeout
-                self.connection.settimeout(timeout)
-                data = self.connection.recv(READ_SIZE)
+                data = self.receive(timeout)
             except socket.timeout:
                 if self.buffer:
                     raise BadRequest("request head not complete within %g s"
@@ -416,7 +447,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         head = ("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 "Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, phrase, len(body)))
         try:
-            self.connection.sendall(head.encode("latin-1") + body)
+            self.send(head.encode("latin-1") + body)
         except OSError:
             pass
         logger.info('%s - refused: %d %s', self.client_address[0], status, message)
@@ -663,7 +694,7 @@ class FixedServerHandler:
             self.keep_alive = False
 
     def _send(self, data: bytes) -> None:
-        self.handler.connection.sendall(data)
+        self.handler.send(data)
 
     def _log(self, status: int) -> None:
         line = "%s %s %s" % (self.method, self.environ.get("REQUEST_URI", ""),
@@ -707,7 +738,8 @@ class WebSocketHandler(FixedHandler):
         """
         self.taken_over = True
         sock = self.connection
-        sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
         leftover = bytes(self.buffer)
         self.buffer.clear()
         return sock, leftover
@@ -814,6 +846,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     accept_batch = 64
     """Connections accepted, at most, each time the accept loop wakes up."""
     block_on_close = False
+    connection_thread_idle_timeout = 1.0
+    """Seconds a connection thread without a connection waits for the next one, then ends."""
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
     paces_gil = True
@@ -863,6 +897,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._reactor: Reactor | None = None
+        # The connections' threads. Starting a thread per connection cost
+        # more than the rest of a WebSocket's opening handshake; a thread
+        # whose connection ended (or went to the reactor) takes the next.
+        self._connection_threads = Workers("wsocket-worker-connection",
+                                           self.connection_thread_idle_timeout)
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -980,9 +1019,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if full:
             self._refuse(request, client_address)
             return
-        # If starting the thread fails, socketserver calls shutdown_request(),
-        # which gives the place back.
-        super().process_request(request, client_address)
+        # A thread of the pool: one that served a connection now closed (or
+        # handed to the reactor), else a new one. If starting a thread
+        # fails, _handle_request_noblock calls shutdown_request(), which
+        # gives the place back.
+        self._connection_threads.submit(
+            functools.partial(self.process_request_thread, request, client_address))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         # socketserver's, but a detached connection is not closed here: the
