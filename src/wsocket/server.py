@@ -408,19 +408,19 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 and request.content_length > limit:
             raise BodyTooLarge("request body of %d bytes, more than %d"
                                % (request.content_length, limit))
-        environ = dict(self.server.base_environ)
-        environ.update({
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
-            "QUERY_STRING": request.query,
-            "RAW_URI": request.target,
-            "REQUEST_URI": request.target,
-            "SERVER_PROTOCOL": request.version,
-            "REMOTE_ADDR": self.client_address[0],
-            "REMOTE_PORT": str(self.client_address[1]),
-            "wsgi.errors": sys.stderr,
-        })
+        environ = self.server.base_environ.copy()
+        environ["REQUEST_METHOD"] = request.method
+        environ["SCRIPT_NAME"] = ""
+        path = request.path
+        # Percent-decoded; a path without "%" (most) is its own decoding.
+        environ["PATH_INFO"] = (unquote_to_bytes(path).decode("latin-1")
+                                if "%" in path or not path.isascii() else path)
+        environ["QUERY_STRING"] = request.query
+        environ["RAW_URI"] = environ["REQUEST_URI"] = request.target
+        environ["SERVER_PROTOCOL"] = request.version
+        environ["REMOTE_ADDR"] = self.client_address[0]
+        environ["REMOTE_PORT"] = str(self.client_address[1])
+        environ["wsgi.errors"] = sys.stderr
         for name, value in request.headers:
             key = _environ_keys.get(name)
             if key is None:
@@ -697,6 +697,9 @@ class FixedServerHandler:
         self.handler.send(data)
 
     def _log(self, status: int) -> None:
+        if not logger.isEnabledFor(logging.INFO) \
+                and type(self.handler).log_request is FixedHandler.log_request:
+            return  # the access log is off (and not overridden): no line to format
         line = "%s %s %s" % (self.method, self.environ.get("REQUEST_URI", ""),
                              self.environ["SERVER_PROTOCOL"])
         self.handler.log_request(line, status, self.bytes_sent)
@@ -807,6 +810,27 @@ class _GILPacing:
 _gil_pacing = _GILPacing()
 
 
+class _ConnectionThreads(Workers):
+    """The connections' threads: one whose connection ended takes the next.
+
+    Starting a thread per connection cost more than the rest of a
+    WebSocket's opening handshake. A thread without a connection waits
+    ``connection_thread_idle_timeout`` seconds for the next, then ends,
+    and paces the GIL as it does (one thread fewer, see ``_GILPacing``).
+    """
+
+    def __init__(self, server: ThreadingWSGIServer) -> None:
+        super().__init__("wsocket-worker-connection", server.connection_thread_idle_timeout)
+        self._server = server
+
+    def _work(self, job: Callable[[], object] | None) -> None:
+        try:
+            super()._work(job)
+        finally:
+            if self._server.paces_gil:
+                _gil_pacing.pace()
+
+
 # -- the servers ------------------------------------------------------------------
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -900,8 +924,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # The connections' threads. Starting a thread per connection cost
         # more than the rest of a WebSocket's opening handshake; a thread
         # whose connection ended (or went to the reactor) takes the next.
-        self._connection_threads = Workers("wsocket-worker-connection",
-                                           self.connection_thread_idle_timeout)
+        self._connection_threads = _ConnectionThreads(self)
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
