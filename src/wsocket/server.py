@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE
+from ._transport import green_library
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
     BodyTooLarge,
@@ -38,7 +39,6 @@ from .protocol.http11 import (
     parse_head,
     status_phrase,
 )
-from ._transport import green_library
 from .reactor import Reactor, Workers
 from .reactor import available as reactor_available
 from .websocket import logger
