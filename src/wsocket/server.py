@@ -1,6 +1,7 @@
 """A threaded HTTP/1.1 WSGI server that hands sockets over to WebSockets.
 
-One thread per connection. ``FixedHandler`` reads requests off the socket
+One thread per connection (a thread whose connection ended takes the next
+one, see ``_ConnectionThreads``). ``FixedHandler`` reads requests off the socket
 (keep-alive, chunked or sized bodies) and ``FixedServerHandler`` runs the
 WSGI application for one of them. ``WebSocketHandler`` adds the one thing a
 WebSocket needs from a server: ``environ["wsocket.takeover"]``, which hands
