@@ -1,6 +1,7 @@
 """A threaded HTTP/1.1 WSGI server that hands sockets over to WebSockets.
 
-One thread per connection. ``FixedHandler`` reads requests off the socket
+One thread per connection (a thread whose connection ended takes the next
+one, see ``_ConnectionThreads``). ``FixedHandler`` reads requests off the socket
 (keep-alive, chunked or sized bodies) and ``FixedServerHandler`` runs the
 WSGI application for one of them. ``WebSocketHandler`` adds the one thing a
 WebSocket needs from a server: ``environ["wsocket.takeover"]``, which hands
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE
+from ._transport import green_library
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
     BodyTooLarge,
@@ -38,7 +40,7 @@ from .protocol.http11 import (
     parse_head,
     status_phrase,
 )
-from .reactor import Reactor
+from .reactor import Reactor, Workers
 from .reactor import available as reactor_available
 from .websocket import logger
 
@@ -269,18 +271,20 @@ class FixedHandler(socketserver.BaseRequestHandler):
         self.client_address = self.client_address or ("", 0)
         self.connected_at = time.monotonic()
         self.max_request_head = self.server.max_request_head
-        if self.request.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                # A response goes out when written, not when the client's
-                # delayed ACK of the previous one comes (the 40 ms stall).
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        self.no_delay = False  # TCP_NODELAY set (before the first response: see send())
         context = getattr(self.server, "ssl_context", None)
         if context is not None:
             self.request.settimeout(self.server.request_timeout)
             self.request = context.wrap_socket(self.request, server_side=True)
         self.connection: socket.socket = self.request
+        # A plain socket still in blocking mode can be read without waiting
+        # (MSG_DONTWAIT): the request is most often there already, and that
+        # read spares the poll() a socket timeout costs first (see receive()).
+        # Not TLS (no flags there) nor green sockets (they would wait anyway).
+        self.reads_without_waiting = (
+            context is None and isinstance(self.connection, socket.socket)
+            and hasattr(socket, "MSG_DONTWAIT") and green_library(self.connection) is None
+            and self.connection.gettimeout() is None)
         self.server.connection_opened(self)
 
     def finish(self) -> None:
@@ -313,8 +317,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def fill_body_buffer(self) -> None:
         """More bytes of a body, within ``body_timeout``."""
         try:
-            self.connection.settimeout(self.server.body_timeout)
-            data = self.connection.recv(READ_SIZE)
+            data = self.receive(self.server.body_timeout)
         except socket.timeout:
             raise BodyTimeout("request body not received within %g s"
                               % self.server.body_timeout) from None
@@ -325,7 +328,37 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def send_continue(self) -> None:
         """``100 Continue``: the app reads the body the client waits to send."""
         if not self.response_started:
-            self.connection.sendall(_CONTINUE)
+            self.send(_CONTINUE)
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` whole; the connection's first send sets TCP_NODELAY first.
+
+        With it a response goes out when written, not when the client's
+        delayed ACK of the previous one comes (the 40 ms stall). Set here
+        rather than on accepting: a WebSocket's socket is the transport's,
+        which sets it itself, and spares the system call.
+        """
+        if not self.no_delay:
+            self.no_delay = True
+            try:
+                if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.connection.sendall(data)
+
+    def receive(self, timeout: float) -> bytes:
+        """Some bytes from the socket, waiting ``timeout`` seconds at most (socket.timeout)."""
+        sock = self.connection
+        if self.reads_without_waiting:
+            # Until a timeout was set the socket blocks; a read that would
+            # wait gives BlockingIOError, and from then on the timeout waits.
+            try:
+                return sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self.reads_without_waiting = False
+        sock.settimeout(timeout)
+        return sock.recv(READ_SIZE)
 
     def read_request(self, first: bool = False) -> Environ | None:
         """Parse the next request head into a WSGI environ; None at a clean end.
@@ -354,8 +387,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
             try:
                 if timeout <= 0:
                     raise socket.timeout
-                self.connection.settimeout(timeout)
-                data = self.connection.recv(READ_SIZE)
+                data = self.receive(timeout)
             except socket.timeout:
                 if self.buffer:
                     raise BadRequest("request head not complete within %g s"
@@ -377,19 +409,19 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 and request.content_length > limit:
             raise BodyTooLarge("request body of %d bytes, more than %d"
                                % (request.content_length, limit))
-        environ = dict(self.server.base_environ)
-        environ.update({
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
-            "QUERY_STRING": request.query,
-            "RAW_URI": request.target,
-            "REQUEST_URI": request.target,
-            "SERVER_PROTOCOL": request.version,
-            "REMOTE_ADDR": self.client_address[0],
-            "REMOTE_PORT": str(self.client_address[1]),
-            "wsgi.errors": sys.stderr,
-        })
+        environ = self.server.base_environ.copy()
+        environ["REQUEST_METHOD"] = request.method
+        environ["SCRIPT_NAME"] = ""
+        path = request.path
+        # Percent-decoded; a path without "%" (most) is its own decoding.
+        environ["PATH_INFO"] = (unquote_to_bytes(path).decode("latin-1")
+                                if "%" in path or not path.isascii() else path)
+        environ["QUERY_STRING"] = request.query
+        environ["RAW_URI"] = environ["REQUEST_URI"] = request.target
+        environ["SERVER_PROTOCOL"] = request.version
+        environ["REMOTE_ADDR"] = self.client_address[0]
+        environ["REMOTE_PORT"] = str(self.client_address[1])
+        environ["wsgi.errors"] = sys.stderr
         for name, value in request.headers:
             key = _environ_keys.get(name)
             if key is None:
@@ -416,7 +448,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         head = ("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 "Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, phrase, len(body)))
         try:
-            self.connection.sendall(head.encode("latin-1") + body)
+            self.send(head.encode("latin-1") + body)
         except OSError:
             pass
         logger.info('%s - refused: %d %s', self.client_address[0], status, message)
@@ -663,9 +695,12 @@ class FixedServerHandler:
             self.keep_alive = False
 
     def _send(self, data: bytes) -> None:
-        self.handler.connection.sendall(data)
+        self.handler.send(data)
 
     def _log(self, status: int) -> None:
+        if not logger.isEnabledFor(logging.INFO) \
+                and type(self.handler).log_request is FixedHandler.log_request:
+            return  # the access log is off (and not overridden): no line to format
         line = "%s %s %s" % (self.method, self.environ.get("REQUEST_URI", ""),
                              self.environ["SERVER_PROTOCOL"])
         self.handler.log_request(line, status, self.bytes_sent)
@@ -707,7 +742,8 @@ class WebSocketHandler(FixedHandler):
         """
         self.taken_over = True
         sock = self.connection
-        sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)  # the WebSocket waits with poll, never with socket timeouts
         leftover = bytes(self.buffer)
         self.buffer.clear()
         return sock, leftover
@@ -818,6 +854,27 @@ class _GILPacing:
 _gil_pacing = _GILPacing()
 
 
+class _ConnectionThreads(Workers):
+    """The connections' threads: one whose connection ended takes the next.
+
+    Starting a thread per connection cost more than the rest of a
+    WebSocket's opening handshake. A thread without a connection waits
+    ``connection_thread_idle_timeout`` seconds for the next, then ends,
+    and paces the GIL as it does (one thread fewer, see ``_GILPacing``).
+    """
+
+    def __init__(self, server: ThreadingWSGIServer) -> None:
+        super().__init__("wsocket-worker-connection", server.connection_thread_idle_timeout)
+        self._server = server
+
+    def _work(self, job: Callable[[], object] | None) -> None:
+        try:
+            super()._work(job)
+        finally:
+            if self._server.paces_gil:
+                _gil_pacing.pace()
+
+
 # -- the servers ------------------------------------------------------------------
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -857,6 +914,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     accept_batch = 64
     """Connections accepted, at most, each time the accept loop wakes up."""
     block_on_close = False
+    connection_thread_idle_timeout = 1.0
+    """Seconds a connection thread without a connection waits for the next one, then ends."""
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
     paces_gil = True
@@ -907,6 +966,10 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._reactor: Reactor | None = None
+        # The connections' threads. Starting a thread per connection cost
+        # more than the rest of a WebSocket's opening handshake; a thread
+        # whose connection ended (or went to the reactor) takes the next.
+        self._connection_threads = _ConnectionThreads(self)
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -1024,9 +1087,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if full:
             self._refuse(request, client_address)
             return
-        # If starting the thread fails, socketserver calls shutdown_request(),
-        # which gives the place back.
-        super().process_request(request, client_address)
+        # A thread of the pool: one that served a connection now closed (or
+        # handed to the reactor), else a new one. If starting a thread
+        # fails, _handle_request_noblock calls shutdown_request(), which
+        # gives the place back.
+        self._connection_threads.submit(
+            functools.partial(self.process_request_thread, request, client_address))
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         # socketserver's, but a detached connection is not closed here: the

@@ -49,12 +49,29 @@ def make_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
+# environ key -> header name ("" for a key that is not a header), for the
+# keys seen most: one dict look-up per key instead of a string test or three.
+_header_names: dict[str, str] = {}
+
+
+def _header_name(key: str) -> str:
+    """``x-name`` for ``HTTP_X_NAME``; "" for a key that is not a header's."""
+    name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
+    if len(_header_names) < 1024:
+        _header_names[key] = name
+    return name
+
+
 def headers_from_environ(environ: Environ) -> dict[str, str]:
     """The request headers of a WSGI environ as ``{lower-case name: value}``."""
     headers: dict[str, str] = {}
+    names = _header_names
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
+        name = names.get(key)
+        if name is None:
+            name = _header_name(key)
+        if name:
+            headers[name] = value
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     if environ.get("CONTENT_LENGTH"):
@@ -70,7 +87,13 @@ def split_header(value: str | None) -> list[str]:
 
 
 def _has_token(value: str | None, token: str) -> bool:
-    return any(item.lower() == token for item in split_header(value))
+    """Whether the comma-separated ``value`` lists ``token`` (lower-case), in any case."""
+    if not value:
+        return False
+    value = value.lower()
+    if value == token:  # the usual: the token alone
+        return True
+    return token in value and any(item.strip() == token for item in value.split(","))
 
 
 def is_upgrade_request(headers: Mapping[str, str]) -> bool:
