@@ -329,11 +329,29 @@ def test_server_sockets_send_without_nagle_delay(serve):
         assert client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
+def _capturing_wsgi_echo():
+    """A WSGI loop echo that keeps its server-side WebSocket objects."""
+    from wsocket import WSocketApp
+    seen = []
+
+    def echo(environ, start_response):
+        websocket = environ["wsgi.websocket"]
+        seen.append(websocket)
+        for message in websocket:
+            websocket.send(message)
+        return []
+
+    return WSocketApp(echo), seen
+
+
 @pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="no TCP_CORK here")
-def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
-    # Messages that arrive together are answered corked (one transmission);
-    # once they are all answered the socket must be uncorked, or the last
-    # answers would wait for the kernel's 200 ms timer.
+@pytest.mark.parametrize("style", ["wsgi", "events"])
+def test_pipelined_answers_leave_together_then_nothing_is_held(serve, monkeypatch, style):
+    # Messages that arrive together are answered in one transmission: a WSGI
+    # loop corks the socket (TCP_CORK) while it answers them, the event app
+    # holds the answers in its queue and sends them in one write. Once they
+    # are all answered nothing may be held back: a corked socket would keep
+    # the last answers for the kernel's 200 ms timer.
     from wsocket._transport import SocketTransport
     corks = []
     real_cork = SocketTransport.cork
@@ -343,7 +361,7 @@ def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
         real_cork(transport, on)
 
     monkeypatch.setattr(SocketTransport, "cork", recording_cork)
-    app, seen = _capturing_echo()
+    app, seen = _capturing_wsgi_echo() if style == "wsgi" else _capturing_echo()
     server = serve(app)
     sock, reader, _ = upgrade("127.0.0.1", server.server_port)
     with sock:
@@ -355,4 +373,9 @@ def test_pipelined_answers_are_corked_then_released(serve, monkeypatch):
                  what="the socket uncorked")
         assert not client._transport.corked
         assert client._transport.can_cork
-        assert corks[:1] == [True] and corks[-1] is False
+        if style == "wsgi":
+            assert corks[:1] == [True] and corks[-1] is False
+        else:
+            assert corks == []  # held in the queue instead, and sent
+            wait_for(lambda: not client._sender.holding and not client._sender.queue.frames,
+                     what="nothing held")

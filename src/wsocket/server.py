@@ -1,7 +1,7 @@
 """A threaded HTTP/1.1 WSGI server that hands sockets over to WebSockets.
 
 One thread per connection (a thread whose connection ended takes the next
-one, see ``_ConnectionThreads``). ``FixedHandler`` reads requests off the socket
+one, see ``_connection_threads``). ``FixedHandler`` reads requests off the socket
 (keep-alive, chunked or sized bodies) and ``FixedServerHandler`` runs the
 WSGI application for one of them. ``WebSocketHandler`` adds the one thing a
 WebSocket needs from a server: ``environ["wsocket.takeover"]``, which hands
@@ -854,7 +854,7 @@ class _GILPacing:
 _gil_pacing = _GILPacing()
 
 
-class _ConnectionThreads(Workers):
+def _connection_threads(server: ThreadingWSGIServer) -> Workers:
     """The connections' threads: one whose connection ended takes the next.
 
     Starting a thread per connection cost more than the rest of a
@@ -862,17 +862,8 @@ class _ConnectionThreads(Workers):
     ``connection_thread_idle_timeout`` seconds for the next, then ends,
     and paces the GIL as it does (one thread fewer, see ``_GILPacing``).
     """
-
-    def __init__(self, server: ThreadingWSGIServer) -> None:
-        super().__init__("wsocket-worker-connection", server.connection_thread_idle_timeout)
-        self._server = server
-
-    def _work(self, job: Callable[[], object] | None) -> None:
-        try:
-            super()._work(job)
-        finally:
-            if self._server.paces_gil:
-                _gil_pacing.pace()
+    return Workers("wsocket-worker-connection", server.connection_thread_idle_timeout,
+                   on_thread_end=server.pace_gil)
 
 
 # -- the servers ------------------------------------------------------------------
@@ -969,7 +960,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # The connections' threads. Starting a thread per connection cost
         # more than the rest of a WebSocket's opening handshake; a thread
         # whose connection ended (or went to the reactor) takes the next.
-        self._connection_threads = _ConnectionThreads(self)
+        self._connection_threads = _connection_threads(self)
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -1098,8 +1089,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # socketserver's, but a detached connection is not closed here: the
         # app that took it closes it, and gives its place back, when it ends.
         detached = False
-        if self.paces_gil:
-            _gil_pacing.pace()
+        self.pace_gil()
         try:
             handler = self.RequestHandlerClass(request, client_address, self)
             detached = getattr(handler, "detached", False)
@@ -1108,8 +1098,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         finally:
             if not detached:
                 self.shutdown_request(request)
-            if self.paces_gil:
-                _gil_pacing.pace()
+            self.pace_gil()
+
+    def pace_gil(self) -> None:
+        """The thread count may have changed: the GIL's switch interval follows (``paces_gil``)."""
+        if self.paces_gil:
+            _gil_pacing.pace()
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
