@@ -354,27 +354,6 @@ def test_head_with_an_empty_body_does_not_claim_length_zero(serve):
     assert response.header("Transfer-Encoding") is None
 
 
-def test_a_connection_thread_serves_the_next_connection(serve):
-    # Starting a thread per connection cost more than a WebSocket's opening
-    # handshake: a thread whose connection ended takes the next one.
-    threads = []
-
-    def app(environ, start_response):
-        threads.append(threading.current_thread().name)  # idents are reused, names not
-        start_response("200 OK", [("Content-Length", "2"), ("Connection", "close")])
-        return [b"ok"]
-
-    server = serve(app)
-    for _ in range(20):
-        with open_connection("127.0.0.1", server.server_port) as sock:
-            sock.sendall(request("GET", "/"))
-            reader = Reader(sock)
-            assert reader.read_response().body == b"ok"
-            reader.read_to_eof()  # the server is done with the connection
-    assert len(threads) == 20
-    assert len(set(threads)) < 20  # not one new thread each (a few at most, when racing)
-
-
 def test_keep_alive_responses_are_sent_without_nagle_delay(serve):
     # TCP_NODELAY, set before the first response (a WebSocket's transport sets
     # its own): the second response need not wait for the delayed ACK of the first.

@@ -83,11 +83,9 @@ class Workers:
     """
 
     def __init__(self, name: str = "wsocket-worker",
-                 idle_timeout: float = WORKER_IDLE_TIMEOUT,
-                 on_thread_end: Job | None = None) -> None:
+                 idle_timeout: float = WORKER_IDLE_TIMEOUT) -> None:
         self.name = name
         self.idle_timeout = idle_timeout
-        self.on_thread_end = on_thread_end  # called in each worker thread as it ends
         self._jobs: collections.deque[Job] = collections.deque()
         self._condition = threading.Condition(threading.Lock())
         self._idle = 0  # workers waiting for a job; never fewer than len(_jobs)
@@ -105,13 +103,6 @@ class Workers:
         thread.start()
 
     def _work(self, job: Job | None) -> None:
-        try:
-            self._take_jobs(job)
-        finally:
-            if self.on_thread_end is not None:
-                self.on_thread_end()
-
-    def _take_jobs(self, job: Job | None) -> None:
         while job is not None:  # always: the loop ends by return
             try:
                 job()

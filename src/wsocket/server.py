@@ -1,7 +1,6 @@
 """A threaded HTTP/1.1 WSGI server that hands sockets over to WebSockets.
 
-One thread per connection (a thread whose connection ended takes the next
-one, see ``_connection_threads``). ``FixedHandler`` reads requests off the socket
+One thread per connection. ``FixedHandler`` reads requests off the socket
 (keep-alive, chunked or sized bodies) and ``FixedServerHandler`` runs the
 WSGI application for one of them. ``WebSocketHandler`` adds the one thing a
 WebSocket needs from a server: ``environ["wsocket.takeover"]``, which hands
@@ -40,7 +39,7 @@ from .protocol.http11 import (
     parse_head,
     status_phrase,
 )
-from .reactor import Reactor, Workers
+from .reactor import Reactor
 from .reactor import available as reactor_available
 from .websocket import logger
 
@@ -854,18 +853,6 @@ class _GILPacing:
 _gil_pacing = _GILPacing()
 
 
-def _connection_threads(server: ThreadingWSGIServer) -> Workers:
-    """The connections' threads: one whose connection ended takes the next.
-
-    Starting a thread per connection cost more than the rest of a
-    WebSocket's opening handshake. A thread without a connection waits
-    ``connection_thread_idle_timeout`` seconds for the next, then ends,
-    and paces the GIL as it does (one thread fewer, see ``_GILPacing``).
-    """
-    return Workers("wsocket-worker-connection", server.connection_thread_idle_timeout,
-                   on_thread_end=server.pace_gil)
-
-
 # -- the servers ------------------------------------------------------------------
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -905,8 +892,6 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     accept_batch = 64
     """Connections accepted, at most, each time the accept loop wakes up."""
     block_on_close = False
-    connection_thread_idle_timeout = 1.0
-    """Seconds a connection thread without a connection waits for the next one, then ends."""
     shutdown_timeout = 5.0
     """Seconds ``stop()`` waits at most, by default, for connections to end."""
     paces_gil = True
@@ -957,10 +942,6 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._reactor: Reactor | None = None
-        # The connections' threads. Starting a thread per connection cost
-        # more than the rest of a WebSocket's opening handshake; a thread
-        # whose connection ended (or went to the reactor) takes the next.
-        self._connection_threads = _connection_threads(self)
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -1078,12 +1059,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if full:
             self._refuse(request, client_address)
             return
-        # A thread of the pool: one that served a connection now closed (or
-        # handed to the reactor), else a new one. If starting a thread
-        # fails, _handle_request_noblock calls shutdown_request(), which
-        # gives the place back.
-        self._connection_threads.submit(
-            functools.partial(self.process_request_thread, request, client_address))
+        # If starting the thread fails, socketserver calls shutdown_request(),
+        # which gives the place back.
+        super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         # socketserver's, but a detached connection is not closed here: the
