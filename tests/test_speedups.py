@@ -49,8 +49,8 @@ def test_accelerator_rejects_a_bad_mask():
 @pytest.mark.parametrize("path", ["c", "python"])
 def test_nowait_socket_calls_agree_on_every_outcome(path):
     from wsocket import _sockets
-    send = _sockets.send_nowait if path == "c" else _sockets._send_nowait_python
-    recv = _sockets.recv_nowait if path == "c" else _sockets._recv_nowait_python
+    send = _sockets.send_nowait_in_loop if path == "c" else _sockets._send_nowait_python
+    recv = _sockets.recv_nowait_in_loop if path == "c" else _sockets._recv_nowait_python
     if path == "c":
         assert send is not _sockets._send_nowait_python  # the accelerator's own
     ours, theirs = socket.socketpair()
@@ -86,7 +86,7 @@ def test_nowait_socket_calls_agree_on_every_outcome(path):
 
 def test_nowait_recv_gives_empty_bytes_at_the_end():
     from wsocket import _sockets
-    for recv in (_sockets.recv_nowait, _sockets._recv_nowait_python):
+    for recv in (_sockets.recv_nowait_in_loop, _sockets._recv_nowait_python):
         ours, theirs = socket.socketpair()
         theirs.close()
         assert recv(ours, 10) == b""

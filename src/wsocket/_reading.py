@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import READ_SIZE, recv_nowait
+from ._sockets import READ_SIZE, recv_nowait_in_loop
 from ._transport import WriteMode
 from .protocol.codes import CloseCode
 from .protocol.connection import CloseReceived, Failure, Message
@@ -68,14 +68,14 @@ class Reader:
         self._connection = connection
         self._keepalive = keepalive
         self._transport: SocketTransport  # set by attach()
-        # recv_nowait() on a plain socket: read_messages_nowait's one call per read
+        # A plain socket's one call per read (read_messages_nowait: the reactor's loop)
         self._recv_dontwait: Callable[[int], bytes | None] | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
         self._transport = transport
         if transport.mode is WriteMode.DONTWAIT:
-            self._recv_dontwait = functools.partial(recv_nowait, transport.sock)
+            self._recv_dontwait = functools.partial(recv_nowait_in_loop, transport.sock)
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
 

@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._sockets import send_nowait
+from ._sockets import send_nowait, send_nowait_in_loop
 from ._transport import Buffer, SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
@@ -87,6 +87,11 @@ class Sender:
         self.transport = transport
         if transport.mode is WriteMode.DONTWAIT:
             self.send_dontwait = functools.partial(send_nowait, transport.sock)
+
+    def in_loop(self) -> None:
+        """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``)."""
+        if self.send_dontwait is not None:
+            self.send_dontwait = functools.partial(send_nowait_in_loop, self.transport.sock)
 
     @property
     def waiting(self) -> bool:

@@ -10,7 +10,8 @@ from typing import Callable, Union
 
 from .protocol.frames import SPEEDUPS
 
-__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair", "send_nowait", "recv_nowait"]
+__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair", "send_nowait", "send_nowait_in_loop",
+           "recv_nowait_in_loop"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
 _MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
@@ -33,16 +34,22 @@ def _recv_nowait_python(sock: socket.socket, size: int) -> bytes | None:
 
 # One send() or recv() with MSG_DONTWAIT on a plain socket (where MSG_DONTWAIT
 # exists): the bytes written (0: none now), or the bytes read (b"": the end,
-# None: nothing yet); OSError when the socket fails. The C accelerator's keep
-# the GIL (the call never waits), where a socket method hands it over and
-# takes it back each time, a thread switch with many threads.
+# None: nothing yet); OSError when the socket fails.
+#
+# send_nowait is the socket's method, which lets the GIL go while the kernel
+# works (a loopback send does the receiving side's work too): with a thread
+# per connection, another thread runs meanwhile instead of waking up only to
+# wait for the GIL. The "in_loop" ones are for the reactor's loop thread,
+# which no other thread waits for: the C accelerator's keep the GIL (the call
+# never waits), sparing a hand-over and a take-back of it per call.
 send_nowait: Callable[[socket.socket, Buffer], int] = _send_nowait_python
-recv_nowait: Callable[[socket.socket, int], bytes | None] = _recv_nowait_python
+send_nowait_in_loop: Callable[[socket.socket, Buffer], int] = _send_nowait_python
+recv_nowait_in_loop: Callable[[socket.socket, int], bytes | None] = _recv_nowait_python
 if SPEEDUPS:
     from . import _speedups
 
-    send_nowait = getattr(_speedups, "send_nowait", _send_nowait_python)
-    recv_nowait = getattr(_speedups, "recv_nowait", _recv_nowait_python)
+    send_nowait_in_loop = getattr(_speedups, "send_nowait", _send_nowait_python)
+    recv_nowait_in_loop = getattr(_speedups, "recv_nowait", _recv_nowait_python)
 
 
 def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

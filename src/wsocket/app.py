@@ -533,6 +533,7 @@ class _EventSession:
             self.handle_messages(None)  # this thread until the end
             return
         self.reactor, self.release = detach()
+        client.runs_in_loop()
         client.set_close_callback(self._wake)
         due = self.resume()
         if due is not None:

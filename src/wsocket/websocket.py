@@ -359,6 +359,13 @@ class WebSocket:
         transport = self._transport
         return bool(self._reader.events) or (transport.decrypts and transport.buffered())
 
+    def runs_in_loop(self) -> None:
+        """Internal (the event app): from now on the reactor's loop thread reads and writes.
+
+        No other thread waits for the GIL there: the usual write keeps it.
+        """
+        self._sender.in_loop()
+
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
 
