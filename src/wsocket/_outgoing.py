@@ -29,7 +29,8 @@ from ._transport import WriteMode
 if TYPE_CHECKING:
     import socket
 
-    from ._transport import Buffer, SocketTransport
+    from ._transport import SocketTransport
+    from .protocol.frames import Buffer
 
 __all__ = ["OutgoingQueue", "Writer", "QueueOwner", "writer", "IOV_MAX"]
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
 from ._sockets import send_nowait, send_nowait_in_loop
-from ._transport import Buffer, SocketTransport, WriteMode
+from ._transport import SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import logging
 
     from .protocol.connection import Connection
+    from .protocol.frames import Buffer
 
 __all__ = ["Sender", "SenderOwner", "OVERFLOW_CODE", "OVERFLOW_REASON"]
 

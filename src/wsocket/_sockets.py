@@ -6,28 +6,27 @@ Standard library only, like the rest of the core.
 from __future__ import annotations
 
 import socket
-from typing import Callable, Union
+from typing import Callable
 
-from .protocol.frames import SPEEDUPS
+from .protocol.frames import SPEEDUPS, Buffer
 
-__all__ = ["READ_SIZE", "shutdown_quietly", "WakeUpPair", "send_nowait", "send_nowait_in_loop",
-           "recv_nowait_in_loop"]
+__all__ = ["READ_SIZE", "MSG_DONTWAIT", "shutdown_quietly", "WakeUpPair", "send_nowait",
+           "send_nowait_in_loop", "recv_nowait_in_loop"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
-_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-Buffer = Union[bytes, bytearray, memoryview]
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
 
 
 def _send_nowait_python(sock: socket.socket, data: Buffer) -> int:
     try:
-        return sock.send(data, _MSG_DONTWAIT)
+        return sock.send(data, MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return 0
 
 
 def _recv_nowait_python(sock: socket.socket, size: int) -> bytes | None:
     try:
-        return sock.recv(size, _MSG_DONTWAIT)
+        return sock.recv(size, MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return None
 

@@ -34,19 +34,18 @@ import struct
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable
 
-from ._sockets import READ_SIZE, shutdown_quietly
+from ._sockets import MSG_DONTWAIT, READ_SIZE, shutdown_quietly
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .protocol.frames import Buffer
+
 __all__ = ["WriteMode", "SocketTransport", "green_library", "no_delay", "finish_connection",
            "close_socket"]
 
-Buffer = Union[bytes, bytearray, memoryview]
-
-MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 IDLE_READ_SIZE = 1024  # bytes asked of a waiting recv() after small reads (see SocketTransport)
 # Errors of a send or recv that would block: the socket is fine, try again later.
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
