@@ -230,6 +230,11 @@ def test_close_shuts_down_the_sockets_still_watched(reactor):
 
 # -- the event app on wsocket's own server ------------------------------------------------------
 
+def _parked(server):
+    """The connections the server's reactor watches (the listening socket, watched too, aside)."""
+    return len(server.reactor) - server.accepts_in_loop
+
+
 def _server_threads():
     """Threads that serve connections: handlers, workers (not the accept loop or the reactor)."""
     return [t for t in threading.enumerate()
@@ -251,7 +256,7 @@ def _parked_clients(stack, server, count):
     clients = [stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT,
                                            close_timeout=TIMEOUT))
                for _ in range(count)]
-    wait_for(lambda: len(server.reactor) == count, what="%d connections parked" % count)
+    wait_for(lambda: _parked(server) == count, what="%d connections parked" % count)
     return clients
 
 
@@ -271,7 +276,7 @@ def test_200_idle_connections_hold_no_thread_and_all_answer(serve):
         assert len(app.clients) == 200
     wait_for(lambda: len(closed) == 200, what="200 onclose calls")
     assert set(closed) == {(1000, "")}
-    wait_for(lambda: len(server.reactor) == 0, what="the reactor to forget them")
+    wait_for(lambda: _parked(server) == 0, what="the reactor to forget them")
     wait_for(lambda: server._active == 0, what="every place given back")
 
 
@@ -307,14 +312,14 @@ def test_closing_a_parked_connection_from_another_thread(serve):
     app, opened, closed = _echo_app()
     server = serve(app)
     with connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT) as client:
-        wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+        wait_for(lambda: _parked(server) == 1, what="the connection parked")
         opened[0].close(4001, "bye from the test")
         with pytest.raises(ConnectionClosed) as info:
             client.recv(timeout=TIMEOUT)
         assert info.value.rcvd.code == 4001
         assert info.value.rcvd.reason == "bye from the test"
     wait_for(lambda: closed == [(4001, "bye from the test")], what="onclose once")
-    wait_for(lambda: len(server.reactor) == 0, what="the reactor to forget it")
+    wait_for(lambda: _parked(server) == 0, what="the reactor to forget it")
 
 
 def test_a_raw_close_frame_to_a_parked_connection(serve):
@@ -322,7 +327,7 @@ def test_a_raw_close_frame_to_a_parked_connection(serve):
     server = serve(app)
     sock, reader, _ = upgrade("127.0.0.1", server.server_port)
     with sock:
-        wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+        wait_for(lambda: _parked(server) == 1, what="the connection parked")
         sock.sendall(client_frame(TEXT, b"one") + close_frame(1000, b"done"))
         assert reader.read_frame() == (True, TEXT, b"echo: one")
         assert reader.read_frame() == (True, CLOSE, struct.pack("!H", 1000))
@@ -363,7 +368,7 @@ def test_a_parked_connection_gives_its_place_back(serve):
     server = serve(app, max_connections=2)
     first = connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT, legacy=True)
     second = connect(ws_url(server), open_timeout=TIMEOUT, close_timeout=TIMEOUT, legacy=True)
-    wait_for(lambda: len(server.reactor) == 2, what="2 connections parked")
+    wait_for(lambda: _parked(server) == 2, what="2 connections parked")
     sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT)
     with sock:
         assert Reader(sock).read_response().status == 503  # both places taken
@@ -382,7 +387,7 @@ def test_tls_connections_park_too(serve, certificate):
     with connect(url, ssl=certificate["context"], open_timeout=TIMEOUT,
                  close_timeout=TIMEOUT) as client:
         for number in range(3):
-            wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+            wait_for(lambda: _parked(server) == 1, what="the connection parked")
             time.sleep(0.05)
             client.send("secret %d" % number)
             assert client.recv(timeout=TIMEOUT) == "echo: secret %d" % number
@@ -537,7 +542,7 @@ def test_a_handler_that_sleeps_or_waits_for_a_lock_holds_up_only_its_connection(
     server = serve(app)
     sleeper_sock, sleeper = _raw_clients(server, 1)[0]
     others = _raw_clients(server, 100)
-    wait_for(lambda: len(server.reactor) == 101, what="101 connections parked")
+    wait_for(lambda: _parked(server) == 101, what="101 connections parked")
     lock.acquire()
     # The sleeper's next messages come in the same breath: they wait for it, in order.
     sleeper_sock.sendall(client_frame(TEXT, "block") + client_frame(TEXT, "one")
@@ -568,7 +573,7 @@ def test_a_send_to_a_peer_that_does_not_read_holds_up_only_its_connection(serve)
     server = serve(app)
     slow_sock, slow = _raw_clients(server, 1)[0]
     others = _raw_clients(server, 20)
-    wait_for(lambda: len(server.reactor) == 21, what="21 connections parked")
+    wait_for(lambda: _parked(server) == 21, what="21 connections parked")
     slow_sock.sendall(client_frame(TEXT, "block") + client_frame(TEXT, "after"))
     time.sleep(0.2)  # the send is under way, and stuck
     _round_trips(others, 5)
@@ -591,7 +596,7 @@ def test_answers_to_a_batch_leave_before_its_handler_blocks(serve):
     app, closed = _blocking_app(block)
     server = serve(app)
     sock, reader = _raw_clients(server, 1)[0]
-    wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+    wait_for(lambda: _parked(server) == 1, what="the connection parked")
     sock.sendall(client_frame(TEXT, "one") + client_frame(TEXT, "block")
                  + client_frame(TEXT, "two"))
     try:
@@ -616,7 +621,7 @@ def test_answers_to_a_batch_and_broadcasts_keep_the_order_they_were_made_in(serv
     app.onmessage = onmessage
     server = serve(app)
     sock, reader = _raw_clients(server, 1)[0]
-    wait_for(lambda: len(server.reactor) == 1, what="the connection parked")
+    wait_for(lambda: _parked(server) == 1, what="the connection parked")
     sock.sendall(b"".join(client_frame(TEXT, "%d" % number) for number in range(20)))
     for number in range(20):
         assert reader.read_frame() == (True, TEXT, b"own %d" % number)
@@ -630,7 +635,7 @@ def test_broadcast_and_close_from_elsewhere_reach_others_while_a_handler_blocks(
     server = serve(app)
     blocked_sock, blocked = _raw_clients(server, 1)[0]
     others = _raw_clients(server, 3)
-    wait_for(lambda: len(server.reactor) == 4, what="4 connections parked")
+    wait_for(lambda: _parked(server) == 4, what="4 connections parked")
     blocked_sock.sendall(client_frame(TEXT, "block"))
     assert blocking.wait(TIMEOUT)
     # A broadcast from this thread reaches the others at once...

@@ -39,6 +39,7 @@ from .errors import ConnectionClosed, WebSocketError
 from .framework import Framework, Response, request_path
 from .middleware import WebSocketMiddleware
 from .protocol.codes import CloseCode
+from .protocol.handshake import is_upgrade_request
 from .websocket import WebSocket, logger
 
 if TYPE_CHECKING:
@@ -335,6 +336,30 @@ class WSocketApp(WebSocketMiddleware, Framework):
     def routes_websocket(self, path: str) -> bool:
         """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
         return self.find_route(path) is not None or not self.routes or self.has_handlers
+
+    @property
+    def handshakes_in_loop(self) -> bool:
+        """Whether some requests can be answered in the server's loop (``runs_in_loop``).
+
+        True for ``WSocketApp()`` with its own event session; a wrapped WSGI
+        app may block on any request, so its connections get threads as before.
+        """
+        return (self.wrapped_app is None
+                and type(self).handle_websocket is WSocketApp.handle_websocket)
+
+    def runs_in_loop(self, environ: Environ) -> bool:
+        """Whether this request is answered without blocking, in wsocket's server's loop.
+
+        A WebSocket upgrade for the events (or the demo): the handshake, then
+        ``onrequest`` and ``onconnect``, which, like ``onmessage``, get a
+        thread to themselves should they block. A route (any WSGI function)
+        or a plain HTTP request gets a thread of its own first.
+        """
+        if not self.handshakes_in_loop \
+                or not is_upgrade_request({"upgrade": environ.get("HTTP_UPGRADE", "")}):
+            return False
+        path = request_path(environ)
+        return self.find_route(path) is None and self.routes_websocket(path)
 
     def _own_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = request_path(environ)

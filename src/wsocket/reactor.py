@@ -251,6 +251,29 @@ class Reactor:
             if self._closing and not self._watches and self._polling:
                 self._wake_up.wake()  # the loop ends now
 
+    def hand_over(self, sock: socket.socket) -> None:
+        """From the callback of ``sock``, which is about to block: unwatch it, give the loop away.
+
+        Another thread takes the loop at once, without waiting for the monitor
+        to see a stall, and the caller's thread is the connection's own from
+        here on: the socket is no longer watched, and the thread becomes an
+        idle worker again when the callback returns.
+        """
+        self.unwatch(sock)
+        with self._lock:
+            running = self._turn.running
+            if running is None or running.sock is not sock:
+                return  # the loop has gone on already (the monitor saw a stall)
+            turn, self._turn = self._turn, _Turn()
+            successor = self._turn
+        try:
+            self.workers.submit(self._take_loop(successor))
+        except RuntimeError as error:  # no thread to be had: the loop stays here meanwhile
+            logger.warning("no thread to take the reactor's loop over (%s)", error)
+            with self._lock:
+                if self._turn is successor:
+                    self._turn = turn
+
     def close(self) -> None:
         """Stop: the sockets still watched are shut down, so their callbacks see them end.
 

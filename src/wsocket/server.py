@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import selectors
 import signal
 import socket
 import socketserver
@@ -22,7 +24,7 @@ import threading
 import time
 import traceback
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE
@@ -84,6 +86,20 @@ class BodyTimeout(HTTPError):
 
 class IncompleteBody(HTTPError):
     """The client closed the connection before the end of the body it announced."""
+
+
+_ServerSelector = getattr(selectors, "PollSelector", selectors.SelectSelector)
+
+
+class _HeadNotYet(Exception):
+    """Raised by a read of what has arrived (the reactor's): the request head is not all here.
+
+    ``deadline``: the monotonic time by which it must be, or the connection ends.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(deadline)
+        self.deadline = deadline
 
 
 class _DateHeader:
@@ -263,6 +279,23 @@ class FixedHandler(socketserver.BaseRequestHandler):
     idle = False  # waiting for a next request: the server may end the connection to stop
     keep_alive = True  # what the last request asked for (set by make_environ)
 
+    def __init__(self, request: Any, client_address: Any, server: ThreadingWSGIServer,
+                 in_loop: bool = False) -> None:
+        """Serve the connection to its end in this thread; with ``in_loop``, only set it up.
+
+        A handler made ``in_loop`` is driven by the server's reactor (see
+        ``WebSocketHandler.serve_arrived``) and returns at once.
+        """
+        if not in_loop:
+            super().__init__(request, client_address, server)  # setup, handle, finish
+            return
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        self.setup()
+        self.start_next_request(first=True)
+        server.connection_idle(self)  # waiting for its request: stop() may end it
+
     def setup(self) -> None:
         self.buffer = bytearray()
         self.taken_over = False
@@ -289,8 +322,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
     def finish(self) -> None:
         self.server.connection_closed(self)
 
-    def handle(self) -> None:
-        first = True
+    def handle(self, first: bool = True) -> None:
         try:
             while not self.taken_over:
                 if not self.server.connection_idle(self):
@@ -359,6 +391,26 @@ class FixedHandler(socketserver.BaseRequestHandler):
         sock.settimeout(timeout)
         return sock.recv(READ_SIZE)
 
+    def receive_arrived(self) -> bytes | None:
+        """The bytes that have arrived, without waiting; None: none yet."""
+        try:
+            return self.connection.recv(READ_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    def start_next_request(self, first: bool) -> None:
+        """Start the clocks of the next request head (see ``read_request``)."""
+        self.head_started: float | None = self.connected_at if first else None
+        self.idle_since = time.monotonic()
+
+    def head_deadline(self) -> float:
+        """When the request head being read must be complete, or the idle connection ends."""
+        if self.head_started is None:
+            if not self.buffer:
+                return self.idle_since + self.server.keep_alive_timeout
+            self.head_started = time.monotonic()  # its first bytes are here
+        return self.head_started + self.server.request_timeout
+
     def read_request(self, first: bool = False) -> Environ | None:
         """Parse the next request head into a WSGI environ; None at a clean end.
 
@@ -368,7 +420,15 @@ class FixedHandler(socketserver.BaseRequestHandler):
         its first byte for the next ones; between requests a connection may
         idle ``keep_alive_timeout`` seconds.
         """
-        started: float | None = self.connected_at if first else None
+        self.start_next_request(first)
+        return self.read_head(wait=True)
+
+    def read_head(self, wait: bool) -> Environ | None:
+        """``read_request`` once its clocks run; ``wait=False`` reads only what has arrived.
+
+        Raises:
+            _HeadNotYet: (``wait=False``) the head is not all here yet.
+        """
         limit = self.max_request_head
         while True:
             while self.buffer[:2] == b"\r\n":
@@ -376,17 +436,14 @@ class FixedHandler(socketserver.BaseRequestHandler):
             end = find_head_end(self.buffer, limit)
             if end >= 0:
                 break
-            now = time.monotonic()
-            if started is None and self.buffer:
-                started = now
-            if started is None:
-                timeout = self.server.keep_alive_timeout
-            else:
-                timeout = started + self.server.request_timeout - now
+            deadline = self.head_deadline()
             try:
+                timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     raise socket.timeout
-                data = self.receive(timeout)
+                data = self.receive(timeout) if wait else self.receive_arrived()
+                if data is None:
+                    raise _HeadNotYet(deadline)
             except socket.timeout:
                 if self.buffer:
                     raise BadRequest("request head not complete within %g s"
@@ -714,6 +771,70 @@ class WebSocketHandler(FixedHandler):
     """
 
     detached = False  # the app goes on with the socket after the request returned
+    serves_in_loop = True
+    """True: the server's reactor may read this connection's requests (``serve_arrived``)."""
+
+    def serve_arrived(self) -> float | None:
+        """The reactor's callback for a connection waiting for its request (made ``in_loop``).
+
+        Reads what has arrived, without waiting. A complete request that the
+        app answers without blocking (``app.runs_in_loop(environ)``: the event
+        app's WebSocket upgrades) is answered right here, in the loop's
+        thread: no thread per connection, no hand-over. Anything else (a
+        route, an HTTP request, a wrapped WSGI app) may block, so the
+        connection leaves the loop first (``Reactor.hand_over``) and this
+        thread serves it to its end, as a connection thread does. Returns
+        when to be called again at the latest (the head's deadline), or None.
+        """
+        server = self.server
+        try:
+            while server.connection_idle(self):
+                try:
+                    environ = self.read_head(wait=False)
+                except _HeadNotYet as not_yet:
+                    return not_yet.deadline  # idle still: stop() ends it meanwhile
+                except HTTPError as error:
+                    self.idle = False
+                    self.send_error(error.status, str(error))
+                    break
+                self.idle = False
+                if environ is None:
+                    break
+                app = server.get_app()
+                runs_in_loop = getattr(app, "runs_in_loop", None)
+                if runs_in_loop is None or not runs_in_loop(environ):
+                    server.reactor.hand_over(self.connection)
+                    self._serve_in_this_thread(app, environ)
+                    return None
+                if not FixedServerHandler(self, environ).run(app):
+                    break
+                self.start_next_request(first=False)
+        except (ssl.SSLError, ConnectionError, socket.timeout) as error:
+            logger.debug("connection from %s ended: %s", self.client_address[0], error)
+        except Exception:
+            server.handle_error(self.request, self.client_address)
+        self._end_in_loop()
+        return None
+
+    def _serve_in_this_thread(self, app: WSGIApp, environ: Environ) -> None:
+        """Out of the loop: answer ``environ``, then the next requests, as a connection thread."""
+        try:
+            if FixedServerHandler(self, environ).run(app):
+                self.handle(first=False)
+        except (ssl.SSLError, ConnectionError, socket.timeout) as error:
+            logger.debug("connection from %s ended: %s", self.client_address[0], error)
+        except Exception:
+            self.server.handle_error(self.request, self.client_address)
+        finally:
+            self.finish()
+            if not self.detached:
+                self.server.shutdown_request(self.request)
+
+    def _end_in_loop(self) -> None:
+        self.finish()
+        if not self.detached:
+            self.server.reactor.unwatch(self.connection)
+            self.server.shutdown_request(self.request)
 
     def make_environ(self, head: bytes) -> Environ:
         environ = super().make_environ(head)
@@ -942,6 +1063,10 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._reactor: Reactor | None = None
+        self.accepts_in_loop = False
+        """True while ``serve_forever()`` accepts in the reactor's loop (the event app)."""
+        self._stop_accepting = threading.Event()  # shutdown() asks serve_forever() to end
+        self._serving_ended = threading.Event()
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
         self.reuse_port = reuse_port
@@ -1026,6 +1151,54 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # and stops at the first accept() that would block (see below).
         self.socket.setblocking(False)
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until ``shutdown()``; for the event app, in the reactor's loop.
+
+        When the app answers its WebSockets' handshakes in the loop
+        (``_serves_in_loop``), the loop accepts too: one thread accepts,
+        reads the request and answers it, which spares a hand-over between
+        two threads (and their wait for the GIL) per connection; this thread
+        then only waits for ``shutdown()``. Otherwise this thread accepts, as
+        socketserver's does.
+        """
+        stop = self._stop_accepting
+        self._serving_ended.clear()
+        in_loop = self._serves_in_loop(self.socket)
+        try:
+            if in_loop:
+                self.accepts_in_loop = True
+                self.reactor.watch(self.socket, self._accept_in_loop)
+                while not stop.wait(poll_interval):
+                    self.service_actions()
+                return
+            with _ServerSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                while not stop.is_set():
+                    ready = selector.select(poll_interval)
+                    if stop.is_set():
+                        break
+                    if ready:
+                        self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            if in_loop:
+                self.accepts_in_loop = False
+                self.reactor.unwatch(self.socket)
+            stop.clear()
+            self._serving_ended.set()
+
+    def _accept_in_loop(self) -> float | None:
+        """The reactor's callback for the listening socket: take the connections waiting."""
+        if self._stop_accepting.is_set():
+            return None
+        self._handle_request_noblock()
+        return math.inf
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever()`` (from another thread) and wait until it has returned."""
+        self._stop_accepting.set()
+        self._serving_ended.wait()
+
     def _handle_request_noblock(self) -> None:
         """socketserver's, for every connection waiting (up to ``accept_batch``), not one.
 
@@ -1059,9 +1232,26 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         if full:
             self._refuse(request, client_address)
             return
-        # If starting the thread fails, socketserver calls shutdown_request(),
-        # which gives the place back.
-        super().process_request(request, client_address)
+        # If this fails, the accept loop calls shutdown_request(), which
+        # gives the place back.
+        if self._serves_in_loop(request):
+            # (a WebSocketHandler: serves_in_loop said so)
+            handler_class = cast("type[WebSocketHandler]", self.RequestHandlerClass)
+            handler = handler_class(request, client_address, self, in_loop=True)
+            self.reactor.watch(request, handler.serve_arrived, handler.head_deadline())
+            return
+        super().process_request(request, client_address)  # a thread of its own
+
+    def _serves_in_loop(self, request: Any) -> bool:
+        """Whether the reactor reads this connection's requests (no thread until one blocks).
+
+        Where an app says which of its requests it answers without blocking
+        (``WSocketApp.handshakes_in_loop``: the event app), on a plain socket.
+        """
+        return (self.parks_idle_websockets and self.ssl_context is None
+                and getattr(self.RequestHandlerClass, "serves_in_loop", False)
+                and getattr(self.get_app(), "handshakes_in_loop", False)
+                and green_library(request) is None)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         # socketserver's, but a detached connection is not closed here: the
