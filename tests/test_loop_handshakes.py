@@ -112,6 +112,33 @@ def test_a_hook_that_blocks_holds_up_only_its_own_handshake(serve, hook):
     _goodbye([(slow_sock, slow_reader), *others])
 
 
+def test_messages_that_come_with_the_upgrade_are_answered_before_a_handler_blocks(serve):
+    release = threading.Event()
+    app = WSocketApp()
+
+    def onmessage(message, client):
+        if message == "block":
+            client.send("blocked")
+            release.wait(TIMEOUT * 3)
+        client.send("echo: %s" % message)
+
+    app.onmessage = onmessage
+    server = serve(app)
+    # One write: the request and three messages, handled in the handshake's own turn.
+    frames = client_frame(TEXT, "one") + client_frame(TEXT, "block") + client_frame(TEXT, "two")
+    sock, reader, _ = upgrade("127.0.0.1", server.server_port, extra=frames)
+    try:
+        assert reader.read_frame() == (True, TEXT, b"echo: one")
+        assert reader.read_frame() == (True, TEXT, b"blocked")  # while the handler blocks
+        others = _open(server, 5)
+        _echo_round(others, "meanwhile")
+    finally:
+        release.set()
+    assert reader.read_frame() == (True, TEXT, b"echo: block")
+    assert reader.read_frame() == (True, TEXT, b"echo: two")
+    _goodbye([(sock, reader), *others])
+
+
 def test_a_route_gets_a_thread_and_the_loop_goes_on(serve):
     app = _echo_app()
     entered = threading.Event()
@@ -145,6 +172,24 @@ def test_a_route_gets_a_thread_and_the_loop_goes_on(serve):
             sock.sendall(request("GET", "/page?%d" % number))
             assert reader.read_response().body == b"page %d" % number
     _goodbye([(route_sock, route_reader), *others])
+
+
+def test_a_handler_class_with_its_own_handle_keeps_a_thread_per_connection(serve):
+    from wsocket.server import WebSocketHandler
+
+    handled = []
+
+    class CountingHandler(WebSocketHandler):
+        def handle(self, first=True):
+            handled.append(threading.current_thread().name)
+            super().handle(first)
+
+    server = serve(_echo_app(), handler_class=CountingHandler)
+    clients = _open(server, 3)
+    _echo_round(clients, "counted")
+    assert server.accepts_in_loop is False
+    assert len(handled) == 3
+    _goodbye(clients)
 
 
 def test_a_refused_upgrade_is_answered_from_the_loop_and_the_connection_closed(serve):

@@ -560,6 +560,11 @@ class _EventSession:
         self.reactor, self.release = detach()
         client.runs_in_loop()
         client.set_close_callback(self._wake)
+        # On wsocket's server this runs in the loop's thread, as a callback of
+        # this very socket (the loop read the request): should a handler of
+        # the messages that came with the upgrade block, what they sent
+        # before leaves all the same (as in every later turn).
+        self.reactor.set_on_stall(client.sock, client.release_held)
         due = self.resume()
         if due is not None:
             self.reactor.watch(client.sock, self.resume, due, on_stall=client.release_held)

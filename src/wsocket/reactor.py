@@ -220,6 +220,13 @@ class Reactor:
                 watch.on_stall = on_stall
             self._arm(watch, math.inf if due is None else due)
 
+    def set_on_stall(self, sock: socket.socket, on_stall: Job | None) -> None:
+        """Set the stall hook of ``sock``'s watch alone: not watched again (its callback may run)."""
+        with self._lock:
+            watch = self._watches.get(sock.fileno())
+            if watch is not None and watch.sock is sock:
+                watch.on_stall = on_stall
+
     def wake(self, sock: socket.socket) -> None:
         """Run the callback of ``sock`` now (or once more, if it is running)."""
         with self._lock:

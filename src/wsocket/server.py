@@ -772,7 +772,12 @@ class WebSocketHandler(FixedHandler):
 
     detached = False  # the app goes on with the socket after the request returned
     serves_in_loop = True
-    """True: the server's reactor may read this connection's requests (``serve_arrived``)."""
+    """True: the server's reactor may read this connection's requests (``serve_arrived``).
+
+    Only while ``__init__`` and ``handle`` are this class's own: a subclass
+    that overrides either gets a thread per connection, and its ``handle``
+    runs as before.
+    """
 
     def serve_arrived(self) -> float | None:
         """The reactor's callback for a connection waiting for its request (made ``in_loop``).
@@ -1248,8 +1253,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         Where an app says which of its requests it answers without blocking
         (``WSocketApp.handshakes_in_loop``: the event app), on a plain socket.
         """
+        handler_class = self.RequestHandlerClass
         return (self.parks_idle_websockets and self.ssl_context is None
-                and getattr(self.RequestHandlerClass, "serves_in_loop", False)
+                and getattr(handler_class, "serves_in_loop", False)
+                and getattr(handler_class, "handle", None) is FixedHandler.handle
+                and getattr(handler_class, "__init__", None) is FixedHandler.__init__
                 and getattr(self.get_app(), "handshakes_in_loop", False)
                 and green_library(request) is None)
 
