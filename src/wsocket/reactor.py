@@ -221,7 +221,7 @@ class Reactor:
             self._arm(watch, math.inf if due is None else due)
 
     def set_on_stall(self, sock: socket.socket, on_stall: Job | None) -> None:
-        """Set the stall hook of ``sock``'s watch alone: not watched again (its callback may run)."""
+        """Set the stall hook of ``sock``'s watch, without watching it again (it may be running)."""
         with self._lock:
             watch = self._watches.get(sock.fileno())
             if watch is not None and watch.sock is sock:
