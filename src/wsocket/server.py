@@ -27,7 +27,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
-from ._sockets import READ_SIZE
+from ._sockets import READ_SIZE, recv_nowait_in_loop
 from ._transport import green_library
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
@@ -89,6 +89,8 @@ class IncompleteBody(HTTPError):
 
 
 _ServerSelector = getattr(selectors, "PollSelector", selectors.SelectSelector)
+# How a client's connection ends under the handler: logged at debug, not an error.
+_CONNECTION_ENDED = (ssl.SSLError, ConnectionError, socket.timeout)
 
 
 class _HeadNotYet(Exception):
@@ -340,7 +342,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 runner = FixedServerHandler(self, environ)
                 if not runner.run(self.server.get_app()):
                     return
-        except (ssl.SSLError, ConnectionError, socket.timeout) as error:
+        except _CONNECTION_ENDED as error:
             logger.debug("connection from %s ended: %s", self.client_address[0], error)
 
     # -- low-level reading, shared with RequestBody ------------------------------
@@ -391,13 +393,6 @@ class FixedHandler(socketserver.BaseRequestHandler):
         sock.settimeout(timeout)
         return sock.recv(READ_SIZE)
 
-    def receive_arrived(self) -> bytes | None:
-        """The bytes that have arrived, without waiting; None: none yet."""
-        try:
-            return self.connection.recv(READ_SIZE, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return None
-
     def start_next_request(self, first: bool) -> None:
         """Start the clocks of the next request head (see ``read_request``)."""
         self.head_started: float | None = self.connected_at if first else None
@@ -441,7 +436,9 @@ class FixedHandler(socketserver.BaseRequestHandler):
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     raise socket.timeout
-                data = self.receive(timeout) if wait else self.receive_arrived()
+                # (Not waiting: the reactor's loop reads, on a plain socket.)
+                data = (self.receive(timeout) if wait
+                        else recv_nowait_in_loop(self.connection, READ_SIZE))
                 if data is None:
                     raise _HeadNotYet(deadline)
             except socket.timeout:
@@ -814,11 +811,11 @@ class WebSocketHandler(FixedHandler):
                 if not FixedServerHandler(self, environ).run(app):
                     break
                 self.start_next_request(first=False)
-        except (ssl.SSLError, ConnectionError, socket.timeout) as error:
+        except _CONNECTION_ENDED as error:
             logger.debug("connection from %s ended: %s", self.client_address[0], error)
         except Exception:
             server.handle_error(self.request, self.client_address)
-        self._end_in_loop()
+        self._end_connection()
         return None
 
     def _serve_in_this_thread(self, app: WSGIApp, environ: Environ) -> None:
@@ -826,19 +823,18 @@ class WebSocketHandler(FixedHandler):
         try:
             if FixedServerHandler(self, environ).run(app):
                 self.handle(first=False)
-        except (ssl.SSLError, ConnectionError, socket.timeout) as error:
+        except _CONNECTION_ENDED as error:
             logger.debug("connection from %s ended: %s", self.client_address[0], error)
         except Exception:
             self.server.handle_error(self.request, self.client_address)
         finally:
-            self.finish()
-            if not self.detached:
-                self.server.shutdown_request(self.request)
+            self._end_connection()
 
-    def _end_in_loop(self) -> None:
+    def _end_connection(self) -> None:
+        """The end of a connection served from the loop (unless the app took it with it)."""
         self.finish()
         if not self.detached:
-            self.server.reactor.unwatch(self.connection)
+            self.server.reactor.unwatch(self.connection)  # (nothing, once handed over)
             self.server.shutdown_request(self.request)
 
     def make_environ(self, head: bytes) -> Environ:
