@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import READ_SIZE, recv_nowait_in_loop
+from ._sockets import READ_SIZE, DirectReceive, recv_nowait_in_loop
 from ._transport import WriteMode
 from .protocol.codes import CloseCode
 from .protocol.connection import CloseReceived, Failure, Message
@@ -24,6 +24,7 @@ from .protocol.connection import CloseReceived, Failure, Message
 if TYPE_CHECKING:
     import logging
 
+    from . import _speedups
     from ._keepalive import Keepalive
     from ._transport import SocketTransport
     from .protocol.connection import Connection, Event
@@ -60,7 +61,8 @@ class Reader:
             deque keeps 600 bytes for each quiet connection.
     """
 
-    __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport", "_recv_dontwait")
+    __slots__ = ("lock", "events", "direct", "_connection", "_keepalive", "_transport",
+                 "_recv_dontwait")
 
     def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
         self.lock = threading.Lock()
@@ -70,6 +72,8 @@ class Reader:
         self._transport: SocketTransport  # set by attach()
         # A plain socket's one call per read (read_messages_nowait: the reactor's loop)
         self._recv_dontwait: Callable[[int], bytes | None] | None = None
+        # The event app's usual read in C, once the loop reads (see in_loop()).
+        self.direct: _speedups.DirectReceive | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
@@ -78,6 +82,19 @@ class Reader:
             self._recv_dontwait = functools.partial(recv_nowait_in_loop, transport.sock)
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
+
+    def in_loop(self) -> None:
+        """From now on the reactor's loop reads: its usual read is one C call, ``direct``."""
+        connection = self._connection
+        if DirectReceive is not None and self._recv_dontwait is not None \
+                and connection.receives_plain_frames:
+            self.direct = DirectReceive(
+                self._transport.sock, connection, self, self.events, self._transport,
+                self._keepalive.heard, self.lock, connection.expects_masked)
+
+    def take_rest(self, data: bytes) -> None:
+        """``direct`` read more than whole messages: the rest's events wait (lock held)."""
+        self._add(self._connection.receive_data(data))
 
     def _add(self, new: list[Event]) -> None:
         """Queue the core's ``new`` events after those still waiting (next one last).

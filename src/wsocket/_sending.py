@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._sockets import send_nowait, send_nowait_in_loop
+from ._sockets import DirectSend, send_nowait, send_nowait_in_loop
 from ._transport import SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
@@ -29,6 +29,7 @@ from .protocol.codes import CloseCode
 if TYPE_CHECKING:
     import logging
 
+    from . import _speedups
     from .protocol.connection import Connection
     from .protocol.frames import Buffer
 
@@ -67,7 +68,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "send_dontwait", "holding")
+                 "send_dontwait", "holding", "direct")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -83,6 +84,8 @@ class Sender:
         # The event app handles several messages that came together: their
         # answers wait in the queue and leave in one write (see hold()).
         self.holding = False
+        # WebSocket.send's usual case in C, once the loop writes (see in_loop()).
+        self.direct: _speedups.DirectSend | None = None
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
@@ -90,9 +93,17 @@ class Sender:
             self.send_dontwait = functools.partial(send_nowait, transport.sock)
 
     def in_loop(self) -> None:
-        """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``)."""
+        """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``).
+
+        The usual message then goes in one C call, ``direct``, which keeps
+        the GIL as the loop's other calls do (not with a thread per
+        connection: see ``_sockets.send_nowait``).
+        """
         if self.send_dontwait is not None:
-            self.send_dontwait = functools.partial(send_nowait_in_loop, self.transport.sock)
+            sock = self.transport.sock
+            self.send_dontwait = functools.partial(send_nowait_in_loop, sock)
+            if DirectSend is not None and self._connection.sends_plain_frames:
+                self.direct = DirectSend(sock, self._connection, self, self.queue, self.lock)
 
     @property
     def waiting(self) -> bool:

@@ -6,12 +6,15 @@ Standard library only, like the rest of the core.
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .protocol.frames import SPEEDUPS, Buffer
 
+if TYPE_CHECKING:
+    from . import _speedups
+
 __all__ = ["READ_SIZE", "MSG_DONTWAIT", "shutdown_quietly", "WakeUpPair", "send_nowait",
-           "send_nowait_in_loop", "recv_nowait_in_loop"]
+           "send_nowait_in_loop", "recv_nowait_in_loop", "DirectSend", "DirectReceive"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
@@ -44,11 +47,17 @@ def _recv_nowait_python(sock: socket.socket, size: int) -> bytes | None:
 send_nowait: Callable[[socket.socket, Buffer], int] = _send_nowait_python
 send_nowait_in_loop: Callable[[socket.socket, Buffer], int] = _send_nowait_python
 recv_nowait_in_loop: Callable[[socket.socket, int], bytes | None] = _recv_nowait_python
+# WebSocket.send's usual case and the event app's usual read in C (see Sender.in_loop
+# and Reader.in_loop), or None: the Python path only.
+DirectSend: type[_speedups.DirectSend] | None = None
+DirectReceive: type[_speedups.DirectReceive] | None = None
 if SPEEDUPS:
     from . import _speedups
 
     send_nowait_in_loop = getattr(_speedups, "send_nowait", _send_nowait_python)
     recv_nowait_in_loop = getattr(_speedups, "recv_nowait", _recv_nowait_python)
+    DirectSend = getattr(_speedups, "DirectSend", None)
+    DirectReceive = getattr(_speedups, "DirectReceive", None)
 
 
 def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -26,6 +26,13 @@
  * from the socket at each call with the GIL held; socket.close() marks it
  * closed before it lets the GIL go, so a closed socket gives EBADF, never
  * another connection's descriptor.
+ *
+ * DirectSend, DirectReceive: for a connection the reactor's loop serves (the
+ * event app), WebSocket.send's usual message and the usual turn's read, each
+ * in one call: the Python frames around send_nowait and recv_nowait were most
+ * of the library's own time per message. Each checks the connection's state
+ * on the Python objects at every call and steps aside (False, None) for
+ * anything but the usual case, which the Python code then handles whole.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -164,27 +171,18 @@ new_event(PyObject *message_class, PyObject *value)
     return event;
 }
 
-static PyObject *
-parse_messages(PyObject *module, PyObject *args)
+/* The run of small whole text/binary frames of buffer[position:end], appended to
+ * ``messages`` as message_class(data) (see new_event). Returns the position after
+ * them, or -1 with an exception set. ``*error`` gets the exception inflate()
+ * raised, which ended the run (a new reference), else stays NULL. */
+static Py_ssize_t
+parse_run(const unsigned char *buffer, Py_ssize_t end, Py_ssize_t position, int masked,
+          Py_ssize_t limit, PyObject *message_class, PyObject *inflate, PyObject *messages,
+          PyObject **error)
 {
-    Py_buffer data;
-    Py_ssize_t position, limit;
-    int masked;
-    PyObject *message_class, *inflate, *messages, *error = Py_None, *result = NULL;
-    const unsigned char *buffer;
-
-    if (!PyArg_ParseTuple(args, "y*npnOO:parse_messages", &data, &position, &masked, &limit,
-                          &message_class, &inflate)) {
-        return NULL;
-    }
-    buffer = data.buf;
-    messages = PyList_New(0);
-    if (messages == NULL) {
-        goto done;
-    }
-    while (position >= 0 && data.len - position >= 2) {
+    while (position >= 0 && end - position >= 2) {
         const unsigned char *frame = buffer + position;
-        Py_ssize_t available = data.len - position, size = 2, length;
+        Py_ssize_t available = end - position, size = 2, length;
         const unsigned char *mask = NULL;
         int opcode = frame[0] & 0x0F;
         int compressed = (frame[0] & 0xF0) == 0xC0 && inflate != Py_None;
@@ -224,8 +222,7 @@ parse_messages(PyObject *module, PyObject *args)
         if (compressed) {
             PyObject *payload = decode_payload(frame + size, length, mask, 0);
             if (payload == NULL) {
-                Py_CLEAR(messages);
-                goto done;
+                return -1;
             }
             position += size + length;
             value = PyObject_CallFunctionObjArgs(inflate, payload,
@@ -235,20 +232,17 @@ parse_messages(PyObject *module, PyObject *args)
                 /* The decompressor has moved on: this frame cannot be read
                    again, so its error is the caller's to raise. */
 #if PY_VERSION_HEX >= 0x030C0000
-                error = PyErr_GetRaisedException();
+                *error = PyErr_GetRaisedException();
 #else
                 PyObject *type, *traceback;
-                PyErr_Fetch(&type, &error, &traceback);
-                PyErr_NormalizeException(&type, &error, &traceback);
-                if (error != NULL && traceback != NULL) {
-                    PyException_SetTraceback(error, traceback);
+                PyErr_Fetch(&type, error, &traceback);
+                PyErr_NormalizeException(&type, error, &traceback);
+                if (*error != NULL && traceback != NULL) {
+                    PyException_SetTraceback(*error, traceback);
                 }
                 Py_XDECREF(type);
                 Py_XDECREF(traceback);
 #endif
-                if (error == NULL) {
-                    error = Py_None;  /* given its reference below */
-                }
                 break;
             }
         }
@@ -256,8 +250,7 @@ parse_messages(PyObject *module, PyObject *args)
             value = decode_payload(frame + size, length, mask, opcode == 1);
             if (value == NULL) {
                 if (PyErr_Occurred()) {
-                    Py_CLEAR(messages);
-                    goto done;
+                    return -1;
                 }
                 break;  /* invalid UTF-8: the Python path names the error */
             }
@@ -267,12 +260,37 @@ parse_messages(PyObject *module, PyObject *args)
         Py_DECREF(value);
         if (event == NULL || PyList_Append(messages, event) < 0) {
             Py_XDECREF(event);
-            Py_CLEAR(messages);
-            goto done;
+            return -1;
         }
         Py_DECREF(event);
     }
-    if (error == Py_None) {
+    return position;
+}
+
+static PyObject *
+parse_messages(PyObject *module, PyObject *args)
+{
+    Py_buffer data;
+    Py_ssize_t position, limit;
+    int masked;
+    PyObject *message_class, *inflate, *messages, *error = NULL, *result = NULL;
+
+    if (!PyArg_ParseTuple(args, "y*npnOO:parse_messages", &data, &position, &masked, &limit,
+                          &message_class, &inflate)) {
+        return NULL;
+    }
+    messages = PyList_New(0);
+    if (messages == NULL) {
+        goto done;
+    }
+    position = parse_run(data.buf, data.len, position, masked, limit, message_class, inflate,
+                         messages, &error);
+    if (position < 0 && PyErr_Occurred()) {
+        Py_DECREF(messages);
+        goto done;
+    }
+    if (error == NULL) {
+        error = Py_None;
         Py_INCREF(error);
     }
     result = Py_BuildValue("NnN", messages, position, error);
@@ -403,6 +421,491 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 #endif
 
+/* -- DirectSend ------------------------------------------------------------------
+ *
+ * WebSocket.send's usual case in one call: a str or bytes message of at most
+ * 64 KiB on a plain (not TLS, not green) server socket with no compression,
+ * while nothing else stands in the way: not closed, no close frame sent, no
+ * batch being held back, nothing queued, the send lock free. Then the frame
+ * (unmasked: the server side) leaves in one sendmsg() of the header and the
+ * payload where it lies, with MSG_DONTWAIT and the GIL kept, as send_nowait.
+ *
+ * In every other case it does nothing and returns False, and the Python code
+ * of WebSocket.send goes on, which knows every rule and names every error.
+ * The one case it cannot give back is a partial write (the socket took the
+ * start of the frame): it then hands the frame and the count to
+ * owner._finish_direct_send(frame, sent) with the send lock held, which
+ * sends the rest and releases the lock.
+ *
+ * It reads the state it checks from the Python objects at each call (a few
+ * attribute reads): nothing is copied, so nothing can fall out of date.
+ */
+#ifdef HAVE_NOWAIT_IO
+#include <sys/uio.h>
+#include <time.h>
+
+#define DIRECT_PAYLOAD_MAX 65535
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
+    PyObject *connection;  /* the protocol core: close_sent, failed */
+    PyObject *sender;      /* the Sender: holding */
+    PyObject *queue;       /* its OutgoingQueue: frames */
+    PyObject *acquire;     /* sender.lock.acquire */
+    PyObject *release;     /* sender.lock.release */
+} DirectSend;
+
+static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *frames_name,
+                *finish_name;
+
+static int
+direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *sock, *connection, *sender, *queue, *lock, *acquire, *release;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "DirectSend() takes positional arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OOOOO:DirectSend", &sock, &connection, &sender, &queue, &lock))
+        return -1;
+    acquire = PyObject_GetAttrString(lock, "acquire");
+    if (acquire == NULL)
+        return -1;
+    release = PyObject_GetAttrString(lock, "release");
+    if (release == NULL) {
+        Py_DECREF(acquire);
+        return -1;
+    }
+    Py_INCREF(sock);
+    Py_XSETREF(self->sock, sock);
+    Py_INCREF(connection);
+    Py_XSETREF(self->connection, connection);
+    Py_INCREF(sender);
+    Py_XSETREF(self->sender, sender);
+    Py_INCREF(queue);
+    Py_XSETREF(self->queue, queue);
+    Py_XSETREF(self->acquire, acquire);
+    Py_XSETREF(self->release, release);
+    return 0;
+}
+
+static void
+direct_send_dealloc(DirectSend *self)
+{
+    Py_XDECREF(self->sock);
+    Py_XDECREF(self->connection);
+    Py_XDECREF(self->sender);
+    Py_XDECREF(self->queue);
+    Py_XDECREF(self->acquire);
+    Py_XDECREF(self->release);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* 1: the attribute ``name`` of ``obj`` is ``expected``; 0: it is not; -1: error. */
+static int
+attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return -1;
+    Py_DECREF(value);  /* only its identity is compared */
+    return value == expected;
+}
+
+/* 1: nothing stands in the way of a direct send; 0: something does; -1: error. */
+static int
+direct_send_clear(DirectSend *self, PyObject *owner)
+{
+    PyObject *frames;
+    Py_ssize_t waiting;
+    int clear;
+
+    if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
+        return clear;
+    if ((clear = attribute_is(self->connection, close_sent_name, Py_None)) != 1)
+        return clear;
+    if ((clear = attribute_is(self->connection, failed_name, Py_False)) != 1)
+        return clear;
+    if ((clear = attribute_is(self->sender, holding_name, Py_False)) != 1)
+        return clear;
+    frames = PyObject_GetAttr(self->queue, frames_name);
+    if (frames == NULL)
+        return -1;
+    waiting = PyObject_Length(frames);
+    Py_DECREF(frames);
+    if (waiting < 0)
+        return -1;
+    return waiting == 0;
+}
+
+static PyObject *
+direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *owner, *message, *taken, *frame, *result;
+    const char *payload;
+    Py_ssize_t length;
+    unsigned char header[4];
+    size_t header_length;
+    struct iovec parts[2];
+    struct msghdr note;
+    ssize_t sent;
+    int opcode, clear, fd;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "DirectSend takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "DirectSend", 2, 2, &owner, &message))
+        return NULL;
+    if (PyUnicode_CheckExact(message)) {
+        payload = PyUnicode_AsUTF8AndSize(message, &length);
+        if (payload == NULL) {
+            PyErr_Clear();  /* lone surrogates: the Python path raises the usual error */
+            Py_RETURN_FALSE;
+        }
+        opcode = 0x1;
+    }
+    else if (PyBytes_CheckExact(message)) {
+        payload = PyBytes_AS_STRING(message);
+        length = PyBytes_GET_SIZE(message);
+        opcode = 0x2;
+    }
+    else {
+        Py_RETURN_FALSE;
+    }
+    if (length > DIRECT_PAYLOAD_MAX)
+        Py_RETURN_FALSE;
+    clear = direct_send_clear(self, owner);
+    if (clear < 0)
+        return NULL;
+    if (clear == 0)
+        Py_RETURN_FALSE;
+    taken = PyObject_CallOneArg(self->acquire, Py_False);
+    if (taken == NULL)
+        return NULL;
+    Py_DECREF(taken);
+    if (taken != Py_True)
+        Py_RETURN_FALSE;  /* another thread writes: the Python path waits for it */
+    fd = PyObject_AsFileDescriptor(self->sock);
+    if (fd < 0) {
+        PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
+        goto give_back;
+    }
+    header[0] = (unsigned char)(0x80 | opcode);
+    if (length < 126) {
+        header[1] = (unsigned char)length;
+        header_length = 2;
+    }
+    else {
+        header[1] = 126;
+        header[2] = (unsigned char)(length >> 8);
+        header[3] = (unsigned char)(length & 0xff);
+        header_length = 4;
+    }
+    parts[0].iov_base = header;
+    parts[0].iov_len = header_length;
+    parts[1].iov_base = (void *)payload;
+    parts[1].iov_len = (size_t)length;
+    memset(&note, 0, sizeof(note));
+    note.msg_iov = parts;
+    note.msg_iovlen = 2;
+    sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent == (ssize_t)header_length + length) {
+        result = PyObject_CallNoArgs(self->release);
+        if (result == NULL)
+            return NULL;
+        Py_DECREF(result);
+        Py_RETURN_TRUE;
+    }
+    if (sent < 0)
+        sent = 0;  /* nothing now, or failed: the rest's send waits, or meets the error */
+    frame = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)header_length + length);
+    if (frame == NULL)
+        goto give_back_with_error;
+    memcpy(PyBytes_AS_STRING(frame), header, header_length);
+    memcpy(PyBytes_AS_STRING(frame) + header_length, payload, (size_t)length);
+    {
+        PyObject *sent_count = PyLong_FromSsize_t(sent);
+        if (sent_count == NULL) {
+            Py_DECREF(frame);
+            goto give_back_with_error;
+        }
+        /* owner._finish_direct_send releases the lock, whatever happens. */
+        result = PyObject_CallMethodObjArgs(owner, finish_name, frame, sent_count, NULL);
+        Py_DECREF(sent_count);
+        Py_DECREF(frame);
+    }
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_TRUE;
+
+give_back:
+    result = PyObject_CallNoArgs(self->release);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_FALSE;
+
+give_back_with_error:
+    {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        result = PyObject_CallNoArgs(self->release);
+        Py_XDECREF(result);
+        PyErr_Restore(type, value, traceback);
+    }
+    return NULL;
+}
+
+static PyTypeObject DirectSendType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsocket._speedups.DirectSend",
+    .tp_basicsize = sizeof(DirectSend),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "DirectSend(sock, connection, sender, queue, lock): called as\n"
+              "direct(owner, message) -> bool, True when the message went (see the C source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)direct_send_init,
+    .tp_dealloc = (destructor)direct_send_dealloc,
+    .tp_call = (ternaryfunc)direct_send_call,
+};
+
+/* -- DirectReceive ---------------------------------------------------------------
+ *
+ * The event app's usual read in one call: when the connection is at rest (open,
+ * no event waiting, no frame half read, not corked, the read lock free), one
+ * recv() with MSG_DONTWAIT into a buffer on the stack, keepalive told, and the
+ * whole small text/binary messages at its start parsed (parse_run). Whatever
+ * follows them (a control frame, a fragment, the start of the next frame)
+ * goes to reader.take_rest(rest) with the read lock held, which parses it the
+ * whole way into the reader's events.
+ *
+ * It returns the messages as they are (str or bytes), or None when it read
+ * nothing: not at rest, nothing there, the end of the stream or a socket error.
+ * The Python path then does the read itself and acts on what it finds (the end
+ * and errors stay for it to see: recv() gives them again).
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
+    PyObject *connection;  /* the protocol core: its receiving state */
+    PyObject *reader;      /* the Reader: take_rest */
+    PyObject *events;      /* reader.events, the list itself */
+    PyObject *transport;   /* corked */
+    PyObject *heard;       /* keepalive.heard */
+    PyObject *acquire;     /* reader.lock.acquire */
+    PyObject *release;     /* reader.lock.release */
+    int masked;            /* this side expects masked frames */
+} DirectReceive;
+
+static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opcode_name,
+                *buffer_name, *limit_name, *corked_name, *take_rest_name;
+
+static int
+direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *sock, *connection, *reader, *events, *transport, *heard, *lock, *acquire, *release;
+    int masked;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "DirectReceive() takes positional arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &reader,
+                          &PyList_Type, &events, &transport, &heard, &lock, &masked))
+        return -1;
+    acquire = PyObject_GetAttrString(lock, "acquire");
+    if (acquire == NULL)
+        return -1;
+    release = PyObject_GetAttrString(lock, "release");
+    if (release == NULL) {
+        Py_DECREF(acquire);
+        return -1;
+    }
+    Py_INCREF(sock);
+    Py_XSETREF(self->sock, sock);
+    Py_INCREF(connection);
+    Py_XSETREF(self->connection, connection);
+    Py_INCREF(reader);
+    Py_XSETREF(self->reader, reader);
+    Py_INCREF(events);
+    Py_XSETREF(self->events, events);
+    Py_INCREF(transport);
+    Py_XSETREF(self->transport, transport);
+    Py_INCREF(heard);
+    Py_XSETREF(self->heard, heard);
+    Py_XSETREF(self->acquire, acquire);
+    Py_XSETREF(self->release, release);
+    self->masked = masked;
+    return 0;
+}
+
+static void
+direct_receive_dealloc(DirectReceive *self)
+{
+    Py_XDECREF(self->sock);
+    Py_XDECREF(self->connection);
+    Py_XDECREF(self->reader);
+    Py_XDECREF(self->events);
+    Py_XDECREF(self->transport);
+    Py_XDECREF(self->heard);
+    Py_XDECREF(self->acquire);
+    Py_XDECREF(self->release);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* 1: at rest, a read may be parsed from its start; 0: not; -1: error. */
+static int
+direct_receive_at_rest(DirectReceive *self, PyObject *owner)
+{
+    PyObject *connection = self->connection, *buffer;
+    Py_ssize_t buffered;
+    int clear;
+
+    if (PyList_GET_SIZE(self->events) != 0)
+        return 0;
+    if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
+        return clear;
+    if ((clear = attribute_is(connection, failed_name, Py_False)) != 1)
+        return clear;
+    if ((clear = attribute_is(connection, failed_receiving_name, Py_False)) != 1)
+        return clear;
+    if ((clear = attribute_is(connection, close_received_name, Py_None)) != 1)
+        return clear;
+    if ((clear = attribute_is(connection, frame_name, Py_None)) != 1)
+        return clear;
+    if ((clear = attribute_is(connection, opcode_name, Py_None)) != 1)
+        return clear;
+    if ((clear = attribute_is(self->transport, corked_name, Py_False)) != 1)
+        return clear;
+    buffer = PyObject_GetAttr(connection, buffer_name);
+    if (buffer == NULL)
+        return -1;
+    buffered = PyObject_Length(buffer);
+    Py_DECREF(buffer);
+    if (buffered < 0)
+        return -1;
+    return buffered == 0;
+}
+
+static PyObject *
+direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *owner, *taken, *result, *messages = NULL, *number;
+    unsigned char buffer[65536];
+    Py_ssize_t limit, position;
+    ssize_t got;
+    struct timespec now;
+    int clear, fd;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "DirectReceive takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "DirectReceive", 1, 1, &owner))
+        return NULL;
+    clear = direct_receive_at_rest(self, owner);
+    if (clear < 0)
+        return NULL;
+    if (clear == 0)
+        Py_RETURN_NONE;
+    number = PyObject_GetAttr(self->connection, limit_name);
+    if (number == NULL)
+        return NULL;
+    limit = PyLong_AsSsize_t(number);
+    Py_DECREF(number);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    taken = PyObject_CallOneArg(self->acquire, Py_False);
+    if (taken == NULL)
+        return NULL;
+    Py_DECREF(taken);
+    if (taken != Py_True)
+        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
+    fd = PyObject_AsFileDescriptor(self->sock);
+    if (fd < 0) {
+        PyErr_Clear();  /* closed meanwhile: the Python path meets it */
+        goto nothing;
+    }
+    got = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (got <= 0)
+        goto nothing;  /* none now, the end or an error: the Python path reads it again */
+    clock_gettime(CLOCK_MONOTONIC, &now);  /* time.monotonic()'s clock */
+    number = PyFloat_FromDouble((double)now.tv_sec + now.tv_nsec * 1e-9);
+    if (number == NULL)
+        goto failed;
+    result = PyObject_CallOneArg(self->heard, number);
+    Py_DECREF(number);
+    if (result == NULL)
+        goto failed;
+    Py_DECREF(result);
+    messages = PyList_New(0);
+    if (messages == NULL)
+        goto failed;
+    {
+        PyObject *no_error = NULL;
+        position = parse_run(buffer, got, 0, self->masked, limit, Py_None, Py_None, messages,
+                             &no_error);
+        Py_XDECREF(no_error);  /* (none: no inflate) */
+    }
+    if (position < 0)
+        goto failed;
+    if (position < got) {
+        PyObject *rest = PyBytes_FromStringAndSize((const char *)buffer + position,
+                                                   got - position);
+        if (rest == NULL)
+            goto failed;
+        result = PyObject_CallMethodOneArg(self->reader, take_rest_name, rest);
+        Py_DECREF(rest);
+        if (result == NULL)
+            goto failed;
+        Py_DECREF(result);
+    }
+    result = PyObject_CallNoArgs(self->release);
+    if (result == NULL) {
+        Py_DECREF(messages);
+        return NULL;
+    }
+    Py_DECREF(result);
+    return messages;
+
+nothing:
+    result = PyObject_CallNoArgs(self->release);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+
+failed:
+    Py_XDECREF(messages);
+    {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        result = PyObject_CallNoArgs(self->release);
+        Py_XDECREF(result);
+        PyErr_Restore(type, value, traceback);
+    }
+    return NULL;
+}
+
+static PyTypeObject DirectReceiveType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsocket._speedups.DirectReceive",
+    .tp_basicsize = sizeof(DirectReceive),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "DirectReceive(sock, connection, reader, events, transport, heard, lock, masked):\n"
+              "called as direct(owner) -> list | None, the messages one read brought\n"
+              "(see the C source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)direct_receive_init,
+    .tp_dealloc = (destructor)direct_receive_dealloc,
+    .tp_call = (ternaryfunc)direct_receive_call,
+};
+#endif
+
 static PyMethodDef speedups_methods[] = {
     {"short_frame", short_frame, METH_VARARGS,
      "short_frame(first_byte, payload) -> bytes: the frame of a short (< 126 bytes)\n"
@@ -434,9 +937,52 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    PyObject *module;
+
     data_name = PyUnicode_InternFromString("data");
     if (data_name == NULL) {
         return NULL;
     }
-    return PyModule_Create(&speedups_module);
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+#ifdef HAVE_NOWAIT_IO
+    closed_name = PyUnicode_InternFromString("closed");
+    close_sent_name = PyUnicode_InternFromString("close_sent");
+    failed_name = PyUnicode_InternFromString("failed");
+    holding_name = PyUnicode_InternFromString("holding");
+    frames_name = PyUnicode_InternFromString("frames");
+    finish_name = PyUnicode_InternFromString("_finish_direct_send");
+    failed_receiving_name = PyUnicode_InternFromString("receive_failed");
+    close_received_name = PyUnicode_InternFromString("close_received");
+    frame_name = PyUnicode_InternFromString("_frame");
+    opcode_name = PyUnicode_InternFromString("_message_opcode");
+    buffer_name = PyUnicode_InternFromString("_buffer");
+    limit_name = PyUnicode_InternFromString("_size_limit");
+    corked_name = PyUnicode_InternFromString("corked");
+    take_rest_name = PyUnicode_InternFromString("take_rest");
+    if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
+            || holding_name == NULL || frames_name == NULL || finish_name == NULL
+            || failed_receiving_name == NULL || close_received_name == NULL
+            || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
+            || limit_name == NULL || corked_name == NULL || take_rest_name == NULL
+            || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&DirectSendType);
+    if (PyModule_AddObject(module, "DirectSend", (PyObject *)&DirectSendType) < 0) {
+        Py_DECREF(&DirectSendType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&DirectReceiveType);
+    if (PyModule_AddObject(module, "DirectReceive", (PyObject *)&DirectReceiveType) < 0) {
+        Py_DECREF(&DirectReceiveType);
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
+    return module;
 }

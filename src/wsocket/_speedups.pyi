@@ -51,3 +51,34 @@ def recv_nowait(sock: socket.socket, size: int, /) -> bytes | None:
 
     OSError when the socket fails (EBADF once closed). Not on Windows.
     """
+
+class DirectSend:
+    """``WebSocket.send``'s usual case in one C call, for a server socket the loop writes to.
+
+    ``direct(owner, message)`` sends a str or bytes message of at most 64 KiB
+    as one unmasked frame when nothing stands in the way (``owner.closed``,
+    the core's ``close_sent`` and ``failed``, ``sender.holding``, frames in
+    ``queue``, ``lock`` taken), and returns True; else does nothing and
+    returns False. A partial write goes on in ``owner._finish_direct_send(frame,
+    sent)``, called with ``lock`` held, which releases it.
+    """
+
+    def __init__(self, sock: socket.socket, connection: Any, sender: Any, queue: Any,
+                 lock: Any, /) -> None: ...
+    def __call__(self, owner: Any, message: object, /) -> bool: ...
+
+class DirectReceive:
+    """The event app's usual read in one C call: one ``recv()``, the whole messages at its start.
+
+    ``direct(owner)`` reads once when the connection is at rest (open, no
+    event waiting in ``events``, no frame half parsed, not corked, ``lock``
+    free), tells ``heard(now)``, and returns the str and bytes messages at
+    the start of what came; the rest goes to ``reader.take_rest(rest)``
+    with ``lock`` held. None when it read nothing (not at rest, nothing
+    there, the end, an error): the Python path reads.
+    """
+
+    def __init__(self, sock: socket.socket, connection: Any, reader: Any, events: list[Any],
+                 transport: Any, heard: Callable[[float], object], lock: Any, masked: bool,
+                 /) -> None: ...
+    def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...

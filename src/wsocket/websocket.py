@@ -310,8 +310,19 @@ class WebSocket:
             self._accept_on_first_use()
         reader = self._reader
         events = reader.events
+        taken = None
+        if read and reader.direct is not None:
+            taken = reader.direct(self)  # the usual turn: one read in one C call
+            if taken is not None:
+                if not events:
+                    if len(taken) > 1:
+                        self._sender.holding = True  # their answers leave together
+                    return taken
+                read = False  # a control frame or more came with them: the whole way
         with reader.lock:
-            if read and not events and not self.closed and not self._connection.failed:
+            if taken is not None:
+                messages = taken
+            elif read and not events and not self.closed and not self._connection.failed:
                 # The usual turn: one read, whole messages only, none waiting from before.
                 messages = reader.read_messages_nowait(self)
                 if not events:
@@ -362,9 +373,10 @@ class WebSocket:
     def runs_in_loop(self) -> None:
         """Internal (the event app): from now on the reactor's loop thread reads and writes.
 
-        No other thread waits for the GIL there: the usual write keeps it.
+        No other thread waits for the GIL there: the usual read and write keep it.
         """
         self._sender.in_loop()
+        self._reader.in_loop()
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
@@ -477,6 +489,9 @@ class WebSocket:
         if self._opening is not None:
             self._accept_on_first_use()
         sender = self._sender
+        direct = sender.direct
+        if direct is not None and binary is None and direct(self, message):
+            return  # the usual message, sent in one C call (see Sender.in_loop)
         with sender.lock:
             if self.closed:
                 raise self._closed_error()
@@ -499,6 +514,16 @@ class WebSocket:
                     sender.send_rest(self, frame, sent)
         if sender.queue.frames and not sender.holding:  # (sender.waiting, inline: once a message)
             sender.wake_writer(self)  # frames queued while we held the lock
+
+    def _finish_direct_send(self, frame: bytes, sent: int) -> None:
+        """``DirectSend``'s partial write: the rest of ``frame`` goes; lock held, let go here."""
+        sender = self._sender
+        try:
+            sender.send_rest(self, frame, sent)
+        finally:
+            sender.lock.release()
+        if sender.queue.frames and not sender.holding:
+            sender.wake_writer(self)  # frames queued while the rest went
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the peer's pong goes to ``handle_pong(payload)``.

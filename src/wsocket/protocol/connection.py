@@ -592,6 +592,22 @@ class Connection:
     # -- sending ------------------------------------------------------------
 
     @property
+    def sends_plain_frames(self) -> bool:
+        """Whether a message goes out as its payload under a bare header (not compressed, not
+        masked): the frames the C ``DirectSend`` builds."""
+        return self._codec is None and not self._mask_outgoing
+
+    @property
+    def receives_plain_frames(self) -> bool:
+        """Whether messages come uncompressed: the frames the C ``DirectReceive`` parses."""
+        return self._inflate is None
+
+    @property
+    def expects_masked(self) -> bool:
+        """Whether the peer's frames come masked (a server's)."""
+        return self._expect_masked
+
+    @property
     def can_send(self) -> bool:
         """Whether data frames may still be sent (no close frame sent yet)."""
         return self.close_sent is None and not self.failed

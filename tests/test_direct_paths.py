@@ -1,0 +1,256 @@
+"""The C fast paths of a connection the reactor's loop serves: ``DirectSend`` and ``DirectReceive``.
+
+A WebSocket that ``runs_in_loop()`` (the event app on wsocket's own server)
+sends its usual message and reads its usual turn in one C call each. These
+tests hold them to the Python path: the same bytes on the wire, the same
+messages and events, and each case they must leave to Python (closed,
+closing, a batch held back, frames queued, the lock taken, a frame half
+read, a control frame after the messages, a partial write) handled exactly
+as before. Over real TCP sockets on 127.0.0.1.
+"""
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from tests.rawws import build_frame, close_payload
+from wsocket import ConnectionClosed, WebSocket
+from wsocket._sockets import DirectReceive, DirectSend
+
+pytestmark = pytest.mark.skipif(DirectSend is None or DirectReceive is None,
+                                reason="the C accelerator is not built (or WSOCKET_NO_SPEEDUPS)")
+
+
+def tcp_pair():
+    """A connected (server side, peer) pair of TCP sockets on 127.0.0.1."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=5)
+        accepted, _ = listener.accept()
+    return accepted, peer
+
+
+@pytest.fixture
+def loop_websocket():
+    """A server-side WebSocket as the event app's loop holds it, and its peer's socket."""
+    sock, peer = tcp_pair()
+    websocket = WebSocket(sock, {}, ping_interval=20)
+    websocket.runs_in_loop()
+    assert websocket._sender.direct is not None and websocket._reader.direct is not None
+    yield websocket, peer
+    peer.close()
+    sock.close()
+
+
+def read_exactly(peer, count, timeout=5.0):
+    peer.settimeout(timeout)
+    data = b""
+    while len(data) < count:
+        chunk = peer.recv(count - len(data))
+        assert chunk, "the connection ended after %d of %d bytes" % (len(data), count)
+        data += chunk
+    return data
+
+
+def server_frame(opcode, payload):
+    return build_frame(opcode, payload, mask=False)
+
+
+def wait_readable(sock, timeout=5.0):
+    sock.settimeout(timeout)
+    sock.recv(1, socket.MSG_PEEK)
+
+
+# -- DirectSend ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["", "hi", "é" * 62, "x" * 125, "x" * 126, "x" * 65535,
+                                     b"", b"\x00\xff" * 40, b"y" * 65535])
+def test_direct_send_puts_exactly_the_frame_python_would(loop_websocket, message):
+    websocket, peer = loop_websocket
+    payload = message.encode() if isinstance(message, str) else message
+    expected = server_frame(1 if isinstance(message, str) else 2, payload)
+    assert websocket._sender.direct(websocket, message) is True
+    assert read_exactly(peer, len(expected)) == expected
+    websocket.send(message)  # the public call, the same way
+    assert read_exactly(peer, len(expected)) == expected
+    assert not websocket._sender.lock.locked()
+
+
+@pytest.mark.parametrize("message", [bytearray(b"ab"), memoryview(b"ab"), "x" * 65536,
+                                     b"z" * 70000, "\udc80", 42])
+def test_direct_send_leaves_other_messages_to_python(loop_websocket, message):
+    websocket, _ = loop_websocket
+    assert websocket._sender.direct(websocket, message) is False
+    assert not websocket._sender.lock.locked()
+
+
+def test_direct_send_steps_aside_while_anything_stands_in_the_way(loop_websocket):
+    websocket, peer = loop_websocket
+    sender, direct = websocket._sender, websocket._sender.direct
+
+    sender.holding = True  # the event app holds a batch's answers back
+    assert direct(websocket, "a") is False
+    sender.holding = False
+
+    sender.lock.acquire()  # another thread writes
+    try:
+        assert direct(websocket, "a") is False
+    finally:
+        sender.lock.release()
+
+    assert sender.queue.push(server_frame(1, b"queued")) is not None  # a broadcast waits
+    assert direct(websocket, "a") is False
+    websocket.send("after")  # the Python path: what waits goes first
+    expected = server_frame(1, b"queued") + server_frame(1, b"after")
+    assert read_exactly(peer, len(expected)) == expected
+    assert direct(websocket, "b") is True
+    assert read_exactly(peer, 3) == server_frame(1, b"b")
+
+
+def test_no_message_follows_the_close_frame(loop_websocket):
+    websocket, peer = loop_websocket
+    websocket.start_closing(1001, "going away")
+    assert websocket._sender.direct(websocket, "late") is False
+    with pytest.raises(ConnectionClosed):
+        websocket.send("late")
+    expected = server_frame(8, close_payload(1001, b"going away"))
+    assert read_exactly(peer, len(expected)) == expected
+    peer.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        peer.recv(100)  # nothing after the close frame
+
+
+def test_a_partial_write_finishes_whole_and_in_order(loop_websocket):
+    """The socket takes part of the frame: the rest follows before anything else."""
+    websocket, peer = loop_websocket
+    websocket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    messages = ["%05d" % index + "m" * 60000 for index in range(12)]
+    expected = b"".join(server_frame(1, message.encode()) for message in messages)
+    received = bytearray()
+
+    def drain():
+        time.sleep(0.3)  # let the buffers fill: later sends are partial
+        received.extend(read_exactly(peer, len(expected), timeout=30))
+
+    partial_writes = []
+    finish = websocket._finish_direct_send
+
+    def finish_and_count(frame, sent):
+        partial_writes.append(sent)
+        finish(frame, sent)
+
+    websocket._finish_direct_send = finish_and_count
+    reader = threading.Thread(target=drain)
+    reader.start()
+    for message in messages:
+        websocket.send(message)
+    reader.join(40)
+    assert bytes(received) == expected
+    assert partial_writes, "no write was partial: the test did not test it"
+    assert not websocket._sender.lock.locked()
+
+
+# -- DirectReceive -------------------------------------------------------------------
+
+
+def test_direct_receive_gives_the_messages_of_one_read(loop_websocket):
+    websocket, peer = loop_websocket
+    keepalive = websocket._keepalive
+    keepalive._last_received = 0.0
+    peer.sendall(build_frame(1, b"one") + build_frame(2, b"\x00two") + build_frame(1, "é".encode()))
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["one", b"\x00two", "é"]
+    assert websocket._sender.holding  # their answers leave together
+    assert keepalive._last_received > 0.0  # keepalive was told
+    assert websocket.receive_arrived(True) == []  # nothing more: no wait
+    assert not websocket._reader.lock.locked()
+
+
+def test_a_control_frame_after_the_messages_is_handled_next(loop_websocket):
+    websocket, peer = loop_websocket
+    peer.sendall(build_frame(1, b"first") + build_frame(9, b"ping!") + build_frame(1, b"then"))
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["first"]
+    assert websocket.batch_done()  # more is waiting from that read
+    assert websocket.receive_arrived(False) == ["then"]  # the ping answered on the way
+    assert read_exactly(peer, 7) == server_frame(10, b"ping!")
+
+
+def test_a_frame_split_across_reads_is_put_together(loop_websocket):
+    websocket, peer = loop_websocket
+    frame = build_frame(1, b"x" * 300)
+    peer.sendall(build_frame(1, b"whole") + frame[:100])
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["whole"]
+    peer.sendall(frame[100:])
+    time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    got = []
+    while not got and time.monotonic() < deadline:
+        got = websocket.receive_arrived(True)  # the Python path: a frame is half read
+    assert got == ["x" * 300]
+    peer.sendall(build_frame(1, b"again"))
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["again"]  # at rest again: the C path
+
+
+@pytest.mark.parametrize("frames, code", [
+    (build_frame(1, b"\xff\xfe"), 1007),  # not UTF-8
+    (build_frame(1, b"x" * 2000), 1009),  # over max_message_size
+    (build_frame(1, b"a", mask=False), 1002),  # a client frame must be masked
+    (build_frame(1, b"a", rsv=4), 1002),  # a reserved bit, nothing negotiated
+])
+def test_bad_frames_fail_with_the_same_close_code(frames, code):
+    sock, peer = tcp_pair()
+    try:
+        websocket = WebSocket(sock, {}, max_message_size=1000)
+        websocket.runs_in_loop()
+        peer.sendall(build_frame(1, b"ok") + frames)
+        wait_readable(sock)
+        assert websocket.receive_arrived(True) == ["ok"]
+        assert websocket.batch_done()
+        assert websocket.receive_arrived(False) == []
+        assert websocket.closed and websocket.close_code == code
+        head = read_exactly(peer, 4)  # our close frame (a reason under 126 bytes)
+        assert head[0] == 0x88
+        assert struct.unpack("!H", head[2:4])[0] == code
+    finally:
+        peer.close()
+        sock.close()
+
+
+def test_the_end_of_the_stream_closes_with_1006(loop_websocket):
+    websocket, peer = loop_websocket
+    peer.shutdown(socket.SHUT_WR)
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == []
+    assert websocket.closed and websocket.close_code == 1006
+
+
+def test_a_close_frame_is_answered_as_ever(loop_websocket):
+    websocket, peer = loop_websocket
+    peer.sendall(build_frame(1, b"bye") + build_frame(8, close_payload(1000, b"done")))
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["bye"]
+    assert websocket.batch_done()
+    with pytest.raises(ConnectionClosed) as closed:
+        websocket.receive_arrived(False)
+    assert closed.value.code == 1000
+    expected = server_frame(8, close_payload(1000))  # the peer's code, as the Python path answers
+    assert read_exactly(peer, len(expected)) == expected
+
+
+def test_direct_receive_steps_aside_while_another_thread_reads(loop_websocket):
+    websocket, peer = loop_websocket
+    peer.sendall(build_frame(1, b"held"))
+    wait_readable(websocket.sock)
+    reader = websocket._reader
+    reader.lock.acquire()
+    try:
+        assert reader.direct(websocket) is None  # nothing read: the lock is someone's
+    finally:
+        reader.lock.release()
+    assert websocket.receive_arrived(True) == ["held"]
