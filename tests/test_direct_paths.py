@@ -9,10 +9,12 @@ read, a control frame after the messages, a partial write) handled exactly
 as before. Over real TCP sockets on 127.0.0.1.
 """
 
+import gc
 import socket
 import struct
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -38,7 +40,7 @@ def loop_websocket():
     sock, peer = tcp_pair()
     websocket = WebSocket(sock, {}, ping_interval=20)
     websocket.runs_in_loop()
-    assert websocket._sender.direct is not None and websocket._reader.direct is not None
+    assert websocket._direct_send is not None and websocket._direct_receive is not None
     yield websocket, peer
     peer.close()
     sock.close()
@@ -72,7 +74,7 @@ def test_direct_send_puts_exactly_the_frame_python_would(loop_websocket, message
     websocket, peer = loop_websocket
     payload = message.encode() if isinstance(message, str) else message
     expected = server_frame(1 if isinstance(message, str) else 2, payload)
-    assert websocket._sender.direct(websocket, message) is True
+    assert websocket._direct_send(websocket, message) is True
     assert read_exactly(peer, len(expected)) == expected
     websocket.send(message)  # the public call, the same way
     assert read_exactly(peer, len(expected)) == expected
@@ -83,13 +85,13 @@ def test_direct_send_puts_exactly_the_frame_python_would(loop_websocket, message
                                      b"z" * 70000, "\udc80", 42])
 def test_direct_send_leaves_other_messages_to_python(loop_websocket, message):
     websocket, _ = loop_websocket
-    assert websocket._sender.direct(websocket, message) is False
+    assert websocket._direct_send(websocket, message) is False
     assert not websocket._sender.lock.locked()
 
 
 def test_direct_send_steps_aside_while_anything_stands_in_the_way(loop_websocket):
     websocket, peer = loop_websocket
-    sender, direct = websocket._sender, websocket._sender.direct
+    sender, direct = websocket._sender, websocket._direct_send
 
     sender.holding = True  # the event app holds a batch's answers back
     assert direct(websocket, "a") is False
@@ -113,7 +115,7 @@ def test_direct_send_steps_aside_while_anything_stands_in_the_way(loop_websocket
 def test_no_message_follows_the_close_frame(loop_websocket):
     websocket, peer = loop_websocket
     websocket.start_closing(1001, "going away")
-    assert websocket._sender.direct(websocket, "late") is False
+    assert websocket._direct_send(websocket, "late") is False
     with pytest.raises(ConnectionClosed):
         websocket.send("late")
     expected = server_frame(8, close_payload(1001, b"going away"))
@@ -250,7 +252,24 @@ def test_direct_receive_steps_aside_while_another_thread_reads(loop_websocket):
     reader = websocket._reader
     reader.lock.acquire()
     try:
-        assert reader.direct(websocket) is None  # nothing read: the lock is someone's
+        assert websocket._direct_receive(websocket) is None  # nothing read: the lock is someone's
     finally:
         reader.lock.release()
     assert websocket.receive_arrived(True) == ["held"]
+
+
+def test_the_c_paths_leave_no_reference_cycle():
+    """A loop connection goes as soon as the last reference does, not at the next collection."""
+    sock, peer = tcp_pair()
+    gc.disable()
+    try:
+        websocket = WebSocket(sock, {})
+        websocket.runs_in_loop()
+        # Both C objects, the reader and the sender hold the core: it goes last.
+        parts = [weakref.ref(websocket), weakref.ref(websocket._connection)]
+        del websocket
+        assert [part() for part in parts] == [None] * len(parts)
+    finally:
+        gc.enable()
+        peer.close()
+        sock.close()

@@ -61,8 +61,7 @@ class Reader:
             deque keeps 600 bytes for each quiet connection.
     """
 
-    __slots__ = ("lock", "events", "direct", "_connection", "_keepalive", "_transport",
-                 "_recv_dontwait")
+    __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport", "_recv_dontwait")
 
     def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
         self.lock = threading.Lock()
@@ -72,8 +71,6 @@ class Reader:
         self._transport: SocketTransport  # set by attach()
         # A plain socket's one call per read (read_messages_nowait: the reactor's loop)
         self._recv_dontwait: Callable[[int], bytes | None] | None = None
-        # The event app's usual read in C, once the loop reads (see in_loop()).
-        self.direct: _speedups.DirectReceive | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
@@ -83,18 +80,19 @@ class Reader:
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
 
-    def in_loop(self) -> None:
-        """From now on the reactor's loop reads: its usual read is one C call, ``direct``."""
-        connection = self._connection
-        if DirectReceive is not None and self._recv_dontwait is not None \
-                and connection.receives_plain_frames:
-            self.direct = DirectReceive(
-                self._transport.sock, connection, self, self.events, self._transport,
-                self._keepalive.heard, self.lock, connection.expects_masked)
+    def direct_receive(self) -> _speedups.DirectReceive | None:
+        """The event app's usual read in one C call, for the loop's thread; None: not here.
 
-    def take_rest(self, data: bytes) -> None:
-        """``direct`` read more than whole messages: the rest's events wait (lock held)."""
-        self._add(self._connection.receive_data(data))
+        A plain socket and uncompressed messages only. It refers to this
+        reader's parts, never to the reader (no reference cycle to collect).
+        """
+        connection = self._connection
+        if DirectReceive is None or self._recv_dontwait is None \
+                or not connection.receives_plain_frames:
+            return None
+        return DirectReceive(self._transport.sock, connection, connection.receive_data,
+                             self.events, self._transport, self._keepalive.heard, self.lock,
+                             connection.expects_masked)
 
     def _add(self, new: list[Event]) -> None:
         """Queue the core's ``new`` events after those still waiting (next one last).

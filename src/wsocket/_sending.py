@@ -68,7 +68,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "send_dontwait", "holding", "direct")
+                 "send_dontwait", "holding")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -84,8 +84,6 @@ class Sender:
         # The event app handles several messages that came together: their
         # answers wait in the queue and leave in one write (see hold()).
         self.holding = False
-        # WebSocket.send's usual case in C, once the loop writes (see in_loop()).
-        self.direct: _speedups.DirectSend | None = None
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
@@ -93,17 +91,22 @@ class Sender:
             self.send_dontwait = functools.partial(send_nowait, transport.sock)
 
     def in_loop(self) -> None:
-        """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``).
-
-        The usual message then goes in one C call, ``direct``, which keeps
-        the GIL as the loop's other calls do (not with a thread per
-        connection: see ``_sockets.send_nowait``).
-        """
+        """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``)."""
         if self.send_dontwait is not None:
-            sock = self.transport.sock
-            self.send_dontwait = functools.partial(send_nowait_in_loop, sock)
-            if DirectSend is not None and self._connection.sends_plain_frames:
-                self.direct = DirectSend(sock, self._connection, self, self.queue, self.lock)
+            self.send_dontwait = functools.partial(send_nowait_in_loop, self.transport.sock)
+
+    def direct_send(self) -> _speedups.DirectSend | None:
+        """``WebSocket.send``'s usual case in one C call, for the loop's thread; None: not here.
+
+        A plain socket and uncompressed, unmasked frames only. It keeps the
+        GIL, as the loop's other calls do (not with a thread per connection:
+        see ``_sockets.send_nowait``). It refers to this sender but is not
+        kept here (no reference cycle to collect).
+        """
+        if DirectSend is None or self.send_dontwait is None \
+                or not self._connection.sends_plain_frames:
+            return None
+        return DirectSend(self.transport.sock, self._connection, self, self.queue, self.lock)
 
     @property
     def waiting(self) -> bool:

@@ -680,8 +680,8 @@ static PyTypeObject DirectSendType = {
  * recv() with MSG_DONTWAIT into a buffer on the stack, keepalive told, and the
  * whole small text/binary messages at its start parsed (parse_run). Whatever
  * follows them (a control frame, a fragment, the start of the next frame)
- * goes to reader.take_rest(rest) with the read lock held, which parses it the
- * whole way into the reader's events.
+ * goes to the core's receive_data(rest) with the read lock held, and its
+ * events wait in the reader's events, as Reader._add puts them.
  *
  * It returns the messages as they are (str or bytes), or None when it read
  * nothing: not at rest, nothing there, the end of the stream or a socket error.
@@ -692,7 +692,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: its receiving state */
-    PyObject *reader;      /* the Reader: take_rest */
+    PyObject *receive_data;  /* connection.receive_data: the rest of a read, the whole way */
     PyObject *events;      /* reader.events, the list itself */
     PyObject *transport;   /* corked */
     PyObject *heard;       /* keepalive.heard */
@@ -702,19 +702,20 @@ typedef struct {
 } DirectReceive;
 
 static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opcode_name,
-                *buffer_name, *limit_name, *corked_name, *take_rest_name;
+                *buffer_name, *limit_name, *corked_name;
 
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *reader, *events, *transport, *heard, *lock, *acquire, *release;
+    PyObject *sock, *connection, *receive_data, *events, *transport, *heard, *lock, *acquire,
+             *release;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "DirectReceive() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &reader,
+    if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &receive_data,
                           &PyList_Type, &events, &transport, &heard, &lock, &masked))
         return -1;
     acquire = PyObject_GetAttrString(lock, "acquire");
@@ -729,8 +730,8 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
     Py_XSETREF(self->connection, connection);
-    Py_INCREF(reader);
-    Py_XSETREF(self->reader, reader);
+    Py_INCREF(receive_data);
+    Py_XSETREF(self->receive_data, receive_data);
     Py_INCREF(events);
     Py_XSETREF(self->events, events);
     Py_INCREF(transport);
@@ -748,7 +749,7 @@ direct_receive_dealloc(DirectReceive *self)
 {
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
-    Py_XDECREF(self->reader);
+    Py_XDECREF(self->receive_data);
     Py_XDECREF(self->events);
     Py_XDECREF(self->transport);
     Py_XDECREF(self->heard);
@@ -789,6 +790,32 @@ direct_receive_at_rest(DirectReceive *self, PyObject *owner)
     if (buffered < 0)
         return -1;
     return buffered == 0;
+}
+
+/* Reader._add: ``new`` events (a list) before those waiting, the next one last. */
+static int
+queue_events(PyObject *events, PyObject *new)
+{
+    PyObject *reversed;
+    Py_ssize_t count, index;
+    int done;
+
+    if (!PyList_Check(new)) {
+        PyErr_SetString(PyExc_TypeError, "receive_data() must return a list");
+        return -1;
+    }
+    count = PyList_GET_SIZE(new);
+    reversed = PyList_New(count);
+    if (reversed == NULL)
+        return -1;
+    for (index = 0; index < count; index++) {
+        PyObject *event = PyList_GET_ITEM(new, count - 1 - index);
+        Py_INCREF(event);
+        PyList_SET_ITEM(reversed, index, event);
+    }
+    done = PyList_SetSlice(events, 0, 0, reversed);
+    Py_DECREF(reversed);
+    return done;
 }
 
 static PyObject *
@@ -858,10 +885,14 @@ direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
                                                    got - position);
         if (rest == NULL)
             goto failed;
-        result = PyObject_CallMethodOneArg(self->reader, take_rest_name, rest);
+        result = PyObject_CallOneArg(self->receive_data, rest);
         Py_DECREF(rest);
         if (result == NULL)
             goto failed;
+        if (queue_events(self->events, result) < 0) {
+            Py_DECREF(result);
+            goto failed;
+        }
         Py_DECREF(result);
     }
     result = PyObject_CallNoArgs(self->release);
@@ -896,7 +927,8 @@ static PyTypeObject DirectReceiveType = {
     .tp_name = "wsocket._speedups.DirectReceive",
     .tp_basicsize = sizeof(DirectReceive),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "DirectReceive(sock, connection, reader, events, transport, heard, lock, masked):\n"
+    .tp_doc = "DirectReceive(sock, connection, receive_data, events, transport, heard, lock,\n"
+              "masked):\n"
               "called as direct(owner) -> list | None, the messages one read brought\n"
               "(see the C source).",
     .tp_new = PyType_GenericNew,
@@ -961,12 +993,11 @@ PyInit__speedups(void)
     buffer_name = PyUnicode_InternFromString("_buffer");
     limit_name = PyUnicode_InternFromString("_size_limit");
     corked_name = PyUnicode_InternFromString("corked");
-    take_rest_name = PyUnicode_InternFromString("take_rest");
     if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
             || holding_name == NULL || frames_name == NULL || finish_name == NULL
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
-            || limit_name == NULL || corked_name == NULL || take_rest_name == NULL
+            || limit_name == NULL || corked_name == NULL
             || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0) {
         Py_DECREF(module);
         return NULL;

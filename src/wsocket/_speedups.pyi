@@ -73,12 +73,14 @@ class DirectReceive:
     ``direct(owner)`` reads once when the connection is at rest (open, no
     event waiting in ``events``, no frame half parsed, not corked, ``lock``
     free), tells ``heard(now)``, and returns the str and bytes messages at
-    the start of what came; the rest goes to ``reader.take_rest(rest)``
-    with ``lock`` held. None when it read nothing (not at rest, nothing
-    there, the end, an error): the Python path reads.
+    the start of what came; the rest goes to ``receive_data(rest)`` with
+    ``lock`` held, and its events wait in ``events`` (next one last). None
+    when it read nothing (not at rest, nothing there, the end, an error):
+    the Python path reads.
     """
 
-    def __init__(self, sock: socket.socket, connection: Any, reader: Any, events: list[Any],
+    def __init__(self, sock: socket.socket, connection: Any,
+                 receive_data: Callable[[bytes], list[Any]], events: list[Any],
                  transport: Any, heard: Callable[[float], object], lock: Any, masked: bool,
                  /) -> None: ...
     def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...

@@ -60,6 +60,7 @@ from .protocol.connection import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from . import _speedups
     from .protocol.connection import Event
     from .protocol.deflate import DeflateParams
 
@@ -151,6 +152,9 @@ class WebSocket:
         # the peer's answer (rare): an Event costs about 1 KiB a connection.
         self._closed_event: threading.Event | None = None
         self._closed_callback: Callable[[], object] | None = None
+        # The loop's usual send and read, each in one C call (see runs_in_loop()).
+        self._direct_send: _speedups.DirectSend | None = None
+        self._direct_receive: _speedups.DirectReceive | None = None
         # Before its 101 (see accept()), a server-side WebSocket has no socket
         # yet: the opening sends the 101 on first use. None once open.
         self._opening: LazyOpening | None = None
@@ -311,8 +315,9 @@ class WebSocket:
         reader = self._reader
         events = reader.events
         taken = None
-        if read and reader.direct is not None:
-            taken = reader.direct(self)  # the usual turn: one read in one C call
+        direct = self._direct_receive
+        if read and direct is not None:
+            taken = direct(self)  # the usual turn: one read in one C call
             if taken is not None:
                 if not events:
                     if len(taken) > 1:
@@ -376,7 +381,8 @@ class WebSocket:
         No other thread waits for the GIL there: the usual read and write keep it.
         """
         self._sender.in_loop()
-        self._reader.in_loop()
+        self._direct_send = self._sender.direct_send()
+        self._direct_receive = self._reader.direct_receive()
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
@@ -489,9 +495,9 @@ class WebSocket:
         if self._opening is not None:
             self._accept_on_first_use()
         sender = self._sender
-        direct = sender.direct
+        direct = self._direct_send
         if direct is not None and binary is None and direct(self, message):
-            return  # the usual message, sent in one C call (see Sender.in_loop)
+            return  # the usual message, sent in one C call (see runs_in_loop())
         with sender.lock:
             if self.closed:
                 raise self._closed_error()
