@@ -273,3 +273,109 @@ def test_the_c_paths_leave_no_reference_cycle():
         gc.enable()
         peer.close()
         sock.close()
+
+
+# -- EventTurn -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def event_turn():
+    """An event app's connection as the reactor's loop runs it: (app, turn, websocket, peer)."""
+    from wsocket import WSocketApp
+    from wsocket.app import _EventSession, _handler_failed
+
+    sock, peer = tcp_pair()
+    app = WSocketApp()
+    websocket = WebSocket(sock, {}, ping_interval=20)
+    websocket.runs_in_loop()
+    session = _EventSession(app, websocket)
+    turn = websocket.direct_turn(app.__dict__, "_onmessage", session.resume,
+                                 session._turn_failed, _handler_failed)
+    assert turn is not None
+    yield app, turn, websocket, peer
+    peer.close()
+    sock.close()
+
+
+def send_and_wait(peer, sock, data):
+    peer.sendall(data)
+    wait_readable(sock)
+
+
+def test_the_turn_calls_the_handler_and_returns_the_keepalive_due(event_turn):
+    app, turn, websocket, peer = event_turn
+    seen = []
+    app.onmessage = lambda message, client: seen.append((message, client))
+    send_and_wait(peer, websocket.sock, build_frame(1, b"hello"))
+    before = time.monotonic()
+    due = turn()
+    assert seen == [("hello", websocket)]
+    assert before + 19 < due <= time.monotonic() + 20  # ping_interval after the message
+    assert turn() == due  # nothing came: the Python turn read, and the due time stands
+
+
+def test_a_handler_set_between_turns_handles_the_next_message(event_turn):
+    app, turn, websocket, peer = event_turn
+    seen = []
+    app.onmessage = lambda message, client: seen.append("first " + message)
+    send_and_wait(peer, websocket.sock, build_frame(1, b"a"))
+    turn()
+    app.onmessage = lambda message, client: seen.append("second " + message)
+    send_and_wait(peer, websocket.sock, build_frame(1, b"b"))
+    turn()
+    assert seen == ["first a", "second b"]
+
+
+def test_several_messages_and_several_handlers_go_the_python_way(event_turn):
+    app, turn, websocket, peer = event_turn
+    seen = []
+    app.onmessage += lambda message, client: seen.append("one " + message)
+    app.onmessage += lambda message, client: seen.append("two " + message)
+    send_and_wait(peer, websocket.sock, build_frame(1, b"x") + build_frame(1, b"y"))
+    assert isinstance(turn(), float)
+    assert seen == ["one x", "two x", "one y", "two y"]
+
+
+def test_a_handler_that_raises_is_logged_and_the_connection_goes_on(event_turn, caplog):
+    app, turn, websocket, peer = event_turn
+
+    def broken(message, client):
+        raise ValueError("bad handler")
+
+    app.onmessage = broken
+    send_and_wait(peer, websocket.sock, build_frame(1, b"boom"))
+    with caplog.at_level("DEBUG", logger="wsocket"):
+        assert isinstance(turn(), float)
+    records = [record for record in caplog.records if "error in event handler" in record.message]
+    assert len(records) == 1 and "broken" in records[0].message
+    assert records[0].exc_info[0] is ValueError  # logged with what was raised
+    assert not websocket.closed
+
+
+def test_a_handler_that_closes_ends_the_session(event_turn):
+    app, turn, websocket, peer = event_turn
+    closed = []
+    app.onmessage = lambda message, client: client.close(1000, "done")
+    app.onclose = lambda reason, client: closed.append(client.close_code)
+
+    def answer_the_close():
+        expected = server_frame(8, close_payload(1000, b"done"))
+        assert read_exactly(peer, len(expected)) == expected
+        peer.sendall(build_frame(8, close_payload(1000)))
+
+    answering = threading.Thread(target=answer_the_close)
+    answering.start()
+    send_and_wait(peer, websocket.sock, build_frame(1, b"bye"))
+    assert turn() is None
+    answering.join(10)
+    assert websocket.closed and closed == [1000]
+
+
+def test_a_close_frame_ends_the_session_with_the_peers_code(event_turn):
+    app, turn, websocket, peer = event_turn
+    closed = []
+    app.onmessage = lambda message, client: None
+    app.onclose = lambda reason, client: closed.append((client.close_code, reason))
+    send_and_wait(peer, websocket.sock, build_frame(8, close_payload(4000, b"later")))
+    assert turn() is None
+    assert closed == [(4000, "later")]

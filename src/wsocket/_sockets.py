@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from . import _speedups
 
 __all__ = ["READ_SIZE", "MSG_DONTWAIT", "shutdown_quietly", "WakeUpPair", "send_nowait",
-           "send_nowait_in_loop", "recv_nowait_in_loop", "DirectSend", "DirectReceive"]
+           "send_nowait_in_loop", "recv_nowait_in_loop", "DirectSend", "DirectReceive", "EventTurn"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
@@ -47,10 +47,12 @@ def _recv_nowait_python(sock: socket.socket, size: int) -> bytes | None:
 send_nowait: Callable[[socket.socket, Buffer], int] = _send_nowait_python
 send_nowait_in_loop: Callable[[socket.socket, Buffer], int] = _send_nowait_python
 recv_nowait_in_loop: Callable[[socket.socket, int], bytes | None] = _recv_nowait_python
-# WebSocket.send's usual case and the event app's usual read in C (see Sender.in_loop
-# and Reader.in_loop), or None: the Python path only.
+# WebSocket.send's usual case, the event app's usual read and its whole usual turn in C
+# (see Sender.direct_send, Reader.direct_receive, WebSocket.direct_turn), or None: the
+# Python path only.
 DirectSend: type[_speedups.DirectSend] | None = None
 DirectReceive: type[_speedups.DirectReceive] | None = None
+EventTurn: type[_speedups.EventTurn] | None = None
 if SPEEDUPS:
     from . import _speedups
 
@@ -58,6 +60,7 @@ if SPEEDUPS:
     recv_nowait_in_loop = getattr(_speedups, "recv_nowait", _recv_nowait_python)
     DirectSend = getattr(_speedups, "DirectSend", None)
     DirectReceive = getattr(_speedups, "DirectReceive", None)
+    EventTurn = getattr(_speedups, "EventTurn", None)
 
 
 def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -818,22 +818,17 @@ queue_events(PyObject *events, PyObject *new)
     return done;
 }
 
+/* The read of DirectReceive (see above): a new list, None, or NULL with an exception. */
 static PyObject *
-direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
+direct_read(DirectReceive *self, PyObject *owner)
 {
-    PyObject *owner, *taken, *result, *messages = NULL, *number;
+    PyObject *taken, *result, *messages = NULL, *number;
     unsigned char buffer[65536];
     Py_ssize_t limit, position;
     ssize_t got;
     struct timespec now;
     int clear, fd;
 
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "DirectReceive takes positional arguments only");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "DirectReceive", 1, 1, &owner))
-        return NULL;
     clear = direct_receive_at_rest(self, owner);
     if (clear < 0)
         return NULL;
@@ -922,6 +917,20 @@ failed:
     return NULL;
 }
 
+static PyObject *
+direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *owner;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "DirectReceive takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "DirectReceive", 1, 1, &owner))
+        return NULL;
+    return direct_read(self, owner);
+}
+
 static PyTypeObject DirectReceiveType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsocket._speedups.DirectReceive",
@@ -935,6 +944,218 @@ static PyTypeObject DirectReceiveType = {
     .tp_init = (initproc)direct_receive_init,
     .tp_dealloc = (destructor)direct_receive_dealloc,
     .tp_call = (ternaryfunc)direct_receive_call,
+};
+
+/* -- EventTurn -----------------------------------------------------------------------
+ *
+ * The reactor's callback for a connection of the event app, its usual turn
+ * whole: one read (direct_read), one message, onmessage's one handler called
+ * with it, and the keepalive's due time returned for the reactor to watch the
+ * socket again. What the Python turn (_EventSession.resume) would do the same
+ * way, with no Python frame of the library's in between.
+ *
+ * Anything else goes to Python whole: resume() when nothing was read (it reads
+ * and acts: the end, an error, a keepalive ping), resume(taken) with the
+ * messages read when there were several or more came with them (a control
+ * frame, a fragment), or when onmessage has not exactly one handler (none:
+ * the demo; several: the Event calls them in turn); resume([]) after the
+ * handler when the connection closed or events wait. A handler's exception
+ * goes to handler_failed(handler, error), as the Python turn logs it; an
+ * exception of the read to failed(error), which ends the connection (1011).
+ *
+ * onmessage is looked up at each turn, in the app's __dict__ under its slot's
+ * key (see app._EventSlot), so a handler set meanwhile handles the next message.
+ */
+typedef struct {
+    PyObject_HEAD
+    DirectReceive *receive;  /* the read */
+    PyObject *client;        /* the WebSocket: the handler's second argument */
+    PyObject *keepalive;     /* next_due */
+    PyObject *app_dict;      /* the app's __dict__, where its onmessage Event is kept */
+    PyObject *onmessage_key; /* its key there */
+    PyObject *resume;        /* the Python turn: resume(taken=None) */
+    PyObject *failed;        /* failed(error): the read raised */
+    PyObject *handler_failed;  /* handler_failed(handler, error): the handler raised */
+} EventTurn;
+
+static PyObject *handlers_name, *next_due_name;
+
+static int
+event_turn_init(EventTurn *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *receive, *client, *keepalive, *app_dict, *key, *resume, *failed, *handler_failed;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "EventTurn() takes positional arguments only");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "O!OOO!UOOO:EventTurn", &DirectReceiveType, &receive, &client,
+                          &keepalive, &PyDict_Type, &app_dict, &key, &resume, &failed,
+                          &handler_failed))
+        return -1;
+    Py_INCREF(receive);
+    Py_XSETREF(self->receive, (DirectReceive *)receive);
+    Py_INCREF(client);
+    Py_XSETREF(self->client, client);
+    Py_INCREF(keepalive);
+    Py_XSETREF(self->keepalive, keepalive);
+    Py_INCREF(app_dict);
+    Py_XSETREF(self->app_dict, app_dict);
+    Py_INCREF(key);
+    Py_XSETREF(self->onmessage_key, key);
+    Py_INCREF(resume);
+    Py_XSETREF(self->resume, resume);
+    Py_INCREF(failed);
+    Py_XSETREF(self->failed, failed);
+    Py_INCREF(handler_failed);
+    Py_XSETREF(self->handler_failed, handler_failed);
+    return 0;
+}
+
+static void
+event_turn_dealloc(EventTurn *self)
+{
+    Py_XDECREF(self->receive);
+    Py_XDECREF(self->client);
+    Py_XDECREF(self->keepalive);
+    Py_XDECREF(self->app_dict);
+    Py_XDECREF(self->onmessage_key);
+    Py_XDECREF(self->resume);
+    Py_XDECREF(self->failed);
+    Py_XDECREF(self->handler_failed);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* onmessage's one handler (a new reference); NULL without an exception: not one. */
+static PyObject *
+event_turn_handler(EventTurn *self)
+{
+    PyObject *event, *handlers, *handler = NULL;
+
+    event = PyDict_GetItemWithError(self->app_dict, self->onmessage_key);  /* borrowed */
+    if (event == NULL)
+        return NULL;
+    handlers = PyObject_GetAttr(event, handlers_name);
+    if (handlers == NULL)
+        return NULL;
+    if (PyList_CheckExact(handlers) && PyList_GET_SIZE(handlers) == 1) {
+        handler = PyList_GET_ITEM(handlers, 0);
+        Py_INCREF(handler);
+    }
+    Py_DECREF(handlers);
+    return handler;
+}
+
+/* The exception now raised, taken out (a new reference), if it is an Exception; else
+   NULL with it still raised (KeyboardInterrupt, SystemExit: not ours to stop). */
+static PyObject *
+take_exception(void)
+{
+    PyObject *type, *value, *traceback;
+
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return NULL;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL)
+        PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
+static PyObject *
+event_turn_call(EventTurn *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *taken, *handler, *result, *error, *due;
+    PyObject *events = self->receive->events;
+    PyObject *call_args[2];
+
+    if ((args != NULL && PyTuple_GET_SIZE(args) != 0)
+            || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "EventTurn takes no arguments");
+        return NULL;
+    }
+    taken = direct_read(self->receive, self->client);
+    if (taken == NULL) {
+        error = take_exception();
+        if (error == NULL)
+            return NULL;
+        result = PyObject_CallOneArg(self->failed, error);
+        Py_DECREF(error);
+        return result;
+    }
+    if (taken == Py_None) {
+        Py_DECREF(taken);
+        return PyObject_CallNoArgs(self->resume);
+    }
+    if (PyList_GET_SIZE(taken) != 1 || PyList_GET_SIZE(events) != 0)
+        goto python_turn;
+    handler = event_turn_handler(self);
+    if (handler == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(taken);
+            return NULL;
+        }
+        goto python_turn;
+    }
+    call_args[0] = PyList_GET_ITEM(taken, 0);
+    call_args[1] = self->client;
+    result = PyObject_Vectorcall(handler, call_args, 2, NULL);
+    Py_DECREF(taken);
+    if (result == NULL) {
+        error = take_exception();
+        if (error == NULL) {
+            Py_DECREF(handler);
+            return NULL;
+        }
+        result = PyObject_CallFunctionObjArgs(self->handler_failed, handler, error, NULL);
+        Py_DECREF(error);
+        if (result == NULL) {
+            Py_DECREF(handler);
+            return NULL;
+        }
+    }
+    Py_DECREF(result);
+    Py_DECREF(handler);
+    if (PyList_GET_SIZE(events) != 0)
+        goto python_rest;
+    switch (attribute_is(self->client, closed_name, Py_False)) {
+    case -1:
+        return NULL;
+    case 0:
+        goto python_rest;
+    }
+    due = PyObject_GetAttr(self->keepalive, next_due_name);
+    if (due == NULL || due != Py_None)
+        return due;
+    Py_DECREF(due);
+    return PyFloat_FromDouble(Py_HUGE_VAL);
+
+python_turn:
+    result = PyObject_CallOneArg(self->resume, taken);
+    Py_DECREF(taken);
+    return result;
+
+python_rest:
+    taken = PyList_New(0);
+    if (taken == NULL)
+        return NULL;
+    goto python_turn;
+}
+
+static PyTypeObject EventTurnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsocket._speedups.EventTurn",
+    .tp_basicsize = sizeof(EventTurn),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "EventTurn(receive, client, keepalive, app_dict, onmessage_key, resume, failed,\n"
+              "handler_failed): the reactor's callback, called with no argument; returns\n"
+              "when to call again, or None: ended (see the C source).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)event_turn_init,
+    .tp_dealloc = (destructor)event_turn_dealloc,
+    .tp_call = (ternaryfunc)event_turn_call,
 };
 #endif
 
@@ -993,12 +1214,19 @@ PyInit__speedups(void)
     buffer_name = PyUnicode_InternFromString("_buffer");
     limit_name = PyUnicode_InternFromString("_size_limit");
     corked_name = PyUnicode_InternFromString("corked");
+    handlers_name = PyUnicode_InternFromString("handlers");
+    next_due_name = PyUnicode_InternFromString("next_due");
+    if (handlers_name == NULL || next_due_name == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
     if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
             || holding_name == NULL || frames_name == NULL || finish_name == NULL
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
             || limit_name == NULL || corked_name == NULL
-            || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0) {
+            || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0
+            || PyType_Ready(&EventTurnType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
@@ -1011,6 +1239,12 @@ PyInit__speedups(void)
     Py_INCREF(&DirectReceiveType);
     if (PyModule_AddObject(module, "DirectReceive", (PyObject *)&DirectReceiveType) < 0) {
         Py_DECREF(&DirectReceiveType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&EventTurnType);
+    if (PyModule_AddObject(module, "EventTurn", (PyObject *)&EventTurnType) < 0) {
+        Py_DECREF(&EventTurnType);
         Py_DECREF(module);
         return NULL;
     }

@@ -84,3 +84,21 @@ class DirectReceive:
                  transport: Any, heard: Callable[[float], object], lock: Any, masked: bool,
                  /) -> None: ...
     def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...
+
+class EventTurn:
+    """The reactor's callback for an event app's connection: its usual turn in one C call.
+
+    ``turn()`` reads (``receive``); one message alone is handed to
+    onmessage's one handler (``app_dict[onmessage_key].handlers``, looked up
+    at each turn); returns ``keepalive.next_due`` (``math.inf`` for None).
+    Everything else goes to ``resume()``, ``resume(taken)`` or
+    ``resume([])``, the Python turn; the handler's exception to
+    ``handler_failed(handler, error)``, the read's to ``failed(error)``.
+    """
+
+    def __init__(self, receive: DirectReceive, client: Any, keepalive: Any,
+                 app_dict: dict[str, Any], onmessage_key: str,
+                 resume: Callable[[list[str | bytes] | None], float | None],
+                 failed: Callable[[Exception], None],
+                 handler_failed: Callable[[Any, Exception], None], /) -> None: ...
+    def __call__(self) -> float | None: ...

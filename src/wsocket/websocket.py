@@ -35,6 +35,7 @@ from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
 from ._reading import Reader
 from ._sending import Sender
+from ._sockets import EventTurn
 from ._transport import SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
 from .options import (
@@ -295,7 +296,8 @@ class WebSocket:
                 if not self._act_on(event):
                     return None  # the connection failed
 
-    def receive_arrived(self, read: bool) -> list[str | bytes]:
+    def receive_arrived(self, read: bool,
+                        taken: list[str | bytes] | None = None) -> list[str | bytes]:
         """Internal (the event app): the messages that have arrived, in order; never waits.
 
         From the events read already; when none is left and ``read`` is
@@ -305,7 +307,8 @@ class WebSocket:
         Bytes that TLS decrypted already are read regardless (epoll cannot
         see them). Control frames are acted on as ``receive()`` does; the
         messages before one are returned first. ``[]`` when nothing came,
-        or when the connection failed (``closed`` is then set).
+        or when the connection failed (``closed`` is then set). ``taken``:
+        messages the C turn read already, returned first (no read then).
 
         Raises:
             ConnectionClosed: The peer closed the connection, or it was closed already.
@@ -314,16 +317,15 @@ class WebSocket:
             self._accept_on_first_use()
         reader = self._reader
         events = reader.events
-        taken = None
         direct = self._direct_receive
-        if read and direct is not None:
+        if taken is None and read and direct is not None:
             taken = direct(self)  # the usual turn: one read in one C call
-            if taken is not None:
-                if not events:
-                    if len(taken) > 1:
-                        self._sender.holding = True  # their answers leave together
-                    return taken
-                read = False  # a control frame or more came with them: the whole way
+        if taken is not None:
+            if not events:
+                if len(taken) > 1:
+                    self._sender.holding = True  # their answers leave together
+                return taken
+            read = False  # a control frame or more came with them: the whole way
         with reader.lock:
             if taken is not None:
                 messages = taken
@@ -716,6 +718,20 @@ class WebSocket:
     def writes_without_blocking(self) -> bool:
         """False for green sockets (gevent, eventlet): no reactor, no writer thread for them."""
         return self._sender.writes_without_blocking
+
+    def direct_turn(self, app_dict: dict[str, Any], onmessage_key: str,
+                    resume: Callable[[list[str | bytes] | None], float | None],
+                    failed: Callable[[Exception], None],
+                    handler_failed: Callable[[Any, Exception], None],
+                    ) -> Callable[[], float | None] | None:
+        """The event app's usual turn in one C call (``_speedups.EventTurn``), or None: not here.
+
+        Only once ``runs_in_loop()`` gave this connection its C read.
+        """
+        if EventTurn is None or self._direct_receive is None:
+            return None
+        return EventTurn(self._direct_receive, self, self._keepalive, app_dict, onmessage_key,
+                         resume, failed, handler_failed)
 
     def keepalive_due(self) -> float | None:
         """When keepalive has something to do (``time.monotonic()``), or None: never."""
