@@ -379,3 +379,109 @@ def test_a_close_frame_ends_the_session_with_the_peers_code(event_turn):
     send_and_wait(peer, websocket.sock, build_frame(8, close_payload(4000, b"later")))
     assert turn() is None
     assert closed == [(4000, "later")]
+
+
+# -- DirectReceive.receive and DirectSend with a thread per connection -----------------
+
+
+@pytest.fixture
+def thread_websocket():
+    """A server-side WebSocket as the WSGI loop holds it (its own thread), and its peer."""
+    sock, peer = tcp_pair()
+    websocket = WebSocket(sock, {}, ping_interval=20)
+    assert websocket._direct_wait is not None and websocket._direct_send is not None
+    yield websocket, peer
+    peer.close()
+    sock.close()
+
+
+def test_the_read_sizes_agree_with_the_python_path():
+    from wsocket import _sockets, _speedups, _transport
+    assert _speedups.READ_SIZE == _sockets.READ_SIZE
+    assert _speedups.IDLE_READ_SIZE == _transport.IDLE_READ_SIZE
+
+
+def test_receive_waits_without_the_gil_and_gives_each_message(thread_websocket):
+    websocket, peer = thread_websocket
+    ticks = []
+    waiting = threading.Event()
+
+    def meanwhile():
+        waiting.wait(5)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            ticks.append(1)  # runs only if receive() let the GIL go
+            time.sleep(0.001)
+        peer.sendall(build_frame(1, b"late") + build_frame(2, b"\x01two"))
+
+    other = threading.Thread(target=meanwhile)
+    other.start()
+    websocket.receive(0.01)  # the Python path sets the receive timeout first
+    waiting.set()
+    assert websocket.receive() == "late"
+    assert websocket.receive() == b"\x01two"
+    other.join(5)
+    assert len(ticks) > 50
+
+
+def test_a_big_message_in_small_reads_then_small_ones(thread_websocket):
+    websocket, peer = thread_websocket
+    transport = websocket._transport
+    websocket.receive(0.01)
+    peer.sendall(build_frame(2, b"b" * 5000))
+    assert websocket.receive() == b"b" * 5000
+    assert transport._read_size == 65536  # a read filled the small buffer: read big now
+    peer.sendall(build_frame(1, b"small"))
+    assert websocket.receive() == "small"
+    assert transport._read_size == 1024  # small reads again: a waiting thread holds 1 KiB
+
+
+def test_keepalive_runs_while_the_c_path_waits():
+    sock, peer = tcp_pair()
+    try:
+        websocket = WebSocket(sock, {}, ping_interval=0.2, ping_timeout=0.4)
+        started = time.monotonic()
+        assert websocket.receive() is None  # the peer never answered the ping
+        assert time.monotonic() - started < 5
+        assert websocket.closed and websocket.close_code == 1006
+        ping = server_frame(9, b"keepalive")
+        assert read_exactly(peer, len(ping)) == ping  # the keepalive ping went out meanwhile
+    finally:
+        peer.close()
+        sock.close()
+
+
+def test_a_partial_write_from_a_connections_thread(thread_websocket):
+    websocket, peer = thread_websocket
+    websocket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    messages = [b"%05d" % index + b"t" * 60000 for index in range(12)]
+    expected = b"".join(server_frame(2, message) for message in messages)
+    received = bytearray()
+
+    def drain():
+        time.sleep(0.3)
+        received.extend(read_exactly(peer, len(expected), timeout=30))
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    for message in messages:
+        websocket.send(message)
+    reader.join(40)
+    assert bytes(received) == expected
+    assert not websocket._sender.lock.locked()
+
+
+def test_a_client_reads_the_c_way_and_sends_the_python_way():
+    """A client masks what it sends (Python), and reads unmasked frames (C)."""
+    sock, peer = tcp_pair()
+    try:
+        client = WebSocket(sock, {}, side="client")
+        assert client._direct_send is None and client._direct_wait is not None
+        peer.sendall(server_frame(1, b"from the server"))
+        assert client.receive() == "from the server"
+        client.send("hi")
+        head = read_exactly(peer, 2)
+        assert head == b"\x81\x82"  # masked, 2 bytes
+    finally:
+        peer.close()
+        sock.close()

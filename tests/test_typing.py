@@ -30,17 +30,35 @@ def test_py_typed_marker_and_stub_are_package_data():
     assert '"py.typed"' in package_data and '"_speedups.pyi"' in package_data
 
 
-def stub_functions():
+def stub_members():
+    """The stub's functions and classes (positional parameters, no self), its constants."""
     tree = ast.parse((PACKAGE / "_speedups.pyi").read_text())
-    return {node.name: [arg.arg for arg in node.args.posonlyargs]
-            for node in tree.body if isinstance(node, ast.FunctionDef)}
+    functions = {node.name: [arg.arg for arg in node.args.posonlyargs]
+                 for node in tree.body if isinstance(node, ast.FunctionDef)}
+    classes = {node.name: {item.name: [arg.arg for arg in item.args.posonlyargs[1:]]
+                           for item in node.body if isinstance(item, ast.FunctionDef)}
+               for node in tree.body if isinstance(node, ast.ClassDef)}
+    constants = {node.target.id for node in tree.body
+                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    return functions, classes, constants
 
 
 def test_the_stub_describes_the_c_module_exactly():
     speedups = pytest.importorskip("wsocket._speedups")
-    functions = {name for name in dir(speedups) if not name.startswith("_")}
-    stub = stub_functions()
-    assert set(stub) == functions
+    public = {name for name in dir(speedups) if not name.startswith("_")}
+    stub, classes, constants = stub_members()
+    assert set(stub) | set(classes) | constants == public
+    for name in constants:
+        assert isinstance(getattr(speedups, name), int)
+    for name, methods in classes.items():
+        # the C type's docstring starts with the constructor's signature
+        documented = re.match(r"(\w+)\(([^)]*)\)", getattr(speedups, name).__doc__)
+        assert documented.group(1) == name
+        assert [part.strip() for part in documented.group(2).split(",")] == methods["__init__"]
+        with pytest.raises(TypeError):  # positional arguments only
+            getattr(speedups, name)(**{parameter: None for parameter in methods["__init__"]})
+        for method in set(methods) - {"__init__", "__call__"}:
+            assert callable(getattr(getattr(speedups, name), method))
     for name, parameters in stub.items():
         # the C docstring starts with the signature: name(arg, ...)
         documented = re.match(r"(\w+)\(([^)]*)\)", getattr(speedups, name).__doc__)

@@ -81,17 +81,20 @@ class Reader:
             self._add(self._connection.receive_data(initial_data))
 
     def direct_receive(self) -> _speedups.DirectReceive | None:
-        """The event app's usual read in one C call, for the loop's thread; None: not here.
+        """The usual read in one C call; None: not here.
 
-        A plain socket and uncompressed messages only. It refers to this
-        reader's parts, never to the reader (no reference cycle to collect).
+        Called, for the event app's turn in the loop's thread; its
+        ``receive`` method for ``WebSocket.receive()`` in a connection's own
+        thread, where the transport waits in ``recv`` itself. A plain socket
+        and uncompressed messages only. It refers to this reader's parts,
+        never to the reader (no reference cycle to collect).
         """
         connection = self._connection
         if DirectReceive is None or self._recv_dontwait is None \
                 or not connection.receives_plain_frames:
             return None
         return DirectReceive(self._transport.sock, connection, connection.receive_data,
-                             self.events, self._transport, self._keepalive.heard, self.lock,
+                             self.events, self._transport, self._keepalive, self.lock,
                              connection.expects_masked)
 
     def _add(self, new: list[Event]) -> None:

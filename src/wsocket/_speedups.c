@@ -428,7 +428,8 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * while nothing else stands in the way: not closed, no close frame sent, no
  * batch being held back, nothing queued, the send lock free. Then the frame
  * (unmasked: the server side) leaves in one sendmsg() of the header and the
- * payload where it lies, with MSG_DONTWAIT and the GIL kept, as send_nowait.
+ * payload where it lies, with MSG_DONTWAIT; the GIL is kept in the loop's thread,
+ * as send_nowait does, and let go with a thread per connection (release_gil).
  *
  * In every other case it does nothing and returns False, and the Python code
  * of WebSocket.send goes on, which knows every rule and names every error.
@@ -454,6 +455,7 @@ typedef struct {
     PyObject *queue;       /* its OutgoingQueue: frames */
     PyObject *acquire;     /* sender.lock.acquire */
     PyObject *release;     /* sender.lock.release */
+    int release_gil;       /* let other threads run during sendmsg() (a thread per connection) */
 } DirectSend;
 
 static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *frames_name,
@@ -463,13 +465,16 @@ static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *sock, *connection, *sender, *queue, *lock, *acquire, *release;
+    int release_gil;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "DirectSend() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOOO:DirectSend", &sock, &connection, &sender, &queue, &lock))
+    if (!PyArg_ParseTuple(args, "OOOOOp:DirectSend", &sock, &connection, &sender, &queue, &lock,
+                          &release_gil))
         return -1;
+    self->release_gil = release_gil;
     acquire = PyObject_GetAttrString(lock, "acquire");
     if (acquire == NULL)
         return -1;
@@ -611,7 +616,14 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     memset(&note, 0, sizeof(note));
     note.msg_iov = parts;
     note.msg_iovlen = 2;
-    sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (self->release_gil) {
+        Py_BEGIN_ALLOW_THREADS
+        sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
     if (sent == (ssize_t)header_length + length) {
         result = PyObject_CallNoArgs(self->release);
         if (result == NULL)
@@ -665,7 +677,7 @@ static PyTypeObject DirectSendType = {
     .tp_name = "wsocket._speedups.DirectSend",
     .tp_basicsize = sizeof(DirectSend),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "DirectSend(sock, connection, sender, queue, lock): called as\n"
+    .tp_doc = "DirectSend(sock, connection, sender, queue, lock, release_gil): called as\n"
               "direct(owner, message) -> bool, True when the message went (see the C source).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)direct_send_init,
@@ -695,6 +707,7 @@ typedef struct {
     PyObject *receive_data;  /* connection.receive_data: the rest of a read, the whole way */
     PyObject *events;      /* reader.events, the list itself */
     PyObject *transport;   /* corked */
+    PyObject *keepalive;   /* the Keepalive: next_due */
     PyObject *heard;       /* keepalive.heard */
     PyObject *acquire;     /* reader.lock.acquire */
     PyObject *release;     /* reader.lock.release */
@@ -707,8 +720,8 @@ static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opco
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *receive_data, *events, *transport, *heard, *lock, *acquire,
-             *release;
+    PyObject *sock, *connection, *receive_data, *events, *transport, *keepalive, *heard, *lock,
+             *acquire, *release;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
@@ -716,14 +729,16 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &receive_data,
-                          &PyList_Type, &events, &transport, &heard, &lock, &masked))
+                          &PyList_Type, &events, &transport, &keepalive, &lock, &masked))
+        return -1;
+    heard = PyObject_GetAttrString(keepalive, "heard");
+    if (heard == NULL)
         return -1;
     acquire = PyObject_GetAttrString(lock, "acquire");
-    if (acquire == NULL)
-        return -1;
-    release = PyObject_GetAttrString(lock, "release");
+    release = acquire == NULL ? NULL : PyObject_GetAttrString(lock, "release");
     if (release == NULL) {
-        Py_DECREF(acquire);
+        Py_XDECREF(acquire);
+        Py_DECREF(heard);
         return -1;
     }
     Py_INCREF(sock);
@@ -736,7 +751,8 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->events, events);
     Py_INCREF(transport);
     Py_XSETREF(self->transport, transport);
-    Py_INCREF(heard);
+    Py_INCREF(keepalive);
+    Py_XSETREF(self->keepalive, keepalive);
     Py_XSETREF(self->heard, heard);
     Py_XSETREF(self->acquire, acquire);
     Py_XSETREF(self->release, release);
@@ -752,6 +768,7 @@ direct_receive_dealloc(DirectReceive *self)
     Py_XDECREF(self->receive_data);
     Py_XDECREF(self->events);
     Py_XDECREF(self->transport);
+    Py_XDECREF(self->keepalive);
     Py_XDECREF(self->heard);
     Py_XDECREF(self->acquire);
     Py_XDECREF(self->release);
@@ -931,12 +948,194 @@ direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
     return direct_read(self, owner);
 }
 
+/* -- DirectReceive.receive: WebSocket.receive()'s usual case, for a thread per connection.
+ *
+ * The same read in a connection's own thread, which waits for it: recv() with the
+ * GIL let go, bounded by the SO_RCVTIMEO the Python path set for the keepalive's
+ * next due time (SocketTransport.recv), so this call waits no longer than it
+ * would. Taken only when that timeout is close enough to what is due now (else
+ * the Python path sets it again), with the read size the transport adapted
+ * (small while quiet: a waiting thread holds no 64 KiB buffer).
+ *
+ * One whole message alone in the read is returned as it is. Anything else that
+ * came is given to receive_data whole, its events queued for the Python path,
+ * and None returned, as when nothing came (the SO_RCVTIMEO ran out: keepalive
+ * is due), at the end, or on an error: the Python path reads again and acts.
+ */
+#define TRANSPORT_READ_SIZE 65536  /* _sockets.READ_SIZE */
+#define TRANSPORT_IDLE_READ_SIZE 1024  /* _transport.IDLE_READ_SIZE */
+
+static PyObject *receive_timeout_name, *read_size_name, *next_due_name;
+
+/* 1: the transport's SO_RCVTIMEO is what SocketTransport.recv would keep for a wait
+   until ``due`` (None: for ever); 0: it would set another; -1: error. */
+static int
+receive_timeout_fits(PyObject *transport, PyObject *due)
+{
+    PyObject *value;
+    double timeout, wait;
+    struct timespec now;
+
+    value = PyObject_GetAttr(transport, receive_timeout_name);
+    if (value == NULL)
+        return -1;
+    timeout = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return -1;
+    if (due == Py_None)
+        return timeout == 0.0;
+    wait = PyFloat_AsDouble(due);
+    if (wait == -1.0 && PyErr_Occurred())
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    wait -= (double)now.tv_sec + now.tv_nsec * 1e-9;
+    if (wait <= 0.0 || timeout == 0.0)
+        return 0;
+    return !(timeout > wait + (wait / 100 > 0.01 ? wait / 100 : 0.01) || timeout < wait / 2);
+}
+
+static PyObject *
+direct_receive_wait(DirectReceive *self, PyObject *owner)
+{
+    PyObject *due, *taken, *result, *data = NULL, *messages = NULL, *number;
+    Py_ssize_t limit, size, position;
+    ssize_t got;
+    struct timespec now;
+    int clear, fd;
+
+    clear = direct_receive_at_rest(self, owner);
+    if (clear <= 0)
+        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+    due = PyObject_GetAttr(self->keepalive, next_due_name);
+    if (due == NULL)
+        return NULL;
+    clear = receive_timeout_fits(self->transport, due);
+    Py_DECREF(due);
+    if (clear <= 0)
+        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+    number = PyObject_GetAttr(self->connection, limit_name);
+    if (number == NULL)
+        return NULL;
+    limit = PyLong_AsSsize_t(number);
+    Py_DECREF(number);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    number = PyObject_GetAttr(self->transport, read_size_name);
+    if (number == NULL)
+        return NULL;
+    size = PyLong_AsSsize_t(number);
+    Py_DECREF(number);
+    if (size <= 0)
+        return PyErr_Occurred() ? NULL : (Py_INCREF(Py_None), Py_None);
+    taken = PyObject_CallOneArg(self->acquire, Py_False);
+    if (taken == NULL)
+        return NULL;
+    Py_DECREF(taken);
+    if (taken != Py_True)
+        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
+    data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        goto failed;
+    fd = PyObject_AsFileDescriptor(self->sock);
+    if (fd < 0) {
+        PyErr_Clear();  /* closed meanwhile: the Python path meets it */
+        goto nothing;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    got = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+    Py_END_ALLOW_THREADS
+    if (got <= 0)
+        goto nothing;  /* timed out (keepalive is due), the end, an error: the Python path */
+    if (got >= size || (got < TRANSPORT_IDLE_READ_SIZE && size != TRANSPORT_IDLE_READ_SIZE)) {
+        /* SocketTransport.recv's read size: big once a read fills it, small after small reads */
+        number = PyLong_FromLong(got >= size ? TRANSPORT_READ_SIZE : TRANSPORT_IDLE_READ_SIZE);
+        if (number == NULL || PyObject_SetAttr(self->transport, read_size_name, number) < 0) {
+            Py_XDECREF(number);
+            goto failed;
+        }
+        Py_DECREF(number);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    number = PyFloat_FromDouble((double)now.tv_sec + now.tv_nsec * 1e-9);
+    if (number == NULL)
+        goto failed;
+    result = PyObject_CallOneArg(self->heard, number);
+    Py_DECREF(number);
+    if (result == NULL)
+        goto failed;
+    Py_DECREF(result);
+    messages = PyList_New(0);
+    if (messages == NULL)
+        goto failed;
+    {
+        PyObject *no_error = NULL;
+        position = parse_run((const unsigned char *)PyBytes_AS_STRING(data), got, 0,
+                             self->masked, limit, Py_None, Py_None, messages, &no_error);
+        Py_XDECREF(no_error);  /* (none: no inflate) */
+    }
+    if (position < 0)
+        goto failed;
+    if (position == got && PyList_GET_SIZE(messages) == 1) {
+        PyObject *message = PyList_GET_ITEM(messages, 0);
+        Py_INCREF(message);
+        Py_DECREF(messages);
+        Py_DECREF(data);
+        result = PyObject_CallNoArgs(self->release);
+        if (result == NULL) {
+            Py_DECREF(message);
+            return NULL;
+        }
+        Py_DECREF(result);
+        return message;
+    }
+    /* More than one message: all of it the whole way, as the Python path reads. */
+    Py_CLEAR(messages);
+    if (got != size && _PyBytes_Resize(&data, got) < 0)
+        goto failed;
+    result = PyObject_CallOneArg(self->receive_data, data);
+    if (result == NULL)
+        goto failed;
+    if (queue_events(self->events, result) < 0) {
+        Py_DECREF(result);
+        goto failed;
+    }
+    Py_DECREF(result);
+
+nothing:
+    Py_XDECREF(data);
+    result = PyObject_CallNoArgs(self->release);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+
+failed:
+    Py_XDECREF(messages);
+    Py_XDECREF(data);
+    {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        result = PyObject_CallNoArgs(self->release);
+        Py_XDECREF(result);
+        PyErr_Restore(type, value, traceback);
+    }
+    return NULL;
+}
+
+static PyMethodDef direct_receive_methods[] = {
+    {"receive", (PyCFunction)direct_receive_wait, METH_O,
+     "receive(owner) -> str | bytes | None: WebSocket.receive()'s usual case in a\n"
+     "connection's own thread (see the C source); None: the Python path goes on."},
+    {NULL, NULL, 0, NULL}
+};
+
 static PyTypeObject DirectReceiveType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsocket._speedups.DirectReceive",
     .tp_basicsize = sizeof(DirectReceive),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "DirectReceive(sock, connection, receive_data, events, transport, heard, lock,\n"
+    .tp_doc = "DirectReceive(sock, connection, receive_data, events, transport, keepalive, lock,\n"
               "masked):\n"
               "called as direct(owner) -> list | None, the messages one read brought\n"
               "(see the C source).",
@@ -944,6 +1143,7 @@ static PyTypeObject DirectReceiveType = {
     .tp_init = (initproc)direct_receive_init,
     .tp_dealloc = (destructor)direct_receive_dealloc,
     .tp_call = (ternaryfunc)direct_receive_call,
+    .tp_methods = direct_receive_methods,
 };
 
 /* -- EventTurn -----------------------------------------------------------------------
@@ -978,7 +1178,7 @@ typedef struct {
     PyObject *handler_failed;  /* handler_failed(handler, error): the handler raised */
 } EventTurn;
 
-static PyObject *handlers_name, *next_due_name;
+static PyObject *handlers_name;
 
 static int
 event_turn_init(EventTurn *self, PyObject *args, PyObject *kwargs)
@@ -1216,7 +1416,10 @@ PyInit__speedups(void)
     corked_name = PyUnicode_InternFromString("corked");
     handlers_name = PyUnicode_InternFromString("handlers");
     next_due_name = PyUnicode_InternFromString("next_due");
-    if (handlers_name == NULL || next_due_name == NULL) {
+    receive_timeout_name = PyUnicode_InternFromString("_receive_timeout");
+    read_size_name = PyUnicode_InternFromString("_read_size");
+    if (handlers_name == NULL || next_due_name == NULL || receive_timeout_name == NULL
+            || read_size_name == NULL) {
         Py_DECREF(module);
         return NULL;
     }
@@ -1239,6 +1442,11 @@ PyInit__speedups(void)
     Py_INCREF(&DirectReceiveType);
     if (PyModule_AddObject(module, "DirectReceive", (PyObject *)&DirectReceiveType) < 0) {
         Py_DECREF(&DirectReceiveType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "READ_SIZE", TRANSPORT_READ_SIZE) < 0
+            || PyModule_AddIntConstant(module, "IDLE_READ_SIZE", TRANSPORT_IDLE_READ_SIZE) < 0) {
         Py_DECREF(module);
         return NULL;
     }

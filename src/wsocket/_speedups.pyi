@@ -60,11 +60,12 @@ class DirectSend:
     the core's ``close_sent`` and ``failed``, ``sender.holding``, frames in
     ``queue``, ``lock`` taken), and returns True; else does nothing and
     returns False. A partial write goes on in ``owner._finish_direct_send(frame,
-    sent)``, called with ``lock`` held, which releases it.
+    sent)``, called with ``lock`` held, which releases it. ``release_gil``:
+    other threads run during the ``sendmsg()`` (a thread per connection).
     """
 
     def __init__(self, sock: socket.socket, connection: Any, sender: Any, queue: Any,
-                 lock: Any, /) -> None: ...
+                 lock: Any, release_gil: bool, /) -> None: ...
     def __call__(self, owner: Any, message: object, /) -> bool: ...
 
 class DirectReceive:
@@ -72,7 +73,7 @@ class DirectReceive:
 
     ``direct(owner)`` reads once when the connection is at rest (open, no
     event waiting in ``events``, no frame half parsed, not corked, ``lock``
-    free), tells ``heard(now)``, and returns the str and bytes messages at
+    free), tells ``keepalive.heard(now)``, and returns the str and bytes messages at
     the start of what came; the rest goes to ``receive_data(rest)`` with
     ``lock`` held, and its events wait in ``events`` (next one last). None
     when it read nothing (not at rest, nothing there, the end, an error):
@@ -81,9 +82,21 @@ class DirectReceive:
 
     def __init__(self, sock: socket.socket, connection: Any,
                  receive_data: Callable[[bytes], list[Any]], events: list[Any],
-                 transport: Any, heard: Callable[[float], object], lock: Any, masked: bool,
+                 transport: Any, keepalive: Any, lock: Any, masked: bool,
                  /) -> None: ...
     def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...
+    def receive(self, owner: Any, /) -> str | bytes | None:
+        """``WebSocket.receive()``'s usual case in a connection's own thread.
+
+        At rest, and with the transport's SO_RCVTIMEO what it would keep for
+        the keepalive's next due time: one ``recv()`` without the GIL, the
+        transport's read size kept up to date; one whole message alone is
+        returned. Anything more that came goes to ``receive_data``, its
+        events to ``events``; then, as when nothing came, None.
+        """
+
+READ_SIZE: int  # must be _sockets.READ_SIZE
+IDLE_READ_SIZE: int  # must be _transport.IDLE_READ_SIZE
 
 class EventTurn:
     """The reactor's callback for an event app's connection: its usual turn in one C call.

@@ -174,6 +174,11 @@ class SocketTransport:
             self._tls_lock = threading.Lock()
             sock.settimeout(0.0)
 
+    @property
+    def waits_in_recv(self) -> bool:
+        """Whether a read waits inside ``recv`` itself (SO_RCVTIMEO): a plain socket on Linux."""
+        return self._timed_recv
+
     # -- reading ----------------------------------------------------------------------
 
     def recv(self, wait: float | None) -> bytes | None:

@@ -153,9 +153,10 @@ class WebSocket:
         # the peer's answer (rare): an Event costs about 1 KiB a connection.
         self._closed_event: threading.Event | None = None
         self._closed_callback: Callable[[], object] | None = None
-        # The loop's usual send and read, each in one C call (see runs_in_loop()).
+        # The usual send and read, each in one C call where it can be had (see attach()).
         self._direct_send: _speedups.DirectSend | None = None
         self._direct_receive: _speedups.DirectReceive | None = None
+        self._direct_wait: Callable[[WebSocket], str | bytes | None] | None = None
         # Before its 101 (see accept()), a server-side WebSocket has no socket
         # yet: the opening sends the 101 on first use. None once open.
         self._opening: LazyOpening | None = None
@@ -275,6 +276,10 @@ class WebSocket:
         """
         if self._opening is not None:
             self._accept_on_first_use()
+        if timeout is None and self._direct_wait is not None:
+            message = self._direct_wait(self)  # the usual wait and read, in one C call
+            if message is not None:
+                return message
         deadline = None if timeout is None else time.monotonic() + timeout
         reader = self._reader
         events = reader.events
@@ -383,8 +388,7 @@ class WebSocket:
         No other thread waits for the GIL there: the usual read and write keep it.
         """
         self._sender.in_loop()
-        self._direct_send = self._sender.direct_send()
-        self._direct_receive = self._reader.direct_receive()
+        self._direct_send = self._sender.direct_send(in_loop=True)
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
@@ -676,6 +680,10 @@ class WebSocket:
         self._transport = transport = SocketTransport(sock)
         self._sender.attach(transport)
         self._reader.attach(transport, initial_data)
+        self._direct_send = self._sender.direct_send(in_loop=False)
+        self._direct_receive = direct = self._reader.direct_receive()
+        if direct is not None and transport.waits_in_recv:
+            self._direct_wait = direct.receive
 
     def send_opening(self, response: bytes, admit: Callable[[], object]) -> bool:
         """The middleware's opener: send the 101 (``response``) as the first bytes on the socket.
