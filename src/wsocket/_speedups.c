@@ -451,6 +451,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: close_sent, failed */
+    PyObject *connection_dict;  /* its __dict__, where those are read */
     PyObject *sender;      /* the Sender: holding */
     PyObject *queue;       /* its OutgoingQueue: frames */
     PyObject *acquire;     /* sender.lock.acquire */
@@ -464,7 +465,7 @@ static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *fr
 static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *sender, *queue, *lock, *acquire, *release;
+    PyObject *sock, *connection, *sender, *queue, *lock, *acquire, *release, *fields;
     int release_gil;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
@@ -475,6 +476,10 @@ direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
                           &release_gil))
         return -1;
     self->release_gil = release_gil;
+    fields = PyObject_GenericGetDict(connection, NULL);
+    if (fields == NULL)
+        return -1;
+    Py_XSETREF(self->connection_dict, fields);
     acquire = PyObject_GetAttrString(lock, "acquire");
     if (acquire == NULL)
         return -1;
@@ -501,6 +506,7 @@ direct_send_dealloc(DirectSend *self)
 {
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
+    Py_XDECREF(self->connection_dict);
     Py_XDECREF(self->sender);
     Py_XDECREF(self->queue);
     Py_XDECREF(self->acquire);
@@ -519,6 +525,29 @@ attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
     return value == expected;
 }
 
+/* attribute_is for an instance whose __dict__ is ``dict`` (the core's, whose
+   state is read at every call): one dictionary lookup instead of the whole
+   attribute protocol; the usual way when it is not there. */
+static int
+field_is(PyObject *dict, PyObject *obj, PyObject *name, PyObject *expected)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, name);  /* borrowed */
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : attribute_is(obj, name, expected);
+    return value == expected;
+}
+
+/* The attribute ``name`` of that instance (a new reference), or NULL with an error. */
+static PyObject *
+field(PyObject *dict, PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, name);  /* borrowed */
+    if (value == NULL)
+        return PyErr_Occurred() ? NULL : PyObject_GetAttr(obj, name);
+    Py_INCREF(value);
+    return value;
+}
+
 /* 1: nothing stands in the way of a direct send; 0: something does; -1: error. */
 static int
 direct_send_clear(DirectSend *self, PyObject *owner)
@@ -529,9 +558,9 @@ direct_send_clear(DirectSend *self, PyObject *owner)
 
     if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
         return clear;
-    if ((clear = attribute_is(self->connection, close_sent_name, Py_None)) != 1)
+    if ((clear = field_is(self->connection_dict, self->connection, close_sent_name, Py_None)) != 1)
         return clear;
-    if ((clear = attribute_is(self->connection, failed_name, Py_False)) != 1)
+    if ((clear = field_is(self->connection_dict, self->connection, failed_name, Py_False)) != 1)
         return clear;
     if ((clear = attribute_is(self->sender, holding_name, Py_False)) != 1)
         return clear;
@@ -704,6 +733,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: its receiving state */
+    PyObject *connection_dict;  /* its __dict__, where that is read */
     PyObject *receive_data;  /* connection.receive_data: the rest of a read, the whole way */
     PyObject *events;      /* reader.events, the list itself */
     PyObject *transport;   /* corked */
@@ -721,7 +751,7 @@ static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *sock, *connection, *receive_data, *events, *transport, *keepalive, *heard, *lock,
-             *acquire, *release;
+             *acquire, *release, *fields;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
@@ -731,20 +761,21 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &receive_data,
                           &PyList_Type, &events, &transport, &keepalive, &lock, &masked))
         return -1;
-    heard = PyObject_GetAttrString(keepalive, "heard");
-    if (heard == NULL)
-        return -1;
-    acquire = PyObject_GetAttrString(lock, "acquire");
+    fields = PyObject_GenericGetDict(connection, NULL);
+    heard = fields == NULL ? NULL : PyObject_GetAttrString(keepalive, "heard");
+    acquire = heard == NULL ? NULL : PyObject_GetAttrString(lock, "acquire");
     release = acquire == NULL ? NULL : PyObject_GetAttrString(lock, "release");
     if (release == NULL) {
         Py_XDECREF(acquire);
-        Py_DECREF(heard);
+        Py_XDECREF(heard);
+        Py_XDECREF(fields);
         return -1;
     }
     Py_INCREF(sock);
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
     Py_XSETREF(self->connection, connection);
+    Py_XSETREF(self->connection_dict, fields);
     Py_INCREF(receive_data);
     Py_XSETREF(self->receive_data, receive_data);
     Py_INCREF(events);
@@ -765,6 +796,7 @@ direct_receive_dealloc(DirectReceive *self)
 {
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
+    Py_XDECREF(self->connection_dict);
     Py_XDECREF(self->receive_data);
     Py_XDECREF(self->events);
     Py_XDECREF(self->transport);
@@ -779,7 +811,7 @@ direct_receive_dealloc(DirectReceive *self)
 static int
 direct_receive_at_rest(DirectReceive *self, PyObject *owner)
 {
-    PyObject *connection = self->connection, *buffer;
+    PyObject *connection = self->connection, *fields = self->connection_dict, *buffer;
     Py_ssize_t buffered;
     int clear;
 
@@ -787,19 +819,19 @@ direct_receive_at_rest(DirectReceive *self, PyObject *owner)
         return 0;
     if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
         return clear;
-    if ((clear = attribute_is(connection, failed_name, Py_False)) != 1)
+    if ((clear = field_is(fields, connection, failed_name, Py_False)) != 1)
         return clear;
-    if ((clear = attribute_is(connection, failed_receiving_name, Py_False)) != 1)
+    if ((clear = field_is(fields, connection, failed_receiving_name, Py_False)) != 1)
         return clear;
-    if ((clear = attribute_is(connection, close_received_name, Py_None)) != 1)
+    if ((clear = field_is(fields, connection, close_received_name, Py_None)) != 1)
         return clear;
-    if ((clear = attribute_is(connection, frame_name, Py_None)) != 1)
+    if ((clear = field_is(fields, connection, frame_name, Py_None)) != 1)
         return clear;
-    if ((clear = attribute_is(connection, opcode_name, Py_None)) != 1)
+    if ((clear = field_is(fields, connection, opcode_name, Py_None)) != 1)
         return clear;
     if ((clear = attribute_is(self->transport, corked_name, Py_False)) != 1)
         return clear;
-    buffer = PyObject_GetAttr(connection, buffer_name);
+    buffer = field(fields, connection, buffer_name);
     if (buffer == NULL)
         return -1;
     buffered = PyObject_Length(buffer);
@@ -851,7 +883,7 @@ direct_read(DirectReceive *self, PyObject *owner)
         return NULL;
     if (clear == 0)
         Py_RETURN_NONE;
-    number = PyObject_GetAttr(self->connection, limit_name);
+    number = field(self->connection_dict, self->connection, limit_name);
     if (number == NULL)
         return NULL;
     limit = PyLong_AsSsize_t(number);
@@ -1014,7 +1046,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     Py_DECREF(due);
     if (clear <= 0)
         return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
-    number = PyObject_GetAttr(self->connection, limit_name);
+    number = field(self->connection_dict, self->connection, limit_name);
     if (number == NULL)
         return NULL;
     limit = PyLong_AsSsize_t(number);
