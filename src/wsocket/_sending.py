@@ -95,20 +95,20 @@ class Sender:
         if self.send_dontwait is not None:
             self.send_dontwait = functools.partial(send_nowait_in_loop, self.transport.sock)
 
-    def direct_send(self, in_loop: bool) -> _speedups.DirectSend | None:
+    def direct_send(self) -> _speedups.DirectSend | None:
         """``WebSocket.send``'s usual case in one C call; None: not here.
 
-        A plain socket and uncompressed, unmasked frames only. In the loop's
-        thread it keeps the GIL, as the loop's other calls do; with a thread
-        per connection it lets it go while the kernel works, as
-        ``_sockets.send_nowait`` does. It refers to this sender but is not
-        kept here (no reference cycle to collect).
+        A plain socket and uncompressed, unmasked frames only. With a thread
+        per connection it lets the GIL go while the kernel works, as
+        ``_sockets.send_nowait`` does; set its ``release_gil`` to False for
+        the loop's thread, which keeps it as the loop's other calls do. It
+        refers to this sender but is not kept here (no reference cycle to collect).
         """
         if DirectSend is None or self.send_dontwait is None \
                 or not self._connection.sends_plain_frames:
             return None
         return DirectSend(self.transport.sock, self._connection, self, self.queue, self.lock,
-                          not in_loop)
+                          True)
 
     @property
     def waiting(self) -> bool:

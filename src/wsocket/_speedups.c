@@ -37,7 +37,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <structmember.h>
 #include <string.h>
 #ifndef _WIN32
 #include <sys/socket.h>
@@ -701,6 +703,13 @@ give_back_with_error:
     return NULL;
 }
 
+static PyMemberDef direct_send_members[] = {
+    {"release_gil", T_INT, offsetof(DirectSend, release_gil), 0,
+     "Nonzero: other threads run during sendmsg() (a thread per connection); 0 in the\n"
+     "loop's thread, which no other thread waits for."},
+    {NULL, 0, 0, 0, NULL}
+};
+
 static PyTypeObject DirectSendType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsocket._speedups.DirectSend",
@@ -712,6 +721,7 @@ static PyTypeObject DirectSendType = {
     .tp_init = (initproc)direct_send_init,
     .tp_dealloc = (destructor)direct_send_dealloc,
     .tp_call = (ternaryfunc)direct_send_call,
+    .tp_members = direct_send_members,
 };
 
 /* -- DirectReceive ---------------------------------------------------------------

@@ -64,6 +64,8 @@ class DirectSend:
     other threads run during the ``sendmsg()`` (a thread per connection).
     """
 
+    release_gil: int  # nonzero: other threads run during sendmsg(); 0 in the loop's thread
+
     def __init__(self, sock: socket.socket, connection: Any, sender: Any, queue: Any,
                  lock: Any, release_gil: bool, /) -> None: ...
     def __call__(self, owner: Any, message: object, /) -> bool: ...

@@ -388,7 +388,8 @@ class WebSocket:
         No other thread waits for the GIL there: the usual read and write keep it.
         """
         self._sender.in_loop()
-        self._direct_send = self._sender.direct_send(in_loop=True)
+        if self._direct_send is not None:
+            self._direct_send.release_gil = False  # as the loop's other calls keep it
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
@@ -680,7 +681,7 @@ class WebSocket:
         self._transport = transport = SocketTransport(sock)
         self._sender.attach(transport)
         self._reader.attach(transport, initial_data)
-        self._direct_send = self._sender.direct_send(in_loop=False)
+        self._direct_send = self._sender.direct_send()
         self._direct_receive = direct = self._reader.direct_receive()
         if direct is not None and transport.waits_in_recv:
             self._direct_wait = direct.receive
