@@ -503,8 +503,9 @@ class WebSocket:
             self._accept_on_first_use()
         sender = self._sender
         direct = self._direct_send
-        if direct is not None and binary is None and direct(self, message):
-            return  # the usual message, sent in one C call (see runs_in_loop())
+        if direct is not None and binary is None and not sender.holding \
+                and direct(self, message):
+            return  # the usual message, sent in one C call (a held batch waits: hold())
         with sender.lock:
             if self.closed:
                 raise self._closed_error()
