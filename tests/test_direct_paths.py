@@ -125,10 +125,18 @@ def test_no_message_follows_the_close_frame(loop_websocket):
         peer.recv(100)  # nothing after the close frame
 
 
-def test_a_partial_write_finishes_whole_and_in_order(loop_websocket):
-    """The socket takes part of the frame: the rest follows before anything else."""
-    websocket, peer = loop_websocket
-    websocket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+@pytest.mark.parametrize("in_loop", [True, False], ids=["loop", "thread"])
+def test_a_partial_write_finishes_whole_and_in_order(in_loop):
+    """The socket takes part of the frame: the rest follows before anything else.
+
+    In the loop's thread (the GIL kept) and in a connection's own (let go).
+    """
+    sock, peer = tcp_pair()
+    websocket = WebSocket(sock, {})
+    if in_loop:
+        websocket.runs_in_loop()
+    assert websocket._direct_send.release_gil == (not in_loop)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     messages = ["%05d" % index + "m" * 60000 for index in range(12)]
     expected = b"".join(server_frame(1, message.encode()) for message in messages)
     received = bytearray()
@@ -147,12 +155,17 @@ def test_a_partial_write_finishes_whole_and_in_order(loop_websocket):
     websocket._finish_direct_send = finish_and_count
     reader = threading.Thread(target=drain)
     reader.start()
-    for message in messages:
-        websocket.send(message)
-    reader.join(40)
-    assert bytes(received) == expected
-    assert partial_writes, "no write was partial: the test did not test it"
-    assert not websocket._sender.lock.locked()
+    try:
+        for message in messages:
+            websocket.send(message)
+        reader.join(40)
+        assert bytes(received) == expected
+        assert partial_writes, "no write was partial: the test did not test it"
+        assert not websocket._sender.lock.locked()
+    finally:
+        reader.join(40)
+        peer.close()
+        sock.close()
 
 
 # -- DirectReceive -------------------------------------------------------------------
@@ -449,26 +462,6 @@ def test_keepalive_runs_while_the_c_path_waits():
     finally:
         peer.close()
         sock.close()
-
-
-def test_a_partial_write_from_a_connections_thread(thread_websocket):
-    websocket, peer = thread_websocket
-    websocket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-    messages = [b"%05d" % index + b"t" * 60000 for index in range(12)]
-    expected = b"".join(server_frame(2, message) for message in messages)
-    received = bytearray()
-
-    def drain():
-        time.sleep(0.3)
-        received.extend(read_exactly(peer, len(expected), timeout=30))
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    for message in messages:
-        websocket.send(message)
-    reader.join(40)
-    assert bytes(received) == expected
-    assert not websocket._sender.lock.locked()
 
 
 def test_a_client_reads_the_c_way_and_sends_the_python_way():

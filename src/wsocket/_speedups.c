@@ -550,6 +550,63 @@ field(PyObject *dict, PyObject *obj, PyObject *name)
     return value;
 }
 
+/* The locks are the Python objects the rest of the library takes (threading.Lock),
+   through their bound methods. try_lock: acquire(False), 1 taken, 0 not, -1 error. */
+static int
+try_lock(PyObject *acquire)
+{
+    PyObject *taken = PyObject_CallOneArg(acquire, Py_False);
+    if (taken == NULL)
+        return -1;
+    Py_DECREF(taken);
+    return taken == Py_True;
+}
+
+/* release(): 0, or -1 with an error. */
+static int
+unlock(PyObject *release)
+{
+    PyObject *result = PyObject_CallNoArgs(release);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* release() while an error is set, which stays the one raised; returns NULL. */
+static PyObject *
+unlock_on_error(PyObject *release)
+{
+    PyObject *type, *value, *traceback, *result;
+
+    PyErr_Fetch(&type, &value, &traceback);
+    result = PyObject_CallNoArgs(release);
+    Py_XDECREF(result);
+    PyErr_Restore(type, value, traceback);
+    return NULL;
+}
+
+/* time.monotonic(), the clock the keepalive keeps its times on. */
+static double
+monotonic_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + now.tv_nsec * 1e-9;
+}
+
+static PyObject *
+false_value(void)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+true_value(void)
+{
+    Py_RETURN_TRUE;
+}
+
 /* 1: nothing stands in the way of a direct send; 0: something does; -1: error. */
 static int
 direct_send_clear(DirectSend *self, PyObject *owner)
@@ -579,7 +636,7 @@ direct_send_clear(DirectSend *self, PyObject *owner)
 static PyObject *
 direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *owner, *message, *taken, *frame, *result;
+    PyObject *owner, *message, *frame, *result;
     const char *payload;
     Py_ssize_t length;
     unsigned char header[4];
@@ -618,16 +675,13 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         return NULL;
     if (clear == 0)
         Py_RETURN_FALSE;
-    taken = PyObject_CallOneArg(self->acquire, Py_False);
-    if (taken == NULL)
-        return NULL;
-    Py_DECREF(taken);
-    if (taken != Py_True)
-        Py_RETURN_FALSE;  /* another thread writes: the Python path waits for it */
+    clear = try_lock(self->acquire);
+    if (clear <= 0)
+        return clear < 0 ? NULL : false_value();  /* another thread writes: Python waits */
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
-        goto give_back;
+        return unlock(self->release) < 0 ? NULL : false_value();
     }
     header[0] = (unsigned char)(0x80 | opcode);
     if (length < 126) {
@@ -655,25 +709,20 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     else {
         sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
-    if (sent == (ssize_t)header_length + length) {
-        result = PyObject_CallNoArgs(self->release);
-        if (result == NULL)
-            return NULL;
-        Py_DECREF(result);
-        Py_RETURN_TRUE;
-    }
+    if (sent == (ssize_t)header_length + length)
+        return unlock(self->release) < 0 ? NULL : true_value();
     if (sent < 0)
         sent = 0;  /* nothing now, or failed: the rest's send waits, or meets the error */
     frame = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)header_length + length);
     if (frame == NULL)
-        goto give_back_with_error;
+        return unlock_on_error(self->release);
     memcpy(PyBytes_AS_STRING(frame), header, header_length);
     memcpy(PyBytes_AS_STRING(frame) + header_length, payload, (size_t)length);
     {
         PyObject *sent_count = PyLong_FromSsize_t(sent);
         if (sent_count == NULL) {
             Py_DECREF(frame);
-            goto give_back_with_error;
+            return unlock_on_error(self->release);
         }
         /* owner._finish_direct_send releases the lock, whatever happens. */
         result = PyObject_CallMethodObjArgs(owner, finish_name, frame, sent_count, NULL);
@@ -684,23 +733,6 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         return NULL;
     Py_DECREF(result);
     Py_RETURN_TRUE;
-
-give_back:
-    result = PyObject_CallNoArgs(self->release);
-    if (result == NULL)
-        return NULL;
-    Py_DECREF(result);
-    Py_RETURN_FALSE;
-
-give_back_with_error:
-    {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        result = PyObject_CallNoArgs(self->release);
-        Py_XDECREF(result);
-        PyErr_Restore(type, value, traceback);
-    }
-    return NULL;
 }
 
 static PyMemberDef direct_send_members[] = {
@@ -877,103 +909,103 @@ queue_events(PyObject *events, PyObject *new)
     return done;
 }
 
+/* The core's size limit for a message (-1: none) into *limit: 0, or -1 with an error. */
+static int
+receive_limit(DirectReceive *self, Py_ssize_t *limit)
+{
+    PyObject *number = field(self->connection_dict, self->connection, limit_name);
+    if (number == NULL)
+        return -1;
+    *limit = PyLong_AsSsize_t(number);
+    Py_DECREF(number);
+    return *limit == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* After a read of ``got`` bytes: keepalive.heard(now), then the whole messages at
+   the start of ``buffer`` parsed; their list (NULL: error) and *position after them. */
+static PyObject *
+heard_and_parsed(DirectReceive *self, const unsigned char *buffer, Py_ssize_t got,
+                 Py_ssize_t limit, Py_ssize_t *position)
+{
+    PyObject *number, *result, *messages, *no_error = NULL;
+
+    number = PyFloat_FromDouble(monotonic_now());
+    if (number == NULL)
+        return NULL;
+    result = PyObject_CallOneArg(self->heard, number);
+    Py_DECREF(number);
+    if (result == NULL)
+        return NULL;
+    Py_DECREF(result);
+    messages = PyList_New(0);
+    if (messages == NULL)
+        return NULL;
+    *position = parse_run(buffer, got, 0, self->masked, limit, Py_None, Py_None, messages,
+                          &no_error);
+    Py_XDECREF(no_error);  /* (none: no inflate) */
+    if (*position < 0) {
+        Py_DECREF(messages);
+        return NULL;
+    }
+    return messages;
+}
+
+/* The core's receive_data(data), its events queued for the Python path: 0, or -1. */
+static int
+queue_received(DirectReceive *self, PyObject *data)
+{
+    PyObject *events = PyObject_CallOneArg(self->receive_data, data);
+    int done;
+
+    if (events == NULL)
+        return -1;
+    done = queue_events(self->events, events);
+    Py_DECREF(events);
+    return done;
+}
+
 /* The read of DirectReceive (see above): a new list, None, or NULL with an exception. */
 static PyObject *
 direct_read(DirectReceive *self, PyObject *owner)
 {
-    PyObject *taken, *result, *messages = NULL, *number;
+    PyObject *messages;
     unsigned char buffer[65536];
     Py_ssize_t limit, position;
     ssize_t got;
-    struct timespec now;
     int clear, fd;
 
     clear = direct_receive_at_rest(self, owner);
-    if (clear < 0)
+    if (clear <= 0)
+        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+    if (receive_limit(self, &limit) < 0)
         return NULL;
-    if (clear == 0)
-        Py_RETURN_NONE;
-    number = field(self->connection_dict, self->connection, limit_name);
-    if (number == NULL)
-        return NULL;
-    limit = PyLong_AsSsize_t(number);
-    Py_DECREF(number);
-    if (limit == -1 && PyErr_Occurred())
-        return NULL;
-    taken = PyObject_CallOneArg(self->acquire, Py_False);
-    if (taken == NULL)
-        return NULL;
-    Py_DECREF(taken);
-    if (taken != Py_True)
-        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
+    clear = try_lock(self->acquire);
+    if (clear <= 0)  /* another thread reads: the Python path waits for it */
+        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
     fd = PyObject_AsFileDescriptor(self->sock);
-    if (fd < 0) {
+    if (fd < 0)
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
-        goto nothing;
-    }
-    got = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
-    if (got <= 0)
-        goto nothing;  /* none now, the end or an error: the Python path reads it again */
-    clock_gettime(CLOCK_MONOTONIC, &now);  /* time.monotonic()'s clock */
-    number = PyFloat_FromDouble((double)now.tv_sec + now.tv_nsec * 1e-9);
-    if (number == NULL)
-        goto failed;
-    result = PyObject_CallOneArg(self->heard, number);
-    Py_DECREF(number);
-    if (result == NULL)
-        goto failed;
-    Py_DECREF(result);
-    messages = PyList_New(0);
+    got = fd < 0 ? 0 : recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (got <= 0)  /* none now, the end or an error: the Python path reads it again */
+        return unlock(self->release) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+    messages = heard_and_parsed(self, buffer, got, limit, &position);
     if (messages == NULL)
-        goto failed;
-    {
-        PyObject *no_error = NULL;
-        position = parse_run(buffer, got, 0, self->masked, limit, Py_None, Py_None, messages,
-                             &no_error);
-        Py_XDECREF(no_error);  /* (none: no inflate) */
-    }
-    if (position < 0)
-        goto failed;
+        return unlock_on_error(self->release);
     if (position < got) {
         PyObject *rest = PyBytes_FromStringAndSize((const char *)buffer + position,
                                                    got - position);
-        if (rest == NULL)
-            goto failed;
-        result = PyObject_CallOneArg(self->receive_data, rest);
-        Py_DECREF(rest);
-        if (result == NULL)
-            goto failed;
-        if (queue_events(self->events, result) < 0) {
-            Py_DECREF(result);
-            goto failed;
+        if (rest == NULL || queue_received(self, rest) < 0) {
+            Py_XDECREF(rest);
+            Py_DECREF(messages);
+            return unlock_on_error(self->release);
         }
-        Py_DECREF(result);
+        Py_DECREF(rest);
     }
-    result = PyObject_CallNoArgs(self->release);
-    if (result == NULL) {
+    if (unlock(self->release) < 0) {
         Py_DECREF(messages);
         return NULL;
     }
-    Py_DECREF(result);
     return messages;
-
-nothing:
-    result = PyObject_CallNoArgs(self->release);
-    if (result == NULL)
-        return NULL;
-    Py_DECREF(result);
-    Py_RETURN_NONE;
-
-failed:
-    Py_XDECREF(messages);
-    {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        result = PyObject_CallNoArgs(self->release);
-        Py_XDECREF(result);
-        PyErr_Restore(type, value, traceback);
-    }
-    return NULL;
 }
 
 static PyObject *
@@ -1040,10 +1072,9 @@ receive_timeout_fits(PyObject *transport, PyObject *due)
 static PyObject *
 direct_receive_wait(DirectReceive *self, PyObject *owner)
 {
-    PyObject *due, *taken, *result, *data = NULL, *messages = NULL, *number;
+    PyObject *due, *number, *data, *messages, *message = Py_None;
     Py_ssize_t limit, size, position;
     ssize_t got;
-    struct timespec now;
     int clear, fd;
 
     clear = direct_receive_at_rest(self, owner);
@@ -1056,12 +1087,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     Py_DECREF(due);
     if (clear <= 0)
         return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
-    number = field(self->connection_dict, self->connection, limit_name);
-    if (number == NULL)
-        return NULL;
-    limit = PyLong_AsSsize_t(number);
-    Py_DECREF(number);
-    if (limit == -1 && PyErr_Occurred())
+    if (receive_limit(self, &limit) < 0)
         return NULL;
     number = PyObject_GetAttr(self->transport, read_size_name);
     if (number == NULL)
@@ -1070,99 +1096,60 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     Py_DECREF(number);
     if (size <= 0)
         return PyErr_Occurred() ? NULL : (Py_INCREF(Py_None), Py_None);
-    taken = PyObject_CallOneArg(self->acquire, Py_False);
-    if (taken == NULL)
-        return NULL;
-    Py_DECREF(taken);
-    if (taken != Py_True)
-        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
+    clear = try_lock(self->acquire);
+    if (clear <= 0)  /* another thread reads: the Python path waits for it */
+        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
     data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
-        goto failed;
+        return unlock_on_error(self->release);
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
-        goto nothing;
+        got = 0;
     }
-    Py_BEGIN_ALLOW_THREADS
-    got = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
-    Py_END_ALLOW_THREADS
-    if (got <= 0)
-        goto nothing;  /* timed out (keepalive is due), the end, an error: the Python path */
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        got = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+        Py_END_ALLOW_THREADS
+    }
+    if (got <= 0)  /* timed out (keepalive is due), the end, an error: the Python path */
+        goto done;
     if (got >= size || (got < TRANSPORT_IDLE_READ_SIZE && size != TRANSPORT_IDLE_READ_SIZE)) {
         /* SocketTransport.recv's read size: big once a read fills it, small after small reads */
         number = PyLong_FromLong(got >= size ? TRANSPORT_READ_SIZE : TRANSPORT_IDLE_READ_SIZE);
-        if (number == NULL || PyObject_SetAttr(self->transport, read_size_name, number) < 0) {
-            Py_XDECREF(number);
+        clear = number == NULL ? -1 : PyObject_SetAttr(self->transport, read_size_name, number);
+        Py_XDECREF(number);
+        if (clear < 0)
             goto failed;
-        }
-        Py_DECREF(number);
     }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    number = PyFloat_FromDouble((double)now.tv_sec + now.tv_nsec * 1e-9);
-    if (number == NULL)
-        goto failed;
-    result = PyObject_CallOneArg(self->heard, number);
-    Py_DECREF(number);
-    if (result == NULL)
-        goto failed;
-    Py_DECREF(result);
-    messages = PyList_New(0);
+    messages = heard_and_parsed(self, (const unsigned char *)PyBytes_AS_STRING(data), got,
+                                limit, &position);
     if (messages == NULL)
         goto failed;
-    {
-        PyObject *no_error = NULL;
-        position = parse_run((const unsigned char *)PyBytes_AS_STRING(data), got, 0,
-                             self->masked, limit, Py_None, Py_None, messages, &no_error);
-        Py_XDECREF(no_error);  /* (none: no inflate) */
-    }
-    if (position < 0)
-        goto failed;
     if (position == got && PyList_GET_SIZE(messages) == 1) {
-        PyObject *message = PyList_GET_ITEM(messages, 0);
+        message = PyList_GET_ITEM(messages, 0);  /* the usual read: the message alone */
         Py_INCREF(message);
         Py_DECREF(messages);
-        Py_DECREF(data);
-        result = PyObject_CallNoArgs(self->release);
-        if (result == NULL) {
-            Py_DECREF(message);
-            return NULL;
-        }
-        Py_DECREF(result);
-        return message;
+        goto done;
     }
     /* More than one message: all of it the whole way, as the Python path reads. */
-    Py_CLEAR(messages);
-    if (got != size && _PyBytes_Resize(&data, got) < 0)
+    Py_DECREF(messages);
+    if ((got != size && _PyBytes_Resize(&data, got) < 0) || queue_received(self, data) < 0)
         goto failed;
-    result = PyObject_CallOneArg(self->receive_data, data);
-    if (result == NULL)
-        goto failed;
-    if (queue_events(self->events, result) < 0) {
-        Py_DECREF(result);
-        goto failed;
-    }
-    Py_DECREF(result);
-
-nothing:
-    Py_XDECREF(data);
-    result = PyObject_CallNoArgs(self->release);
-    if (result == NULL)
+done:
+    Py_DECREF(data);
+    if (unlock(self->release) < 0) {
+        if (message != Py_None)
+            Py_DECREF(message);
         return NULL;
-    Py_DECREF(result);
-    Py_RETURN_NONE;
+    }
+    if (message == Py_None)
+        Py_INCREF(Py_None);
+    return message;
 
 failed:
-    Py_XDECREF(messages);
     Py_XDECREF(data);
-    {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        result = PyObject_CallNoArgs(self->release);
-        Py_XDECREF(result);
-        PyErr_Restore(type, value, traceback);
-    }
-    return NULL;
+    return unlock_on_error(self->release);
 }
 
 static PyMethodDef direct_receive_methods[] = {
