@@ -303,7 +303,7 @@ def event_turn():
     websocket.runs_in_loop()
     session = _EventSession(app, websocket)
     turn = websocket.direct_turn(app.__dict__, "_onmessage", session.resume,
-                                 session._turn_failed, _handler_failed)
+                                 session._ended_by_error, _handler_failed)
     assert turn is not None
     yield app, turn, websocket, peer
     peer.close()

@@ -83,8 +83,8 @@ class Reader:
     def direct_receive(self) -> _speedups.DirectReceive | None:
         """The usual read in one C call; None: not here.
 
-        Called, for the event app's turn in the loop's thread; its
-        ``receive`` method for ``WebSocket.receive()`` in a connection's own
+        Called itself by the event app's turn in the loop's thread; its
+        ``receive`` method by ``WebSocket.receive()`` in a connection's own
         thread, where the transport waits in ``recv`` itself. A plain socket
         and uncompressed messages only. It refers to this reader's parts,
         never to the reader (no reference cycle to collect).

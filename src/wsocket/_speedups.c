@@ -595,6 +595,13 @@ monotonic_now(void)
     return (double)now.tv_sec + now.tv_nsec * 1e-9;
 }
 
+/* New references to the constants, for returns in expressions (3.9 has no Py_NewRef). */
+static PyObject *
+none_value(void)
+{
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 false_value(void)
 {
@@ -976,18 +983,18 @@ direct_read(DirectReceive *self, PyObject *owner)
 
     clear = direct_receive_at_rest(self, owner);
     if (clear <= 0)
-        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return clear < 0 ? NULL : none_value();
     if (receive_limit(self, &limit) < 0)
         return NULL;
     clear = try_lock(self->acquire);
     if (clear <= 0)  /* another thread reads: the Python path waits for it */
-        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return clear < 0 ? NULL : none_value();
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0)
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
     got = fd < 0 ? 0 : recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
     if (got <= 0)  /* none now, the end or an error: the Python path reads it again */
-        return unlock(self->release) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return unlock(self->release) < 0 ? NULL : none_value();
     messages = heard_and_parsed(self, buffer, got, limit, &position);
     if (messages == NULL)
         return unlock_on_error(self->release);
@@ -1079,14 +1086,14 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
 
     clear = direct_receive_at_rest(self, owner);
     if (clear <= 0)
-        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return clear < 0 ? NULL : none_value();
     due = PyObject_GetAttr(self->keepalive, next_due_name);
     if (due == NULL)
         return NULL;
     clear = receive_timeout_fits(self->transport, due);
     Py_DECREF(due);
     if (clear <= 0)
-        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return clear < 0 ? NULL : none_value();
     if (receive_limit(self, &limit) < 0)
         return NULL;
     number = PyObject_GetAttr(self->transport, read_size_name);
@@ -1095,10 +1102,10 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     size = PyLong_AsSsize_t(number);
     Py_DECREF(number);
     if (size <= 0)
-        return PyErr_Occurred() ? NULL : (Py_INCREF(Py_None), Py_None);
+        return PyErr_Occurred() ? NULL : none_value();
     clear = try_lock(self->acquire);
     if (clear <= 0)  /* another thread reads: the Python path waits for it */
-        return clear < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
+        return clear < 0 ? NULL : none_value();
     data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
         return unlock_on_error(self->release);

@@ -206,7 +206,8 @@ class SocketTransport:
                     # up to 1% late is close enough (0.2 s for a 20 s ping
                     # interval): a thread that waited 10 ms for the GIL between
                     # two reads, common with many connections, must not cost a
-                    # setsockopt() per message.
+                    # setsockopt() per message. (_speedups.c's
+                    # receive_timeout_fits keeps the same rule: change both.)
                     self._set_receive_timeout(wait)
                 size = self._read_size
                 data = sock.recv(size)  # holds a buffer of ``size`` bytes while it waits

@@ -567,7 +567,7 @@ class _EventSession:
         self.reactor.set_on_stall(client.sock, client.release_held)
         # The usual turn in one C call where it can be had (see _speedups.EventTurn).
         turn = client.direct_turn(self.app.__dict__, "_onmessage", self.resume,
-                                  self._turn_failed, _handler_failed) or self.resume
+                                  self._ended_by_error, _handler_failed) or self.resume
         due = turn()
         if due is not None:
             self.reactor.watch(client.sock, turn, due, on_stall=client.release_held)
@@ -637,10 +637,6 @@ class _EventSession:
                      exc_info=error if error is not None else True)
         _close_quietly(self.client, CloseCode.INTERNAL_ERROR, "internal error")
         self._end()
-
-    def _turn_failed(self, error: Exception) -> None:
-        """The C turn's read raised ``error``: as ``resume()``'s ``except`` clause does."""
-        self._ended_by_error(error)
 
     def _end(self) -> None:
         app, client = self.app, self.client

@@ -736,7 +736,9 @@ class WebSocket:
                     ) -> Callable[[], float | None] | None:
         """The event app's usual turn in one C call (``_speedups.EventTurn``), or None: not here.
 
-        Only once ``runs_in_loop()`` gave this connection its C read.
+        Only where ``attach()`` gave this connection its C read (a plain
+        socket, no compression). ``failed(error)`` ends the session when the
+        read raises; ``handler_failed(handler, error)`` logs a handler's error.
         """
         if EventTurn is None or self._direct_receive is None:
             return None
