@@ -3,6 +3,7 @@
 import os
 import re
 import select
+import signal
 import ssl
 import subprocess
 import sys
@@ -79,13 +80,22 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def spawn(args, cwd=ROOT, stderr_path=None):
-    """Start ``python -m wsocket *args``; stdout is a pipe, stderr goes to a file."""
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spawn(args, cwd=ROOT, stderr_path=None, module="wsocket", ignore_sigint=False):
+    """Start ``python -m wsocket *args``; stdout is a pipe, stderr goes to a file.
+
+    ``module`` runs another module's ``-m`` instead; ``ignore_sigint`` starts
+    it as a shell starts a background job (``&``): with SIGINT ignored.
+    """
     stderr_file = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
     try:
-        return subprocess.Popen([sys.executable, "-m", "wsocket", *args], cwd=str(cwd),
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=str(cwd),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr_file, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                stderr=stderr_file, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                preexec_fn=_ignore_sigint if ignore_sigint else None)
     finally:
         if stderr_path:
             stderr_file.close()
@@ -114,9 +124,9 @@ def _process_starter(folder):
     """A ``start(*args)`` that runs ``python -m wsocket *args``, and the list it fills."""
     started = []
 
-    def start(*args, cwd=ROOT, timeout=START_TIMEOUT):
+    def start(*args, cwd=ROOT, timeout=START_TIMEOUT, module="wsocket", ignore_sigint=False):
         stderr_path = folder / ("wsocket-stderr-%d.txt" % len(started))
-        proc = spawn(args, cwd, stderr_path)
+        proc = spawn(args, cwd, stderr_path, module, ignore_sigint)
         server = None
         try:
             banner = read_banner(proc, timeout)

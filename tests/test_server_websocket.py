@@ -287,6 +287,50 @@ def test_sigterm_with_idle_http_connection_exits_0(wsocket_process):
         assert Reader(idle).read_to_eof() == b""
 
 
+def test_sigterm_while_the_accepting_thread_lags_leaves_the_served_connection_to_its_thread(
+        wsocket_process):
+    # The signal lands while the accepting thread is still in process_request,
+    # after the connection's thread answered. A signal that raised there
+    # would close that connection under its thread (a traceback, EBADF).
+    server = wsocket_process(module="tests.slow_accept_server")
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    with idle:
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        Reader(idle).read_response()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=20) == 0
+        assert Reader(idle).read_to_eof() == b""
+    assert "Traceback" not in server.stderr()
+
+
+def test_ctrl_c_stops_the_server_as_sigterm_does(wsocket_process):
+    server = wsocket_process("tests.apps:echo", "--port", "0")
+    with connect(server.ws_url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as websocket:
+        websocket.send("x")
+        assert websocket.recv(timeout=TIMEOUT) == "x"
+        server.proc.send_signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as closed:
+            websocket.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert server.proc.wait(timeout=20) == 0
+    stderr = server.stderr()
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+
+
+def test_sigint_ignored_at_start_stays_ignored(wsocket_process):
+    # A server started as a background job (&) in a script ignores Ctrl-C;
+    # run() keeps it so, and SIGTERM still stops it.
+    server = wsocket_process("tests.apps:echo", "--port", "0", ignore_sigint=True)
+    server.proc.send_signal(signal.SIGINT)
+    with connect(server.ws_url, open_timeout=TIMEOUT, close_timeout=TIMEOUT) as websocket:
+        websocket.send("still here")
+        assert websocket.recv(timeout=TIMEOUT) == "still here"
+    assert server.proc.poll() is None
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0
+    assert "Traceback" not in server.stderr()
+
+
 def test_stop_in_process_closes_websockets_with_1001(serve):
     server = serve(apps.echo)
     with ExitStack() as stack:

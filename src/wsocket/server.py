@@ -27,7 +27,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
-from ._sockets import READ_SIZE, recv_nowait_in_loop
+from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop
 from ._transport import green_library
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
@@ -1067,6 +1067,8 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.accepts_in_loop = False
         """True while ``serve_forever()`` accepts in the reactor's loop (the event app)."""
         self._stop_accepting = threading.Event()  # shutdown() asks serve_forever() to end
+        self._stop_signalled = False  # stop_serving() asks it: a plain flag, no lock
+        self._serving_wake_up: WakeUpPair | None = None  # what serve_forever() waits on
         self._serving_ended = threading.Event()
         # run(workers=N): each worker binds the same port (SO_REUSEPORT), or
         # all of them accept on one socket the supervisor made.
@@ -1153,44 +1155,52 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.socket.setblocking(False)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Accept connections until ``shutdown()``; for the event app, in the reactor's loop.
+        """Accept connections until ``shutdown()`` or ``stop_serving()``.
 
         When the app answers its WebSockets' handshakes in the loop
-        (``_serves_in_loop``), the loop accepts too: one thread accepts,
+        (``_serves_in_loop``), the reactor's loop accepts: one thread accepts,
         reads the request and answers it, which spares a hand-over between
         two threads (and their wait for the GIL) per connection; this thread
-        then only waits for ``shutdown()``. Otherwise this thread accepts, as
-        socketserver's does.
+        then only waits to be stopped. Otherwise this thread accepts, as
+        socketserver's does. Either way it waits in poll() beside a wake-up
+        socket, so a stop is seen at once, not at the next ``poll_interval``.
         """
-        stop = self._stop_accepting
         self._serving_ended.clear()
         in_loop = self._serves_in_loop(self.socket)
+        wake_up = WakeUpPair()
+        self._serving_wake_up = wake_up
         try:
             if in_loop:
                 self.accepts_in_loop = True
                 self.reactor.watch(self.socket, self._accept_in_loop)
-                while not stop.wait(poll_interval):
-                    self.service_actions()
-                return
             with _ServerSelector() as selector:
-                selector.register(self, selectors.EVENT_READ)
-                while not stop.is_set():
+                selector.register(wake_up, selectors.EVENT_READ)
+                if not in_loop:
+                    selector.register(self, selectors.EVENT_READ)
+                while not self._asked_to_stop():
                     ready = selector.select(poll_interval)
-                    if stop.is_set():
+                    if self._asked_to_stop():
                         break
-                    if ready:
+                    if any(key.fileobj is self for key, _ in ready):
                         self._handle_request_noblock()
+                    wake_up.drain()
                     self.service_actions()
         finally:
             if in_loop:
                 self.accepts_in_loop = False
                 self.reactor.unwatch(self.socket)
-            stop.clear()
+            self._serving_wake_up = None
+            wake_up.close()
+            self._stop_accepting.clear()
+            self._stop_signalled = False
             self._serving_ended.set()
+
+    def _asked_to_stop(self) -> bool:
+        return self._stop_signalled or self._stop_accepting.is_set()
 
     def _accept_in_loop(self) -> float | None:
         """The reactor's callback for the listening socket: take the connections waiting."""
-        if self._stop_accepting.is_set():
+        if self._asked_to_stop():
             return None
         self._handle_request_noblock()
         return math.inf
@@ -1198,7 +1208,26 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def shutdown(self) -> None:
         """Stop ``serve_forever()`` (from another thread) and wait until it has returned."""
         self._stop_accepting.set()
+        self._wake_serving()
         self._serving_ended.wait()
+
+    def stop_serving(self) -> None:
+        """Make ``serve_forever()`` return soon; safe in a signal handler.
+
+        Unlike ``shutdown()`` it neither waits nor takes a lock: a handler
+        runs in the main thread between two bytecodes, maybe while that
+        thread holds the very lock, or is the thread serving. ``run()``'s
+        SIGTERM and Ctrl-C call it, so no exception is raised at a random
+        point of the accept loop (one raised after a connection's thread
+        started would close that connection under it).
+        """
+        self._stop_signalled = True
+        self._wake_serving()
+
+    def _wake_serving(self) -> None:
+        wake_up = self._serving_wake_up
+        if wake_up is not None:
+            wake_up.wake()  # (closed meanwhile: serving has ended anyway)
 
     def _handle_request_noblock(self) -> None:
         """socketserver's, for every connection waiting (up to ``accept_batch``), not one.
@@ -1546,21 +1575,24 @@ def run(app: WSGIApp | None = None, host: str = "127.0.0.1", port: int = 8080,
     server = make_server(host, port, app, **options)
 
     def terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        server.stop_serving()  # no exception: serve_forever() returns, stop() follows
 
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, terminate)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, terminate)
+        # Ctrl-C, unless SIGINT is ignored (a job started with & in a script).
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, terminate)
     try:
         # Announced only once SIGTERM is ours: whoever read the banner may stop us.
         print("wsocket serving on %s (Ctrl-C to stop)" % server.url, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C where the handler is not ours (run() outside the main thread)
     finally:
         server.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return server
 
 

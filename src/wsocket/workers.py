@@ -333,14 +333,17 @@ class Supervisor:
         self._children[pid] = _Worker(number, pid)
 
     def _serve_in_worker(self, number: int) -> int:
-        stopping = threading.Event()
+        servers: list[Any] = []  # the worker's server, once made
+        stop_asked = False
 
         def stop(signum: int, frame: Any) -> None:
-            # The first signal stops the server; more (Ctrl-C in the terminal
-            # also reaches us besides the supervisor's SIGTERM) wait for it.
-            if not stopping.is_set():
-                stopping.set()
-                raise KeyboardInterrupt
+            # No exception (see the server's stop_serving()): a flag, and
+            # serve_forever() returns. More signals (Ctrl-C in the terminal
+            # also reaches us besides the supervisor's SIGTERM) change nothing.
+            nonlocal stop_asked
+            stop_asked = True
+            for server in servers:
+                server.stop_serving()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -348,6 +351,9 @@ class Supervisor:
             self._holder.close()
         os.close(self._ready_reader)
         server = self._make_server(self._shared)
+        servers.append(server)
+        if stop_asked:
+            server.stop_serving()  # the signal came while the server was being made
         hub = getattr(server.get_app(), "hub", None)
         if hub is not None and self.relay is not None:
             hub.span_workers(self.relay.address)
@@ -355,8 +361,6 @@ class Supervisor:
         os.close(self._ready_writer)
         try:
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
