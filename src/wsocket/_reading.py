@@ -12,11 +12,10 @@ each call (never kept).
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import READ_SIZE, DirectReceive, recv_nowait_in_loop
+from ._sockets import READ_SIZE, DirectReceive, new_lock, recv_nowait_in_loop
 from ._transport import WriteMode
 from .protocol.codes import CloseCode
 from .protocol.connection import CloseReceived, Failure, Message
@@ -64,7 +63,7 @@ class Reader:
     __slots__ = ("lock", "events", "_connection", "_keepalive", "_transport", "_recv_dontwait")
 
     def __init__(self, connection: Connection, keepalive: Keepalive) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         self.events: list[Event] = []
         self._connection = connection
         self._keepalive = keepalive

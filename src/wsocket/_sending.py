@@ -16,12 +16,11 @@ itself closed.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._outgoing import OutgoingQueue, writer
-from ._sockets import DirectSend, send_nowait, send_nowait_in_loop
+from ._sockets import DirectSend, new_lock, send_nowait, send_nowait_in_loop
 from ._transport import SocketTransport, WriteMode
 from .errors import ConnectionClosed, ProtocolError
 from .protocol.codes import CloseCode
@@ -59,7 +58,7 @@ class Sender:
     """The writing side of one connection.
 
     Attributes:
-        lock (threading.Lock): Held for every write on the socket. Whoever
+        lock (threading.Lock): Held for every write on the socket (``new_lock()``). Whoever
             builds a frame with the core holds it from building to sending,
             so that frames leave in the order the core made them.
         queue (OutgoingQueue): Frames waiting for the socket.
@@ -72,7 +71,7 @@ class Sender:
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         self.queue = OutgoingQueue(max_queue)
         self.transport: SocketTransport  # set by attach()
         self.stall = stall

@@ -6,7 +6,8 @@ Standard library only, like the rest of the core.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Callable
+import threading
+from typing import TYPE_CHECKING, Callable, cast
 
 from .protocol.frames import SPEEDUPS, Buffer
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
     from . import _speedups
 
 __all__ = ["READ_SIZE", "MSG_DONTWAIT", "shutdown_quietly", "WakeUpPair", "send_nowait",
-           "send_nowait_in_loop", "recv_nowait_in_loop", "DirectSend", "DirectReceive", "EventTurn"]
+           "send_nowait_in_loop", "recv_nowait_in_loop", "DirectSend", "DirectReceive", "EventTurn",
+           "new_lock"]
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
@@ -53,6 +55,10 @@ recv_nowait_in_loop: Callable[[socket.socket, int], bytes | None] = _recv_nowait
 DirectSend: type[_speedups.DirectSend] | None = None
 DirectReceive: type[_speedups.DirectReceive] | None = None
 EventTurn: type[_speedups.EventTurn] | None = None
+# A connection's send and read locks (Sender.lock, Reader.lock): the accelerator's
+# Lock where it is built, which its C paths take and release without a Python call
+# (the C paths take nothing else); threading.Lock otherwise. Same interface.
+new_lock: Callable[[], threading.Lock] = threading.Lock
 if SPEEDUPS:
     from . import _speedups
 
@@ -61,6 +67,7 @@ if SPEEDUPS:
     DirectSend = getattr(_speedups, "DirectSend", None)
     DirectReceive = getattr(_speedups, "DirectReceive", None)
     EventTurn = getattr(_speedups, "EventTurn", None)
+    new_lock = cast("Callable[[], threading.Lock]", getattr(_speedups, "Lock", threading.Lock))
 
 
 def shutdown_quietly(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -447,7 +447,222 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #include <sys/uio.h>
 #include <time.h>
 
+/* -- Lock: threading.Lock's interface, which C code takes without a Python call.
+ *
+ * The send and read locks of every connection. The C paths below take and
+ * release them at every message, and a threading.Lock can only be taken
+ * from C through its acquire method: a call, an argument tuple and its
+ * parsing each time (a tenth of the library's own time per message). This
+ * wraps the same kind of lock threading.Lock wraps, and does from Python
+ * what threading.Lock does: acquire(blocking=True, timeout=-1), which lets
+ * the GIL go while it waits and runs the signal handlers when a signal
+ * interrupts the wait; release(); locked(); and the with statement.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    char locked;  /* set by the holder once it has the lock, cleared before it lets go */
+} Lock;
+
+static PyTypeObject LockType;
+
+static PyObject *
+lock_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Lock *self;
+
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Lock() takes no arguments");
+        return NULL;
+    }
+    self = (Lock *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+lock_dealloc(Lock *self)
+{
+    if (self->lock != NULL) {
+        if (self->locked)
+            PyThread_release_lock(self->lock);  /* some platforms cannot free a held one */
+        PyThread_free_lock(self->lock);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The lock if it is free now: 1 taken, 0 not. Never waits, keeps the GIL. */
+static int
+lock_take_now(Lock *self)
+{
+    if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    self->locked = 1;
+    return 1;
+}
+
+static void
+lock_give_back(Lock *self)
+{
+    self->locked = 0;
+    PyThread_release_lock(self->lock);
+}
+
+static long long
+monotonic_microseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+/* The lock, waiting ``timeout`` microseconds at most (-1: as long as it takes), the
+   GIL let go meanwhile: 1 taken, 0 timed out, -1 a signal handler raised. */
+static int
+lock_wait(Lock *self, PY_TIMEOUT_T timeout)
+{
+    PyLockStatus status;
+    long long deadline = 0;
+
+    if (lock_take_now(self))
+        return 1;
+    if (timeout == 0)
+        return 0;
+    if (timeout > 0)
+        deadline = monotonic_microseconds() + timeout;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        status = PyThread_acquire_lock_timed(self->lock, timeout, 1);
+        Py_END_ALLOW_THREADS
+        if (status == PY_LOCK_ACQUIRED) {
+            self->locked = 1;
+            return 1;
+        }
+        if (status == PY_LOCK_FAILURE)
+            return 0;
+        /* PY_LOCK_INTR: a signal came; its Python handler runs now, and may raise */
+        if (Py_MakePendingCalls() < 0)
+            return -1;
+        if (timeout > 0) {
+            timeout = (PY_TIMEOUT_T)(deadline - monotonic_microseconds());
+            if (timeout <= 0)
+                return lock_take_now(self);
+        }
+    }
+}
+
+static PyObject *
+lock_acquire(Lock *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"blocking", "timeout", NULL};
+    int blocking = 1, taken;
+    double timeout = -1;
+    PY_TIMEOUT_T microseconds;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pd:acquire", names, &blocking, &timeout))
+        return NULL;
+    if (!blocking && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (timeout < 0 && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    if (!blocking) {
+        microseconds = 0;
+    }
+    else if (timeout == -1) {
+        microseconds = -1;
+    }
+    else {
+        double whole = timeout * 1e6;
+        if (whole != whole || whole >= (double)PY_TIMEOUT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+            return NULL;
+        }
+        microseconds = (PY_TIMEOUT_T)whole;
+        if ((double)microseconds < whole)
+            microseconds += 1;  /* rounded up: never less than asked */
+    }
+    taken = lock_wait(self, microseconds);
+    if (taken < 0)
+        return NULL;
+    return PyBool_FromLong(taken);
+}
+
+static PyObject *
+lock_enter(Lock *self, PyObject *unused)
+{
+    int taken = lock_wait(self, -1);
+    if (taken < 0)
+        return NULL;
+    return PyBool_FromLong(taken);
+}
+
+static PyObject *
+lock_release(Lock *self, PyObject *unused)
+{
+    if (!self->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return NULL;
+    }
+    lock_give_back(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+lock_exit(Lock *self, PyObject *args)
+{
+    return lock_release(self, NULL);
+}
+
+static PyObject *
+lock_locked(Lock *self, PyObject *unused)
+{
+    return PyBool_FromLong(self->locked);
+}
+
+static PyObject *
+lock_repr(Lock *self)
+{
+    return PyUnicode_FromFormat("<%s %s object at %p>", self->locked ? "locked" : "unlocked",
+                                Py_TYPE(self)->tp_name, (void *)self);
+}
+
+static PyMethodDef lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool: as threading.Lock's."},
+    {"release", (PyCFunction)lock_release, METH_NOARGS,
+     "release(): as threading.Lock's (RuntimeError when not held)."},
+    {"locked", (PyCFunction)lock_locked, METH_NOARGS, "locked() -> bool: whether it is held."},
+    {"__enter__", (PyCFunction)lock_enter, METH_NOARGS, "acquire()"},
+    {"__exit__", (PyCFunction)lock_exit, METH_VARARGS, "release()"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyTypeObject LockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsocket._speedups.Lock",
+    .tp_basicsize = sizeof(Lock),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Lock(): threading.Lock's interface, taken by the C paths without a Python call.",
+    .tp_new = lock_new,
+    .tp_dealloc = (destructor)lock_dealloc,
+    .tp_repr = (reprfunc)lock_repr,
+    .tp_methods = lock_methods,
+};
+
+
 #define DIRECT_PAYLOAD_MAX 65535
+#define DIRECT_COPY_MAX 2048  /* the largest payload copied for one send() */
 
 typedef struct {
     PyObject_HEAD
@@ -456,8 +671,7 @@ typedef struct {
     PyObject *connection_dict;  /* its __dict__, where those are read */
     PyObject *sender;      /* the Sender: holding */
     PyObject *queue;       /* its OutgoingQueue: frames */
-    PyObject *acquire;     /* sender.lock.acquire */
-    PyObject *release;     /* sender.lock.release */
+    Lock *lock;            /* sender.lock */
     int release_gil;       /* let other threads run during sendmsg() (a thread per connection) */
 } DirectSend;
 
@@ -467,29 +681,21 @@ static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *fr
 static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *sender, *queue, *lock, *acquire, *release, *fields;
+    PyObject *sock, *connection, *sender, *queue, *lock, *fields;
     int release_gil;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "DirectSend() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOOOp:DirectSend", &sock, &connection, &sender, &queue, &lock,
-                          &release_gil))
+    if (!PyArg_ParseTuple(args, "OOOOO!p:DirectSend", &sock, &connection, &sender, &queue,
+                          &LockType, &lock, &release_gil))
         return -1;
     self->release_gil = release_gil;
     fields = PyObject_GenericGetDict(connection, NULL);
     if (fields == NULL)
         return -1;
     Py_XSETREF(self->connection_dict, fields);
-    acquire = PyObject_GetAttrString(lock, "acquire");
-    if (acquire == NULL)
-        return -1;
-    release = PyObject_GetAttrString(lock, "release");
-    if (release == NULL) {
-        Py_DECREF(acquire);
-        return -1;
-    }
     Py_INCREF(sock);
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
@@ -498,8 +704,8 @@ direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->sender, sender);
     Py_INCREF(queue);
     Py_XSETREF(self->queue, queue);
-    Py_XSETREF(self->acquire, acquire);
-    Py_XSETREF(self->release, release);
+    Py_INCREF(lock);
+    Py_XSETREF(self->lock, (Lock *)lock);
     return 0;
 }
 
@@ -511,8 +717,7 @@ direct_send_dealloc(DirectSend *self)
     Py_XDECREF(self->connection_dict);
     Py_XDECREF(self->sender);
     Py_XDECREF(self->queue);
-    Py_XDECREF(self->acquire);
-    Py_XDECREF(self->release);
+    Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -550,39 +755,11 @@ field(PyObject *dict, PyObject *obj, PyObject *name)
     return value;
 }
 
-/* The locks are the Python objects the rest of the library takes (threading.Lock),
-   through their bound methods. try_lock: acquire(False), 1 taken, 0 not, -1 error. */
-static int
-try_lock(PyObject *acquire)
-{
-    PyObject *taken = PyObject_CallOneArg(acquire, Py_False);
-    if (taken == NULL)
-        return -1;
-    Py_DECREF(taken);
-    return taken == Py_True;
-}
-
-/* release(): 0, or -1 with an error. */
-static int
-unlock(PyObject *release)
-{
-    PyObject *result = PyObject_CallNoArgs(release);
-    if (result == NULL)
-        return -1;
-    Py_DECREF(result);
-    return 0;
-}
-
-/* release() while an error is set, which stays the one raised; returns NULL. */
+/* lock_give_back while an error is set; returns NULL, for the error's return. */
 static PyObject *
-unlock_on_error(PyObject *release)
+unlock_on_error(Lock *lock)
 {
-    PyObject *type, *value, *traceback, *result;
-
-    PyErr_Fetch(&type, &value, &traceback);
-    result = PyObject_CallNoArgs(release);
-    Py_XDECREF(result);
-    PyErr_Restore(type, value, traceback);
+    lock_give_back(lock);
     return NULL;
 }
 
@@ -595,24 +772,13 @@ monotonic_now(void)
     return (double)now.tv_sec + now.tv_nsec * 1e-9;
 }
 
-/* New references to the constants, for returns in expressions (3.9 has no Py_NewRef). */
+/* A new reference to None, for returns in expressions (3.9 has no Py_NewRef). */
 static PyObject *
 none_value(void)
 {
     Py_RETURN_NONE;
 }
 
-static PyObject *
-false_value(void)
-{
-    Py_RETURN_FALSE;
-}
-
-static PyObject *
-true_value(void)
-{
-    Py_RETURN_TRUE;
-}
 
 /* 1: nothing stands in the way of a direct send; 0: something does; -1: error. */
 static int
@@ -647,6 +813,7 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     const char *payload;
     Py_ssize_t length;
     unsigned char header[4];
+    unsigned char small[4 + DIRECT_COPY_MAX];
     size_t header_length;
     struct iovec parts[2];
     struct msghdr note;
@@ -682,13 +849,13 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         return NULL;
     if (clear == 0)
         Py_RETURN_FALSE;
-    clear = try_lock(self->acquire);
-    if (clear <= 0)
-        return clear < 0 ? NULL : false_value();  /* another thread writes: Python waits */
+    if (!lock_take_now(self->lock))
+        Py_RETURN_FALSE;  /* another thread writes: the Python path waits for it */
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
-        return unlock(self->release) < 0 ? NULL : false_value();
+        lock_give_back(self->lock);
+        Py_RETURN_FALSE;
     }
     header[0] = (unsigned char)(0x80 | opcode);
     if (length < 126) {
@@ -701,35 +868,53 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         header[3] = (unsigned char)(length & 0xff);
         header_length = 4;
     }
-    parts[0].iov_base = header;
-    parts[0].iov_len = header_length;
-    parts[1].iov_base = (void *)payload;
-    parts[1].iov_len = (size_t)length;
-    memset(&note, 0, sizeof(note));
-    note.msg_iov = parts;
-    note.msg_iovlen = 2;
-    if (self->release_gil) {
-        Py_BEGIN_ALLOW_THREADS
-        sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
-        Py_END_ALLOW_THREADS
+    if (length <= DIRECT_COPY_MAX) {
+        /* A small frame is copied whole into one buffer for send(): cheaper in
+           the kernel than sendmsg()'s gathering of two parts. */
+        memcpy(small, header, header_length);
+        memcpy(small + header_length, payload, (size_t)length);
+        if (self->release_gil) {
+            Py_BEGIN_ALLOW_THREADS
+            sent = send(fd, small, header_length + (size_t)length, MSG_DONTWAIT | MSG_NOSIGNAL);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            sent = send(fd, small, header_length + (size_t)length, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
     }
     else {
-        sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+        parts[0].iov_base = header;
+        parts[0].iov_len = header_length;
+        parts[1].iov_base = (void *)payload;
+        parts[1].iov_len = (size_t)length;
+        memset(&note, 0, sizeof(note));
+        note.msg_iov = parts;
+        note.msg_iovlen = 2;
+        if (self->release_gil) {
+            Py_BEGIN_ALLOW_THREADS
+            sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            sent = sendmsg(fd, &note, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
     }
-    if (sent == (ssize_t)header_length + length)
-        return unlock(self->release) < 0 ? NULL : true_value();
+    if (sent == (ssize_t)header_length + length) {
+        lock_give_back(self->lock);
+        Py_RETURN_TRUE;
+    }
     if (sent < 0)
         sent = 0;  /* nothing now, or failed: the rest's send waits, or meets the error */
     frame = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)header_length + length);
     if (frame == NULL)
-        return unlock_on_error(self->release);
+        return unlock_on_error(self->lock);
     memcpy(PyBytes_AS_STRING(frame), header, header_length);
     memcpy(PyBytes_AS_STRING(frame) + header_length, payload, (size_t)length);
     {
         PyObject *sent_count = PyLong_FromSsize_t(sent);
         if (sent_count == NULL) {
             Py_DECREF(frame);
-            return unlock_on_error(self->release);
+            return unlock_on_error(self->lock);
         }
         /* owner._finish_direct_send releases the lock, whatever happens. */
         result = PyObject_CallMethodObjArgs(owner, finish_name, frame, sent_count, NULL);
@@ -788,8 +973,7 @@ typedef struct {
     PyObject *transport;   /* corked */
     PyObject *keepalive;   /* the Keepalive: next_due */
     PyObject *heard;       /* keepalive.heard */
-    PyObject *acquire;     /* reader.lock.acquire */
-    PyObject *release;     /* reader.lock.release */
+    Lock *lock;            /* reader.lock */
     int masked;            /* this side expects masked frames */
 } DirectReceive;
 
@@ -800,23 +984,20 @@ static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *sock, *connection, *receive_data, *events, *transport, *keepalive, *heard, *lock,
-             *acquire, *release, *fields;
+             *fields;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "DirectReceive() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOO!OOOp:DirectReceive", &sock, &connection, &receive_data,
-                          &PyList_Type, &events, &transport, &keepalive, &lock, &masked))
+    if (!PyArg_ParseTuple(args, "OOOO!OOO!p:DirectReceive", &sock, &connection, &receive_data,
+                          &PyList_Type, &events, &transport, &keepalive, &LockType, &lock,
+                          &masked))
         return -1;
     fields = PyObject_GenericGetDict(connection, NULL);
     heard = fields == NULL ? NULL : PyObject_GetAttrString(keepalive, "heard");
-    acquire = heard == NULL ? NULL : PyObject_GetAttrString(lock, "acquire");
-    release = acquire == NULL ? NULL : PyObject_GetAttrString(lock, "release");
-    if (release == NULL) {
-        Py_XDECREF(acquire);
-        Py_XDECREF(heard);
+    if (heard == NULL) {
         Py_XDECREF(fields);
         return -1;
     }
@@ -834,8 +1015,8 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
     Py_INCREF(keepalive);
     Py_XSETREF(self->keepalive, keepalive);
     Py_XSETREF(self->heard, heard);
-    Py_XSETREF(self->acquire, acquire);
-    Py_XSETREF(self->release, release);
+    Py_INCREF(lock);
+    Py_XSETREF(self->lock, (Lock *)lock);
     self->masked = masked;
     return 0;
 }
@@ -851,8 +1032,7 @@ direct_receive_dealloc(DirectReceive *self)
     Py_XDECREF(self->transport);
     Py_XDECREF(self->keepalive);
     Py_XDECREF(self->heard);
-    Py_XDECREF(self->acquire);
-    Py_XDECREF(self->release);
+    Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -986,32 +1166,30 @@ direct_read(DirectReceive *self, PyObject *owner)
         return clear < 0 ? NULL : none_value();
     if (receive_limit(self, &limit) < 0)
         return NULL;
-    clear = try_lock(self->acquire);
-    if (clear <= 0)  /* another thread reads: the Python path waits for it */
-        return clear < 0 ? NULL : none_value();
+    if (!lock_take_now(self->lock))
+        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0)
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
     got = fd < 0 ? 0 : recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
-    if (got <= 0)  /* none now, the end or an error: the Python path reads it again */
-        return unlock(self->release) < 0 ? NULL : none_value();
+    if (got <= 0) {  /* none now, the end or an error: the Python path reads it again */
+        lock_give_back(self->lock);
+        Py_RETURN_NONE;
+    }
     messages = heard_and_parsed(self, buffer, got, limit, &position);
     if (messages == NULL)
-        return unlock_on_error(self->release);
+        return unlock_on_error(self->lock);
     if (position < got) {
         PyObject *rest = PyBytes_FromStringAndSize((const char *)buffer + position,
                                                    got - position);
         if (rest == NULL || queue_received(self, rest) < 0) {
             Py_XDECREF(rest);
             Py_DECREF(messages);
-            return unlock_on_error(self->release);
+            return unlock_on_error(self->lock);
         }
         Py_DECREF(rest);
     }
-    if (unlock(self->release) < 0) {
-        Py_DECREF(messages);
-        return NULL;
-    }
+    lock_give_back(self->lock);
     return messages;
 }
 
@@ -1103,12 +1281,11 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     Py_DECREF(number);
     if (size <= 0)
         return PyErr_Occurred() ? NULL : none_value();
-    clear = try_lock(self->acquire);
-    if (clear <= 0)  /* another thread reads: the Python path waits for it */
-        return clear < 0 ? NULL : none_value();
+    if (!lock_take_now(self->lock))
+        Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
     data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
-        return unlock_on_error(self->release);
+        return unlock_on_error(self->lock);
     fd = PyObject_AsFileDescriptor(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
@@ -1145,18 +1322,14 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
         goto failed;
 done:
     Py_DECREF(data);
-    if (unlock(self->release) < 0) {
-        if (message != Py_None)
-            Py_DECREF(message);
-        return NULL;
-    }
+    lock_give_back(self->lock);
     if (message == Py_None)
         Py_INCREF(Py_None);
     return message;
 
 failed:
     Py_XDECREF(data);
-    return unlock_on_error(self->release);
+    return unlock_on_error(self->lock);
 }
 
 static PyMethodDef direct_receive_methods[] = {
@@ -1464,8 +1637,15 @@ PyInit__speedups(void)
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
             || limit_name == NULL || corked_name == NULL
+            || PyType_Ready(&LockType) < 0
             || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0
             || PyType_Ready(&EventTurnType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&LockType);
+    if (PyModule_AddObject(module, "Lock", (PyObject *)&LockType) < 0) {
+        Py_DECREF(&LockType);
         Py_DECREF(module);
         return NULL;
     }

@@ -52,6 +52,21 @@ def recv_nowait(sock: socket.socket, size: int, /) -> bytes | None:
     OSError when the socket fails (EBADF once closed). Not on Windows.
     """
 
+class Lock:
+    """``threading.Lock``'s interface, which the C paths take without a Python call.
+
+    A connection's send and read locks (``_sockets.new_lock``). ``acquire``
+    lets the GIL go while it waits, and runs the signal handlers when a
+    signal interrupts the wait, as ``threading.Lock``'s does.
+    """
+
+    def __init__(self, /) -> None: ...
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self, /) -> None: ...
+    def locked(self, /) -> bool: ...
+    def __enter__(self, /) -> bool: ...
+    def __exit__(self, *args: object) -> None: ...
+
 class DirectSend:
     """``WebSocket.send``'s usual case in one C call, for a server socket the loop writes to.
 
@@ -67,7 +82,7 @@ class DirectSend:
     release_gil: int  # nonzero: other threads run during sendmsg(); 0 in the loop's thread
 
     def __init__(self, sock: socket.socket, connection: Any, sender: Any, queue: Any,
-                 lock: Any, release_gil: bool, /) -> None: ...
+                 lock: Any, release_gil: bool, /) -> None: ...  # lock: a Lock (else TypeError)
     def __call__(self, owner: Any, message: object, /) -> bool: ...
 
 class DirectReceive:
@@ -85,7 +100,7 @@ class DirectReceive:
     def __init__(self, sock: socket.socket, connection: Any,
                  receive_data: Callable[[bytes], list[Any]], events: list[Any],
                  transport: Any, keepalive: Any, lock: Any, masked: bool,
-                 /) -> None: ...
+                 /) -> None: ...  # lock: a Lock (TypeError for another type)
     def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...
     def receive(self, owner: Any, /) -> str | bytes | None:
         """``WebSocket.receive()``'s usual case in a connection's own thread.
