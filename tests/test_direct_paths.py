@@ -10,6 +10,7 @@ as before. Over real TCP sockets on 127.0.0.1.
 """
 
 import gc
+import select
 import socket
 import struct
 import threading
@@ -20,6 +21,7 @@ import pytest
 
 from tests.rawws import build_frame, close_payload
 from wsocket import ConnectionClosed, WebSocket
+from wsocket._sending import HOLD_LIMIT
 from wsocket._sockets import DirectReceive, DirectSend
 
 pytestmark = pytest.mark.skipif(DirectSend is None or DirectReceive is None,
@@ -93,10 +95,6 @@ def test_direct_send_steps_aside_while_anything_stands_in_the_way(loop_websocket
     websocket, peer = loop_websocket
     sender, direct = websocket._sender, websocket._direct_send
 
-    sender.holding = True  # the event app holds a batch's answers back
-    assert direct(websocket, "a") is False
-    sender.holding = False
-
     sender.lock.acquire()  # another thread writes
     try:
         assert direct(websocket, "a") is False
@@ -110,6 +108,56 @@ def test_direct_send_steps_aside_while_anything_stands_in_the_way(loop_websocket
     assert read_exactly(peer, len(expected)) == expected
     assert direct(websocket, "b") is True
     assert read_exactly(peer, 3) == server_frame(1, b"b")
+
+
+def nothing_arrives(peer, wait=0.2):
+    readable, _, _ = select.select([peer], [], [], wait)
+    return not readable
+
+
+def test_direct_send_holds_a_batchs_answers_and_they_leave_together_in_order(loop_websocket):
+    websocket, peer = loop_websocket
+    sender, direct = websocket._sender, websocket._direct_send
+    assert sender.queue.push(server_frame(1, b"queued")) is not None  # a broadcast waits
+    sender.holding = True  # the event app answers a batch of messages
+    assert direct(websocket, "a") is True  # held after what waits, not stepped aside
+    websocket.send(b"b")  # the public call, the same way
+    websocket.send(bytearray(b"c"))  # the Python path's hold, in the same queue
+    assert not sender.lock.locked()
+    assert nothing_arrives(peer)  # held until the batch is done
+    expected = (server_frame(1, b"queued") + server_frame(1, b"a") + server_frame(2, b"b")
+                + server_frame(2, b"c"))
+    assert sender.queue.frames and sender.holding
+    websocket.batch_done()
+    assert read_exactly(peer, len(expected)) == expected
+    assert not sender.holding and not sender.queue.frames
+
+
+def test_a_held_batch_past_the_hold_limit_goes_out_whole_and_in_order(loop_websocket):
+    websocket, peer = loop_websocket
+    sender = websocket._sender
+    sender.holding = True
+    messages = [bytes([65 + index]) * 65535 for index in range(HOLD_LIMIT // 65535 + 3)]
+    expected = b"".join(server_frame(2, message) for message in messages)
+    received = bytearray()
+    reader = threading.Thread(target=lambda: received.extend(read_exactly(peer, len(expected),
+                                                                          timeout=30)))
+    reader.start()  # past the limit, hold() writes what waits, and waits for the peer
+    for message in messages:
+        assert websocket._direct_send(websocket, message) is True
+    websocket.batch_done()
+    reader.join(30)
+    assert bytes(received) == expected
+
+
+def test_a_held_send_after_the_close_frame_raises(loop_websocket):
+    websocket, peer = loop_websocket
+    websocket._sender.holding = True
+    websocket.start_closing(1001, "going away")
+    assert websocket._direct_send(websocket, "late") is False
+    with pytest.raises(ConnectionClosed):
+        websocket.send("late")
+    assert not websocket._sender.lock.locked()
 
 
 def test_no_message_follows_the_close_frame(loop_websocket):

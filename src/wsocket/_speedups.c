@@ -427,11 +427,14 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  *
  * WebSocket.send's usual case in one call: a str or bytes message of at most
  * 64 KiB on a plain (not TLS, not green) server socket with no compression,
- * while nothing else stands in the way: not closed, no close frame sent, no
- * batch being held back, nothing queued, the send lock free. Then the frame
- * (unmasked: the server side) leaves in one sendmsg() of the header and the
- * payload where it lies, with MSG_DONTWAIT; the GIL is kept in the loop's thread,
- * as send_nowait does, and let go with a thread per connection (release_gil).
+ * while nothing else stands in the way: not closed, no close frame sent,
+ * nothing queued, the send lock free. Then the frame (unmasked: the server
+ * side) leaves in one send() with MSG_DONTWAIT (of a copy of header and
+ * payload when small, else a sendmsg() of the two where they lie); the GIL is
+ * kept in the loop's thread, as send_nowait does, and let go with a thread
+ * per connection (release_gil). While the event app answers a batch of
+ * messages (sender.holding), the frame goes to sender.hold(owner, frame)
+ * instead, with the send lock held, and leaves with the batch's others.
  *
  * In every other case it does nothing and returns False, and the Python code
  * of WebSocket.send goes on, which knows every rule and names every error.
@@ -676,7 +679,7 @@ typedef struct {
 } DirectSend;
 
 static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *frames_name,
-                *finish_name;
+                *finish_name, *hold_name;
 
 static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
@@ -780,7 +783,11 @@ none_value(void)
 }
 
 
-/* 1: nothing stands in the way of a direct send; 0: something does; -1: error. */
+#define DIRECT_HOLD 2
+
+/* 1: nothing stands in the way of a direct send; DIRECT_HOLD: nothing either, but the
+   sender holds a batch's answers back (the frame joins them: Sender.hold); 0: something
+   stands in the way; -1: error. */
 static int
 direct_send_clear(DirectSend *self, PyObject *owner)
 {
@@ -795,7 +802,7 @@ direct_send_clear(DirectSend *self, PyObject *owner)
     if ((clear = field_is(self->connection_dict, self->connection, failed_name, Py_False)) != 1)
         return clear;
     if ((clear = attribute_is(self->sender, holding_name, Py_False)) != 1)
-        return clear;
+        return clear < 0 ? -1 : DIRECT_HOLD;  /* (what the queue holds is the batch's) */
     frames = PyObject_GetAttr(self->queue, frames_name);
     if (frames == NULL)
         return -1;
@@ -804,6 +811,19 @@ direct_send_clear(DirectSend *self, PyObject *owner)
     if (waiting < 0)
         return -1;
     return waiting == 0;
+}
+
+/* The frame as one bytes object: header, then payload. */
+static PyObject *
+whole_frame(const unsigned char *header, size_t header_length, const char *payload,
+            Py_ssize_t length)
+{
+    PyObject *frame = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)header_length + length);
+    if (frame == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(frame), header, header_length);
+    memcpy(PyBytes_AS_STRING(frame) + header_length, payload, (size_t)length);
+    return frame;
 }
 
 static PyObject *
@@ -851,12 +871,6 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         Py_RETURN_FALSE;
     if (!lock_take_now(self->lock))
         Py_RETURN_FALSE;  /* another thread writes: the Python path waits for it */
-    fd = PyObject_AsFileDescriptor(self->sock);
-    if (fd < 0) {
-        PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
-        lock_give_back(self->lock);
-        Py_RETURN_FALSE;
-    }
     header[0] = (unsigned char)(0x80 | opcode);
     if (length < 126) {
         header[1] = (unsigned char)length;
@@ -867,6 +881,25 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         header[2] = (unsigned char)(length >> 8);
         header[3] = (unsigned char)(length & 0xff);
         header_length = 4;
+    }
+    if (clear == DIRECT_HOLD) {
+        /* The event app answers a batch: the frame waits with the others, which
+           leave in one write when the batch is done (Sender.hold decides). */
+        frame = whole_frame(header, header_length, payload, length);
+        result = frame == NULL ? NULL
+                 : PyObject_CallMethodObjArgs(self->sender, hold_name, owner, frame, NULL);
+        Py_XDECREF(frame);
+        lock_give_back(self->lock);
+        if (result == NULL)
+            return NULL;
+        Py_DECREF(result);
+        Py_RETURN_TRUE;
+    }
+    fd = PyObject_AsFileDescriptor(self->sock);
+    if (fd < 0) {
+        PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
+        lock_give_back(self->lock);
+        Py_RETURN_FALSE;
     }
     if (length <= DIRECT_COPY_MAX) {
         /* A small frame is copied whole into one buffer for send(): cheaper in
@@ -905,11 +938,9 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     }
     if (sent < 0)
         sent = 0;  /* nothing now, or failed: the rest's send waits, or meets the error */
-    frame = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)header_length + length);
+    frame = whole_frame(header, header_length, payload, length);
     if (frame == NULL)
         return unlock_on_error(self->lock);
-    memcpy(PyBytes_AS_STRING(frame), header, header_length);
-    memcpy(PyBytes_AS_STRING(frame) + header_length, payload, (size_t)length);
     {
         PyObject *sent_count = PyLong_FromSsize_t(sent);
         if (sent_count == NULL) {
@@ -1616,6 +1647,7 @@ PyInit__speedups(void)
     holding_name = PyUnicode_InternFromString("holding");
     frames_name = PyUnicode_InternFromString("frames");
     finish_name = PyUnicode_InternFromString("_finish_direct_send");
+    hold_name = PyUnicode_InternFromString("hold");
     failed_receiving_name = PyUnicode_InternFromString("receive_failed");
     close_received_name = PyUnicode_InternFromString("close_received");
     frame_name = PyUnicode_InternFromString("_frame");
@@ -1634,6 +1666,7 @@ PyInit__speedups(void)
     }
     if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
             || holding_name == NULL || frames_name == NULL || finish_name == NULL
+            || hold_name == NULL
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
             || limit_name == NULL || corked_name == NULL

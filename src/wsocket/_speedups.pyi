@@ -72,11 +72,13 @@ class DirectSend:
 
     ``direct(owner, message)`` sends a str or bytes message of at most 64 KiB
     as one unmasked frame when nothing stands in the way (``owner.closed``,
-    the core's ``close_sent`` and ``failed``, ``sender.holding``, frames in
-    ``queue``, ``lock`` taken), and returns True; else does nothing and
-    returns False. A partial write goes on in ``owner._finish_direct_send(frame,
+    the core's ``close_sent`` and ``failed``, frames in ``queue``, ``lock``
+    taken), and returns True; else does nothing and returns False. While
+    ``sender.holding`` (a batch's answers), the frame goes to
+    ``sender.hold(owner, frame)`` instead, ``lock`` held, whatever waits in
+    ``queue``. A partial write goes on in ``owner._finish_direct_send(frame,
     sent)``, called with ``lock`` held, which releases it. ``release_gil``:
-    other threads run during the ``sendmsg()`` (a thread per connection).
+    other threads run during the write (a thread per connection).
     """
 
     release_gil: int  # nonzero: other threads run during sendmsg(); 0 in the loop's thread

@@ -503,9 +503,8 @@ class WebSocket:
             self._accept_on_first_use()
         sender = self._sender
         direct = self._direct_send
-        if direct is not None and binary is None and not sender.holding \
-                and direct(self, message):
-            return  # the usual message, sent in one C call (a held batch waits: hold())
+        if direct is not None and binary is None and direct(self, message):
+            return  # the usual message, sent (or held with its batch's: hold()) in one C call
         with sender.lock:
             if self.closed:
                 raise self._closed_error()
