@@ -77,31 +77,33 @@ def test_bad_arguments_raise_as_threading_lock_does(make_lock, arguments, error)
     assert not lock.locked()
 
 
-def test_a_waiting_acquire_lets_other_threads_run_and_gets_the_lock_when_released(make_lock):
+def held_and_waited_for(make_lock, timeout):
+    """A lock this thread holds, and another thread's acquire(timeout=...) on it."""
     lock = make_lock()
     lock.acquire()
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=30)))
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(lock.acquire(timeout=timeout)))
     waiter.start()
+    return lock, waiter, results
+
+
+def test_a_waiting_acquire_lets_other_threads_run_and_gets_the_lock_when_released(make_lock):
+    lock, waiter, results = held_and_waited_for(make_lock, 30)
     # The waiter holds no GIL while it waits: this thread keeps running Python.
     spins = 0
     until = time.monotonic() + 0.2
     while time.monotonic() < until:
         spins += 1
-    assert spins > 0 and got == []  # still waiting
+    assert spins > 0 and results == []  # still waiting
     lock.release()
     waiter.join(30)
-    assert got == [True]
+    assert results == [True]
     assert lock.locked()  # now the waiter's
     lock.release()
 
 
 def test_a_timed_acquire_gives_up_with_false(make_lock):
-    lock = make_lock()
-    lock.acquire()
-    results = []
-    waiter = threading.Thread(target=lambda: results.append(lock.acquire(timeout=0.05)))
-    waiter.start()
+    lock, waiter, results = held_and_waited_for(make_lock, 0.05)
     waiter.join(30)
     assert results == [False]
     lock.release()
