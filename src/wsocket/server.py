@@ -1181,9 +1181,11 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
                     ready = selector.select(poll_interval)
                     if self._asked_to_stop():
                         break
-                    if any(key.fileobj is self for key, _ in ready):
-                        self._handle_request_noblock()
-                    wake_up.drain()
+                    for key, _ in ready:
+                        if key.fileobj is self:
+                            self._handle_request_noblock()
+                        else:
+                            wake_up.drain()
                     self.service_actions()
         finally:
             if in_loop:
