@@ -360,7 +360,7 @@ def test_keep_alive_responses_are_sent_without_nagle_delay(serve):
     no_delay = []
 
     def app(environ, start_response):
-        connection = environ["wsocket.takeover"].__self__.connection
+        connection = environ["wsocket.takeover"].handler.connection
         no_delay.append(connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]

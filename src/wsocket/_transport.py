@@ -24,6 +24,7 @@ written by two threads at once).
 
 from __future__ import annotations
 
+import _socket
 import enum
 import errno
 import importlib
@@ -78,6 +79,20 @@ def write_mode(sock: object) -> WriteMode:
     return WriteMode.DONTWAIT
 
 
+# socket.socket's ``family`` makes an IntEnum at each read (about a
+# microsecond on CPython 3.11), several times for each connection opened;
+# _socket's own descriptor gives the int.
+_raw_family = _socket.socket.family.__get__
+_TCP_FAMILIES = (int(socket.AF_INET), int(getattr(socket, "AF_INET6", -1)))
+
+
+def is_tcp(sock: object) -> bool:
+    """Whether ``sock`` is a TCP socket (IPv4 or IPv6), where TCP options apply."""
+    if isinstance(sock, _socket.socket):
+        return _raw_family(sock) in _TCP_FAMILIES
+    return getattr(sock, "family", None) in _TCP_FAMILIES  # a green socket, say
+
+
 def no_delay(sock: socket.socket) -> None:
     """TCP_NODELAY: a frame goes out when it is sent, not when the previous one is acknowledged.
 
@@ -86,7 +101,7 @@ def no_delay(sock: socket.socket) -> None:
     (While a pipelined batch is answered, TCP_CORK groups frames instead.)
     """
     try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if is_tcp(sock):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
         pass
@@ -153,8 +168,7 @@ class SocketTransport:
         no_delay(sock)
         # How recv() waits: in recv() itself with SO_RCVTIMEO, or with poll.
         self._timed_recv = self.mode is WriteMode.DONTWAIT and sys.platform.startswith("linux")
-        self.can_cork = self._timed_recv and hasattr(socket, "TCP_CORK") \
-            and sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.can_cork = self._timed_recv and hasattr(socket, "TCP_CORK") and is_tcp(sock)
         self.corked = False
         self._receive_timeout = 0.0  # the SO_RCVTIMEO set, in seconds; 0: none
         # Bytes asked of the next recv() that waits: small after small reads, so

@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from .websocket import close_socket, finish_connection, logger
 
 if TYPE_CHECKING:
-    from ._wsgi_types import Environ, Headers, StartResponse
+    from ._wsgi_types import Environ, ExcInfo, Headers, StartResponse, Write
 
 __all__ = ["ServerAdapter", "UnsupportedServer", "take_over", "find_adapter",
-           "unsupported_server", "request_http_version", "ADAPTERS", "REFUSALS"]
+           "unsupported_server", "request_http_version", "start_response_taken_over",
+           "ADAPTERS", "REFUSALS"]
 
 LINGER = 1.0  # seconds release() waits for the client's FIN
 
@@ -110,6 +111,16 @@ class ServerAdapter:
         return []
 
 
+def start_response_taken_over(status: str, headers: Headers,
+                              exc_info: ExcInfo | None = None) -> Write:
+    """Stands for the server's ``start_response`` once a WebSocket has the connection.
+
+    Holding the server's own one would keep the request's objects alive for
+    as long as the WebSocket is open (for the garbage collector to walk).
+    """
+    raise RuntimeError("the connection is a WebSocket's now: no HTTP response can go on it")
+
+
 def end_connection(sock: socket.socket | None, linger: float = LINGER) -> None:
     """FIN to the client, wait (at most ``linger`` s) for its FIN, then shut reading.
 
@@ -157,6 +168,9 @@ class WSocketAdapter(ServerAdapter):
 
     def take_over(self) -> ServerAdapter:
         self.sock, self.initial_data = self.environ["wsocket.takeover"]()
+        # No response goes on the connection now (response() is empty): the
+        # server's start_response, which holds the request's objects, may go.
+        self.start_response = start_response_taken_over
         return self
 
     def release(self) -> None:

@@ -49,6 +49,7 @@ __all__ = ["Hub", "HubError", "HUB_ENVIRONMENT_VARIABLE"]
 HUB_ENVIRONMENT_VARIABLE = "WSOCKET_HUB"
 MAX_PENDING_PUBLISH = 10000  # broadcasts waiting for the Redis publisher; more are dropped
 Room = Union[str, bytes]  # a room's name
+_NO_ROOMS: frozenset[Room] = frozenset()  # the rooms of a client that joined none yet
 RoomArg = Union[str, bytes, bytearray, memoryview]  # as given: bytes-likes become bytes
 # exclude=: a client, a token, or a list of them
 Exclude = Union["WebSocket", str, "Iterable[WebSocket | str]", None]
@@ -107,7 +108,8 @@ class Hub:
         self.channel = channel
         self._lock = threading.Lock()
         # client -> set of its rooms, for every client the hub knows
-        self._rooms: dict[WebSocket, set[Room]] = {}
+        # Each client's rooms; _NO_ROOMS until it joins one (no set of its own).
+        self._rooms: dict[WebSocket, set[Room] | frozenset[Room]] = {}
         # room -> {client: None}, in the order they joined
         self._members: dict[Room, dict[WebSocket, None]] = {}
         self._numbers: dict[WebSocket, int] = {}  # client -> its number in tokens
@@ -182,7 +184,7 @@ class Hub:
             if client.closed:
                 return False
             if client not in self._rooms:
-                self._rooms[client] = set()
+                self._rooms[client] = _NO_ROOMS
                 self._numbers[client] = next(self._counter)
             return True
 
@@ -224,7 +226,10 @@ class Hub:
         with self._lock:
             if client not in self._rooms:  # discarded meanwhile: it closed
                 return False
-            self._rooms[client].add(room)
+            rooms = self._rooms[client]
+            if not isinstance(rooms, set):
+                rooms = self._rooms[client] = set()
+            rooms.add(room)
             self._members.setdefault(room, {})[client] = None
         return True
 
@@ -244,7 +249,7 @@ class Hub:
             room = _check_room(room)
         with self._lock:
             rooms = self._rooms.get(client)
-            if not rooms:
+            if not isinstance(rooms, set) or not rooms:
                 return
             for name in (list(rooms) if room is None else [room] if room in rooms else []):
                 rooms.discard(name)

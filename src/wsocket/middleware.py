@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .adapters import UnsupportedServer, find_adapter, request_http_version, unsupported_server
+from .adapters import (
+    UnsupportedServer,
+    find_adapter,
+    request_http_version,
+    start_response_taken_over,
+    unsupported_server,
+)
 from .errors import ConnectionClosed, HandshakeError
 from .hub import Hub
 from .options import DEFAULTS, MiddlewareOptions, check_option_names
@@ -184,6 +190,10 @@ class _Upgrade:
         self.response_started = False  # the HTTP answer is going out: too late to accept
         self.server_write: Callable[[bytes], object] | None = None
         self.detached = False
+        # The server's detach (wsocket's server), until called, and what it
+        # gave to call at the end (see detach).
+        self.detach_from_server: Callable[[], tuple[Any, Callable[[], None]]] | None = None
+        self.give_back: Callable[[], None] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -366,6 +376,8 @@ class _Upgrade:
         websocket.protocol = subprotocol
         websocket.attach(transport.sock, transport.initial_data)
         self.transport = transport
+        # Accepted: no HTTP answer from here on (see start_response_taken_over).
+        self.server_start_response = start_response_taken_over
         response = handshake.response(subprotocol, extra)
 
         def admit() -> None:
@@ -381,26 +393,34 @@ class _Upgrade:
             server.websocket_opened(websocket)
 
     def _offer_detach(self) -> None:
-        detach_from_server = self.environ.get("wsocket.detach")
+        """Put ``detach`` in the environ, in place of the server's, where the server offers one."""
+        self.detach_from_server = self.environ.get("wsocket.detach")
+        if self.detach_from_server is not None:
+            self.environ["wsocket.detach"] = self.detach
+
+    # (Bound methods rather than closures: fewer objects for each connection
+    # to keep, and for the garbage collector to walk, while it is open.)
+
+    def detach(self) -> tuple[Any, Callable[[], None]]:
+        """The app goes on after it returns: returns ``(reactor, end)``.
+
+        The app waits for the socket with ``reactor`` and calls ``end()``
+        once the WebSocket has ended (see ``app``).
+        """
+        detach_from_server = self.detach_from_server
         if detach_from_server is None:
-            return
+            raise RuntimeError("environ['wsocket.detach'] was called already")
+        self.detach_from_server = None
+        reactor, self.give_back = detach_from_server()
+        self.detached = True
+        return reactor, self._end_detached
 
-        def detach() -> tuple[Any, Callable[[], None]]:
-            """The app goes on after it returns: returns ``(reactor, end)``.
-
-            The app waits for the socket with ``reactor`` and calls
-            ``end()`` once the WebSocket has ended (see ``app``).
-            """
-            reactor, give_back = detach_from_server()
-            self.detached = True
-
-            def end_detached() -> None:
-                try:
-                    self._end()
-                finally:
-                    give_back()
-            return reactor, end_detached
-        self.environ["wsocket.detach"] = detach
+    def _end_detached(self) -> None:
+        try:
+            self._end()
+        finally:
+            if self.give_back is not None:
+                self.give_back()
 
     def _end(self) -> None:
         websocket = self.websocket

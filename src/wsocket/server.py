@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop
-from ._transport import green_library
+from ._transport import green_library, is_tcp
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
     BodyTooLarge,
@@ -151,11 +151,15 @@ class RequestBody:
 
     def __init__(self, handler: FixedHandler, length: int | None = None, chunked: bool = False,
                  expect_continue: bool = False) -> None:
-        self._handler = handler
         self._pending = bytearray()  # decoded, not yet read by the app
         self._remaining = length or 0  # of a Content-Length body
         self._decoder = ChunkedDecoder(handler.max_request_head) if chunked else None
         self._done = not chunked and not length
+        # A request without a body (every WebSocket upgrade) reads nothing
+        # off the connection: its body does not keep the connection's handler,
+        # which a WebSocket's environ (and so this body) would keep alive, and
+        # the garbage collector walk, for as long as the WebSocket is open.
+        self._handler: FixedHandler | None = None if self._done else handler
         self._received = 0
         self._expect_continue = expect_continue
         self.failed = False  # an HTTPError was raised: the connection's framing is lost
@@ -172,9 +176,9 @@ class RequestBody:
 
     def _more(self) -> bool:
         """Append some more of the body to ``_pending``; False at its end."""
-        if self._done:
-            return False
         handler = self._handler
+        if self._done or handler is None:
+            return False
         if self._expect_continue:
             self._expect_continue = False
             handler.send_continue()
@@ -374,7 +378,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         if not self.no_delay:
             self.no_delay = True
             try:
-                if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+                if is_tcp(self.connection):
                     self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
@@ -839,10 +843,10 @@ class WebSocketHandler(FixedHandler):
 
     def make_environ(self, head: bytes) -> Environ:
         environ = super().make_environ(head)
-        environ["wsocket.takeover"] = self.take_over
+        environ["wsocket.takeover"] = _HandlerCall(self, "take_over")
         environ["wsocket.server"] = self.server
         if self.server.parks_idle_websockets:
-            environ["wsocket.detach"] = self.detach
+            environ["wsocket.detach"] = _HandlerCall(self, "detach")
         return environ
 
     def detach(self) -> tuple[Reactor, Callable[[], None]]:
@@ -853,7 +857,7 @@ class WebSocketHandler(FixedHandler):
         ``give_back()``, which frees the connection's place (max_connections).
         """
         self.detached = True
-        return self.server.reactor, functools.partial(self.server.shutdown_request, self.request)
+        return self.server.reactor, _GiveBack(self.server, self.request)
 
     def take_over(self) -> tuple[socket.socket, bytes]:
         """Hand the raw socket over; returns ``(socket, bytes read past the request)``.
@@ -872,6 +876,49 @@ class WebSocketHandler(FixedHandler):
 
 WSocketHandler = WebSocketHandler
 """The same class as ``WebSocketHandler`` (the original WSocket's name)."""
+
+
+class _GiveBack:
+    """What ``detach`` returns to call at the end: frees the connection's place.
+
+    (One small object for each detached connection to keep, not a partial of
+    a bound method: see ``_HandlerCall``.)
+    """
+
+    __slots__ = ("_server", "_request")
+
+    def __init__(self, server: ThreadingWSGIServer, request: socket.socket) -> None:
+        self._server = server
+        self._request = request
+
+    def __call__(self) -> None:
+        self._server.shutdown_request(self._request)
+
+
+class _HandlerCall:
+    """``environ["wsocket.takeover"]`` or ``["wsocket.detach"]``: a handler's method, once.
+
+    The environ outlives its request: a WebSocket keeps it (``environ``) for
+    as long as it is open. A bound method there would keep the connection's
+    handler alive all that time, and with it the request's objects, which
+    the garbage collector would then walk at every full collection (with
+    thousands of connections, a good part of what opening one costs). This
+    lets the handler go once called; neither method means anything twice.
+    """
+
+    __slots__ = ("handler", "_name")
+
+    def __init__(self, handler: WebSocketHandler, name: str) -> None:
+        self.handler: WebSocketHandler | None = handler  # None once called
+        self._name = name
+
+    def __call__(self) -> Any:
+        handler = self.handler
+        if handler is None:
+            raise RuntimeError("environ['wsocket.%s'] was called already: the connection "
+                               "is not the server's any more" % self._name.replace("_", ""))
+        self.handler = None
+        return getattr(handler, self._name)()
 
 
 # -- the GIL with thousands of threads ----------------------------------------------
@@ -1230,6 +1277,28 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         wake_up = self._serving_wake_up
         if wake_up is not None:
             wake_up.wake()  # (closed meanwhile: serving has ended anyway)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """socketserver's ``accept()``, without its two IntEnum conversions per connection.
+
+        (``socket.accept`` reads the listening socket's ``family`` and
+        ``type``, each made an IntEnum anew: a couple of microseconds of the
+        few dozen that opening a WebSocket costs here.)
+        """
+        listener = self.socket
+        accept_descriptor = getattr(listener, "_accept", None)
+        if type(listener) is not socket.socket or accept_descriptor is None:
+            return listener.accept()  # a green socket, a subclass: theirs
+        descriptor, address = accept_descriptor()
+        family, kind = self._listener_kind
+        sock = socket.socket(family, kind, listener.proto, fileno=descriptor)
+        if socket.getdefaulttimeout() is None and listener.gettimeout():
+            sock.setblocking(True)  # as socket.accept() does: no timeout inherited
+        return sock, address
+
+    @functools.cached_property
+    def _listener_kind(self) -> tuple[int, int]:
+        return int(self.socket.family), int(self.socket.type)
 
     def _handle_request_noblock(self) -> None:
         """socketserver's, for every connection waiting (up to ``accept_batch``), not one.
