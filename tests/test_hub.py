@@ -367,6 +367,11 @@ def test_rooms_isolate_and_every_kind_of_message_arrives_exactly(serve, clients)
     join(blue, "blue")
     command(red1, rooms=True)
     assert reply(red1) == {"rooms": ["red"]}
+    # A client in no room (it has no set of its own until it joins one).
+    command(nowhere, rooms=True)
+    assert reply(nowhere) == {"rooms": []}
+    command(nowhere, leave=None)
+    assert reply(nowhere) == {"left": None}
 
     command(red1, say="to the red room \u2603", room="red")
     assert red1.recv(timeout=TIMEOUT) == "to the red room \u2603"

@@ -9,9 +9,11 @@ HTTP request, a wrapped WSGI app. And what blocks anyway (a slow
 head (time, size, idle keep-alive) hold there as in a connection's thread.
 """
 
+import gc
 import logging
 import threading
 import time
+import weakref
 
 import pytest
 from websockets.exceptions import ConnectionClosedOK
@@ -190,6 +192,47 @@ def test_a_handler_class_with_its_own_handle_keeps_a_thread_per_connection(serve
     assert server.accepts_in_loop is False
     assert len(handled) == 3
     _goodbye(clients)
+
+
+def test_an_open_websocket_keeps_nothing_of_its_request_handler(serve):
+    # A WebSocket keeps its environ while it is open. Anything of the
+    # request's handler reached from there would stay alive as long, and be
+    # walked by every full garbage collection: with thousands of connections
+    # a good part of what opening each costs. It must go with the handshake,
+    # by reference counting alone (the collector is off meanwhile).
+    from wsocket.server import WebSocketHandler
+
+    handlers = []
+
+    class TrackedHandler(WebSocketHandler):
+        def make_environ(self, head):
+            handlers.append(weakref.ref(self))
+            return super().make_environ(head)
+
+    opened = []
+    app = _echo_app()
+    app.onconnect += opened.append
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        server = serve(app, handler_class=TrackedHandler)
+        clients = _open(server, 3)
+        _echo_round(clients, "open")
+        assert server.accepts_in_loop
+        assert len(handlers) == 3
+        wait_for(lambda: all(handler() is None for handler in handlers),
+                 what="the request handlers to be freed")
+        # What the environ still has of the server is spent, and says so.
+        environ = opened[0].environ
+        for key in ("wsocket.takeover", "wsocket.detach"):
+            with pytest.raises(RuntimeError, match="called already"):
+                environ[key]()
+        assert environ["wsgi.input"].read() == b""
+        _echo_round(clients, "still open")
+        _goodbye(clients)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def test_a_refused_upgrade_is_answered_from_the_loop_and_the_connection_closed(serve):

@@ -1,4 +1,7 @@
-"""wsocket._sockets: the wake-up pair and the quiet shutdown the I/O layer shares."""
+"""wsocket._sockets: the wake-up pair and the quiet shutdown the I/O layer shares.
+
+Also ``_transport.is_tcp``, which decides where TCP options apply.
+"""
 
 import select
 import socket
@@ -6,6 +9,7 @@ import socket
 import pytest
 
 from wsocket._sockets import READ_SIZE, WakeUpPair, shutdown_quietly
+from wsocket._transport import is_tcp, no_delay
 
 
 def readable(fileobj, timeout=0.0):
@@ -97,3 +101,25 @@ def test_shutdown_quietly_ignores_a_closed_or_unconnected_socket(connected):
 
 def test_read_size_is_one_recv_of_64_kib():
     assert READ_SIZE == 65536
+
+
+def test_is_tcp_knows_tcp_from_other_sockets():
+    # Read from _socket's own family (an int), not socket.py's IntEnum.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ipv4:
+        assert is_tcp(ipv4)
+        no_delay(ipv4)
+        assert ipv4.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    if socket.has_ipv6:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as ipv6:
+            assert is_tcp(ipv6)
+    if hasattr(socket, "AF_UNIX"):
+        left, right = socket.socketpair(socket.AF_UNIX)
+        with left, right:
+            assert not is_tcp(left)
+            no_delay(left)  # no TCP option there: nothing happens, nothing raised
+
+    class GreenLike:  # not a socket.socket: its own family attribute decides
+        family = socket.AF_INET
+
+    assert is_tcp(GreenLike())
+    assert not is_tcp(object())
