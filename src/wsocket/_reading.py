@@ -11,7 +11,6 @@ each call (never kept).
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -22,6 +21,7 @@ from .protocol.connection import CloseReceived, Failure, Message
 
 if TYPE_CHECKING:
     import logging
+    import socket
 
     from . import _speedups
     from ._keepalive import Keepalive
@@ -68,14 +68,15 @@ class Reader:
         self._connection = connection
         self._keepalive = keepalive
         self._transport: SocketTransport  # set by attach()
-        # A plain socket's one call per read (read_messages_nowait: the reactor's loop)
-        self._recv_dontwait: Callable[[int], bytes | None] | None = None
+        # A plain socket's one call per read (read_messages_nowait: the reactor's
+        # loop): recv_nowait_in_loop(sock, size), shared, not a partial of it.
+        self._recv_dontwait: Callable[[socket.socket, int], bytes | None] | None = None
 
     def attach(self, transport: SocketTransport, initial_data: bytes = b"") -> None:
         """Read ``transport`` from now on; ``initial_data`` came past the handshake."""
         self._transport = transport
         if transport.mode is WriteMode.DONTWAIT:
-            self._recv_dontwait = functools.partial(recv_nowait_in_loop, transport.sock)
+            self._recv_dontwait = recv_nowait_in_loop
         if initial_data:
             self._add(self._connection.receive_data(initial_data))
 
@@ -187,7 +188,7 @@ class Reader:
                 return []
             return self._take_messages()
         try:
-            data = recv(READ_SIZE)
+            data = recv(self._transport.sock, READ_SIZE)
         except OSError as error:
             owner.logger.debug("%r: socket error while reading: %s", owner, error)
             self._lost(owner)

@@ -15,7 +15,6 @@ itself closed.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -27,6 +26,7 @@ from .protocol.codes import CloseCode
 
 if TYPE_CHECKING:
     import logging
+    import socket
 
     from . import _speedups
     from .protocol.connection import Connection
@@ -67,7 +67,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "send_dontwait", "holding")
+                 "send_dontwait", "sock", "holding")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -77,22 +77,26 @@ class Sender:
         self.stall = stall
         self._connection = connection
         self._in_writer = False  # the writer thread watches our socket
-        # send_nowait() on a plain socket (else None), for the usual case: the
-        # whole frame at once when nothing is queued; 0: none of it now
-        self.send_dontwait: Callable[[Buffer], int] | None = None
+        # send_nowait(sock, frame) on a plain socket (else None), for the usual
+        # case: the whole frame at once when nothing is queued; 0: none of it
+        # now. (The shared function and the socket apart, not a partial: one
+        # object less for each connection to keep, and the collector to walk.)
+        self.send_dontwait: Callable[[socket.socket, Buffer], int] | None = None
+        self.sock: socket.socket  # set by attach()
         # The event app handles several messages that came together: their
         # answers wait in the queue and leave in one write (see hold()).
         self.holding = False
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
+        self.sock = transport.sock
         if transport.mode is WriteMode.DONTWAIT:
-            self.send_dontwait = functools.partial(send_nowait, transport.sock)
+            self.send_dontwait = send_nowait
 
     def in_loop(self) -> None:
         """From now on the reactor's loop thread writes (see ``_sockets.send_nowait_in_loop``)."""
         if self.send_dontwait is not None:
-            self.send_dontwait = functools.partial(send_nowait_in_loop, self.transport.sock)
+            self.send_dontwait = send_nowait_in_loop
 
     def direct_send(self) -> _speedups.DirectSend | None:
         """``WebSocket.send``'s usual case in one C call; None: not here.
@@ -142,7 +146,7 @@ class Sender:
                 self.queue.drain(transport, None, stall=self.stall)
             elif self.send_dontwait is not None:
                 # The usual case: the socket takes the whole frame at once.
-                sent = self.send_dontwait(frame)
+                sent = self.send_dontwait(self.sock, frame)
                 if sent == len(frame):
                     return
                 rest = memoryview(frame)[sent:]

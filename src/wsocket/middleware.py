@@ -379,6 +379,7 @@ class _Upgrade:
         # Accepted: no HTTP answer from here on (see start_response_taken_over).
         self.server_start_response = start_response_taken_over
         response = handshake.response(subprotocol, extra)
+        self.handshake = None  # spent (and one thing less to keep while the WebSocket is open)
 
         def admit() -> None:
             # A client that has its 101 is a client of the hub: it joins just

@@ -520,7 +520,7 @@ class WebSocket:
             else:
                 # sendall()'s usual case, inline (once a message, a call less).
                 try:
-                    sent = send_now(frame)
+                    sent = send_now(sender.sock, frame)
                 except OSError:
                     sent = 0  # failed: send_rest meets the same error and says so
                 if sent != len(frame):
