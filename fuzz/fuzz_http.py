@@ -10,6 +10,9 @@ empty lines skipped, the head up to CRLFCRLF, then its body by its framing.
 
 Every input must pass these checks; anything else raised is a crash:
 
+- the C head splitter (``_speedups.split_request_head``) gives exactly what
+  the Python parser does, and steps aside (None) where that one refuses;
+
 - nothing escapes but ``HTTPError`` with 400, 413, 431, 501 or 505;
 - a head the parser accepts has token method and names, a version it
   speaks, values without CR, LF or NUL, lines that match the grammar's
@@ -30,6 +33,7 @@ _common.use_source_tree()
 import re
 
 with atheris.instrument_imports(include=["wsocket"]):
+    from wsocket.protocol import http11
     from wsocket.protocol.http11 import (
         FIELD_LINE, ChunkedDecoder, HTTPError, InvalidResponse, check_response_header,
         find_head_end, is_token, parse_head,
@@ -67,6 +71,21 @@ def _decode(body, piece):
         return bytes(out), False, error.status
 
 
+def _check_c_split(head):
+    """The C head splitter gives what the Python one does, or steps aside where it refuses."""
+    if http11.split_request_head is None:
+        return
+    fast = http11.split_request_head(head)
+    try:
+        slow = http11._split_head(head)
+    except HTTPError:
+        if fast is not None:
+            raise AssertionError("the C splitter took a head Python refuses: %r" % fast) from None
+        return
+    if fast != slow:
+        raise AssertionError("C split %r, Python split %r" % (fast, slow))
+
+
 def test_one_input(data):
     if not data:
         return
@@ -77,6 +96,7 @@ def test_one_input(data):
         end = find_head_end(stream, HEAD_LIMIT)
         if end < 0:
             return
+        _check_c_split(bytes(stream[:end]))
         head = parse_head(bytes(stream[:end]))
     except HTTPError as error:
         if error.status not in STATUSES:

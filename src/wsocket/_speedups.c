@@ -1599,7 +1599,158 @@ static PyTypeObject EventTurnType = {
 };
 #endif
 
+/* -- split_request_head: an HTTP/1.x request head, the usual case -------------
+ *
+ * The request line and field lines of protocol/http11.py's parse_head,
+ * checked by the same rules (RFC 9112's strict reading): a token method, one
+ * SP, a target of visible ASCII, one SP, HTTP/1.0 or HTTP/1.1; then lines
+ * ending with CRLF only, each a token name, a colon, and a value of field
+ * bytes (HTAB, SP, visible ASCII, obs-text) without its surrounding SP/HTAB.
+ * Anything else gives None, and the Python code, which names every error,
+ * parses the head itself: this never refuses, it only steps aside.
+ */
+
+static unsigned char tchar_table[256];  /* RFC 9110 5.6.2 tchar */
+
+static void
+init_tchar_table(void)
+{
+    const char *others = "!#$%&'*+-.^_`|~";
+    int c;
+    for (c = '0'; c <= '9'; c++) tchar_table[c] = 1;
+    for (c = 'A'; c <= 'Z'; c++) tchar_table[c] = 1;
+    for (c = 'a'; c <= 'z'; c++) tchar_table[c] = 1;
+    for (; *others; others++) tchar_table[(unsigned char)*others] = 1;
+}
+
+/* A byte of a field value: HTAB, SP, VCHAR, obs-text (not CR, LF, other CTLs, DEL). */
+#define FIELD_VALUE_BYTE(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
+
+static Py_ssize_t
+find_crlf(const unsigned char *p, Py_ssize_t start, Py_ssize_t end)
+{
+    const unsigned char *found;
+    while (start + 1 < end) {
+        found = memchr(p + start, '\r', (size_t)(end - start - 1));
+        if (found == NULL)
+            return -1;
+        if (found[1] == '\n')
+            return found - p;
+        start = (found - p) + 1;
+    }
+    return -1;
+}
+
+/* Appends (name, value) for the field line p[start:end]; 0: not the usual kind. */
+static int
+append_field(PyObject *headers, const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+             int *failed)
+{
+    Py_ssize_t colon = start, value_start, value_end, i;
+    PyObject *name, *value, *pair;
+    while (colon < end && tchar_table[p[colon]])
+        colon++;
+    if (colon == start || colon == end || p[colon] != ':')
+        return 0;
+    for (i = colon + 1; i < end; i++)
+        if (!FIELD_VALUE_BYTE(p[i]))
+            return 0;  /* a bare CR or LF, a control character */
+    value_start = colon + 1;
+    while (value_start < end && (p[value_start] == ' ' || p[value_start] == '\t'))
+        value_start++;
+    value_end = end;
+    while (value_end > value_start && (p[value_end - 1] == ' ' || p[value_end - 1] == '\t'))
+        value_end--;
+    name = PyUnicode_DecodeLatin1((const char *)p + start, colon - start, NULL);
+    value = name == NULL ? NULL
+        : PyUnicode_DecodeLatin1((const char *)p + value_start, value_end - value_start, NULL);
+    pair = value == NULL ? NULL : PyTuple_Pack(2, name, value);
+    Py_XDECREF(name);
+    Py_XDECREF(value);
+    if (pair == NULL || PyList_Append(headers, pair) < 0) {
+        Py_XDECREF(pair);
+        *failed = 1;
+        return 0;
+    }
+    Py_DECREF(pair);
+    return 1;
+}
+
+static PyObject *
+split_request_head(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    const unsigned char *p;
+    Py_ssize_t n, line_end, i, method_end, target_start, target_end, start, next;
+    PyObject *method = NULL, *target = NULL, *headers = NULL, *result = NULL;
+    int http11, failed = 0;
+
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = (const unsigned char *)view.buf;
+    n = view.len;
+    line_end = find_crlf(p, 0, n);
+    if (line_end < 0)
+        line_end = n;  /* a request line alone */
+    /* method SP target SP "HTTP/1." ("0" | "1") */
+    for (i = 0; i < line_end && tchar_table[p[i]]; i++)
+        ;
+    if (i == 0 || i == line_end || p[i] != ' ')
+        goto usual_not;
+    method_end = i;
+    target_start = i + 1;
+    for (i = target_start; i < line_end && p[i] >= 0x21 && p[i] <= 0x7e; i++)
+        ;
+    if (i == target_start || i == line_end || p[i] != ' ')
+        goto usual_not;
+    target_end = i;
+    if (line_end - (target_end + 1) != 8
+            || memcmp(p + target_end + 1, "HTTP/1.", 7) != 0
+            || (p[line_end - 1] != '0' && p[line_end - 1] != '1'))
+        goto usual_not;
+    http11 = p[line_end - 1] == '1';
+
+    headers = PyList_New(0);
+    if (headers == NULL)
+        goto done;
+    if (line_end < n) {
+        /* field lines, split at each CRLF; an empty one (the block's start, a
+           trailing CRLF) is not a field line */
+        start = line_end + 2;
+        for (;;) {
+            next = find_crlf(p, start, n);
+            if (!append_field(headers, p, start, next < 0 ? n : next, &failed))
+                goto usual_not;
+            if (next < 0)
+                break;
+            start = next + 2;
+        }
+    }
+    method = PyUnicode_DecodeLatin1((const char *)p, method_end, NULL);
+    target = method == NULL ? NULL
+        : PyUnicode_DecodeLatin1((const char *)p + target_start, target_end - target_start, NULL);
+    if (target != NULL)
+        result = Py_BuildValue("(OOOO)", method, target, http11 ? Py_True : Py_False, headers);
+    goto done;
+
+usual_not:
+    if (!failed) {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+done:
+    Py_XDECREF(method);
+    Py_XDECREF(target);
+    Py_XDECREF(headers);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"split_request_head", split_request_head, METH_O,
+     "split_request_head(head) -> (method, target, http11, [(name, value), ...]) | None:\n"
+     "an HTTP/1.0 or 1.1 request head (without its final CRLFCRLF) of the usual kind,\n"
+     "checked as protocol/http11.py's parse_head does; None for anything else."},
     {"short_frame", short_frame, METH_VARARGS,
      "short_frame(first_byte, payload) -> bytes: the frame of a short (< 126 bytes)\n"
      "payload, unmasked: first_byte, the length, the payload."},
@@ -1636,6 +1787,7 @@ PyInit__speedups(void)
     if (data_name == NULL) {
         return NULL;
     }
+    init_tchar_table();
     module = PyModule_Create(&speedups_module);
     if (module == NULL) {
         return NULL;

@@ -16,6 +16,14 @@ def short_frame(first_byte: int, payload: bytes, /) -> bytes:
     ValueError for a longer payload or a first byte outside 0..255.
     """
 
+def split_request_head(
+        head: ReadableBuffer, /) -> tuple[str, str, bool, list[tuple[str, str]]] | None:
+    """``(method, target, http11, [(name, value), ...])`` of a usual HTTP/1.x request head.
+
+    The head comes without its final CRLFCRLF; checked as ``protocol/http11.py``'s
+    ``parse_head`` does. None for anything else (that parser then names the error).
+    """
+
 @overload
 def parse_messages(
     buffer: ReadableBuffer, position: int, masked: object, limit: int, message_class: None,

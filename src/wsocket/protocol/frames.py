@@ -152,7 +152,7 @@ def _short_frame_python(first_byte: int, payload: bytes) -> bytes:
     return pack_short_header(first_byte, len(payload)) + payload
 
 
-def _load_accelerator() -> ModuleType | None:
+def load_accelerator() -> ModuleType | None:
     """The C module ``_speedups`` when it was built, unless WSOCKET_NO_SPEEDUPS is set."""
     if os.environ.get("WSOCKET_NO_SPEEDUPS"):
         return None
@@ -183,7 +183,7 @@ class ParseMessages(Protocol):
                  ) -> tuple[list[_Event], int, BaseException | None]: ...
 
 
-_accelerator = _load_accelerator()
+_accelerator = load_accelerator()
 apply_mask: Callable[[Buffer, bytes], bytes] = (
     _accelerator.apply_mask if _accelerator is not None else _apply_mask_python)
 SPEEDUPS = apply_mask is not _apply_mask_python  # True when the C accelerator is in use

@@ -19,7 +19,9 @@ colon, no control character in a field value but HTAB.
 
 import re
 from http import HTTPStatus
-from typing import NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Union
+
+from .frames import load_accelerator
 
 __all__ = [
     "HTTPError", "BadRequest", "HeadTooLarge", "BodyTooLarge", "UnsupportedCoding",
@@ -171,51 +173,37 @@ def find_head_end(buffer: Union[bytes, bytearray], limit: int) -> int:
     return -1
 
 
+# (method, target, http11, [(name, value), ...]) of a request head
+SplitHead = tuple[str, str, bool, list[tuple[str, str]]]
+# The usual head in one C call (``_speedups.split_request_head``), or None.
+split_request_head: Optional[Callable[[bytes], Optional[SplitHead]]] = getattr(
+    load_accelerator(), "split_request_head", None)
+
+if TYPE_CHECKING:
+    # The stub of the C module must match what is expected of it here.
+    from .. import _speedups
+
+    _check_split_request_head: Callable[[bytes], Optional[SplitHead]] = \
+        _speedups.split_request_head
+
+
 def parse_head(head: bytes) -> RequestHead:
     """Parse a request head (without its final CRLFCRLF) or raise ``HTTPError``."""
-    text = head.decode("latin-1")
-    line_end = text.find("\r\n")
-    request_line = text if line_end < 0 else text[:line_end]
-    match = _request_line.fullmatch(request_line)
-    if match is None:
-        if "\n" in request_line or "\r" in request_line:
-            raise BadRequest("bare CR or LF in the request line")
-        raise BadRequest("malformed request line")
-    major, minor = match.group("major"), match.group("minor")
-    if major != "1" or minor not in ("0", "1"):
-        raise VersionNotSupported("unsupported HTTP version HTTP/%s.%s" % (major, minor))
-    http11 = minor == "1"
-    method, target = match.group("method", "target")
-
-    # The field lines. Checked as FIELD_LINE says, in fewer steps: no character
-    # outside the field-line alphabet in the whole block, CR and LF only as
-    # CRLF, then per line a token, a colon, and the value without its OWS.
-    headers = []
+    split = split_request_head(head) if split_request_head is not None else None
+    if split is None:  # no accelerator, or not the usual kind of head: the error is named here
+        split = _split_head(head)
+    method, target, http11, headers = split
     hosts: list[str] = []
     lengths: list[str] = []
     codings: list[str] = []
     connection: list[str] = []
     expect: list[str] = []
-    if line_end >= 0:
-        block = text[line_end + 2:]
-        crlf = block.count("\r\n")
-        if head[line_end + 2:].translate(None, _FIELD_BYTES) or block.count("\r") != crlf \
-                or block.count("\n") != crlf:
-            raise BadRequest(_field_line_error(_first_bad_line(block)))
-        special = {"host": hosts, "content-length": lengths, "transfer-encoding": codings,
-                   "connection": connection, "expect": expect}
-        for line in block.split("\r\n"):
-            name, colon, value = line.partition(":")
-            if not name or not colon:
-                raise BadRequest(_field_line_error(line.encode("latin-1")))
-            value = value.strip(" \t")
-            headers.append((name, value))
-            values = special.get(name.lower())  # ASCII once checked: a name is a token
-            if values is not None:
-                values.append(value)
-        names = "".join([name for name, _ in headers]).encode("latin-1")
-        if names.translate(None, _TCHAR_BYTES):  # a name holds a byte not a tchar
-            raise BadRequest(_field_line_error(_first_bad_line(block)))
+    special = {"host": hosts, "content-length": lengths, "transfer-encoding": codings,
+               "connection": connection, "expect": expect}
+    for name, value in headers:
+        values = special.get(name.lower())  # ASCII once checked: a name is a token
+        if values is not None:
+            values.append(value)
 
     path, query, authority = _target_parts(method, target)
     chunked = False
@@ -248,6 +236,46 @@ def parse_head(head: bytes) -> RequestHead:
     expect_continue = http11 and any(value.lower() == "100-continue" for value in expect)
     return RequestHead(method, target, "HTTP/1.1" if http11 else "HTTP/1.0", path, query,
                        headers, host, content_length, chunked, keep_alive, expect_continue)
+
+
+def _split_head(head: bytes) -> SplitHead:
+    """(method, target, http11, [(name, value), ...]) of a request head, or ``HTTPError``.
+
+    The Python twin of ``_speedups.split_request_head``, which takes the usual
+    heads and leaves the rest to this: the same rules, and every error named.
+    """
+    text = head.decode("latin-1")
+    line_end = text.find("\r\n")
+    request_line = text if line_end < 0 else text[:line_end]
+    match = _request_line.fullmatch(request_line)
+    if match is None:
+        if "\n" in request_line or "\r" in request_line:
+            raise BadRequest("bare CR or LF in the request line")
+        raise BadRequest("malformed request line")
+    major, minor = match.group("major"), match.group("minor")
+    if major != "1" or minor not in ("0", "1"):
+        raise VersionNotSupported("unsupported HTTP version HTTP/%s.%s" % (major, minor))
+    method, target = match.group("method", "target")
+
+    # The field lines. Checked as FIELD_LINE says, in fewer steps: no character
+    # outside the field-line alphabet in the whole block, CR and LF only as
+    # CRLF, then per line a token, a colon, and the value without its OWS.
+    headers = []
+    if line_end >= 0:
+        block = text[line_end + 2:]
+        crlf = block.count("\r\n")
+        if head[line_end + 2:].translate(None, _FIELD_BYTES) or block.count("\r") != crlf \
+                or block.count("\n") != crlf:
+            raise BadRequest(_field_line_error(_first_bad_line(block)))
+        for line in block.split("\r\n"):
+            name, colon, value = line.partition(":")
+            if not name or not colon:
+                raise BadRequest(_field_line_error(line.encode("latin-1")))
+            headers.append((name, value.strip(" \t")))
+        names = "".join([name for name, _ in headers]).encode("latin-1")
+        if names.translate(None, _TCHAR_BYTES):  # a name holds a byte not a tchar
+            raise BadRequest(_field_line_error(_first_bad_line(block)))
+    return method, target, minor == "1", headers
 
 
 def _first_bad_line(block: str) -> bytes:
