@@ -568,7 +568,14 @@ class _EventSession:
         # The usual turn in one C call where it can be had (see _speedups.EventTurn).
         turn = client.direct_turn(self.app.__dict__, "_onmessage", self.resume,
                                   self._ended_by_error, _handler_failed) or self.resume
-        due = turn()
+        if client.has_arrived():
+            due = turn()
+        else:
+            # Nothing came with the upgrade (the usual): the socket is only
+            # watched. Bytes that arrive meanwhile bring it up at once (epoll is
+            # level-triggered), and a read now would most often find none.
+            keepalive_due = client.keepalive_due()
+            due = math.inf if keepalive_due is None else keepalive_due
         if due is not None:
             self.reactor.watch(client.sock, turn, due, on_stall=client.release_held)
 

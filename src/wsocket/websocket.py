@@ -368,6 +368,16 @@ class WebSocket:
                 self._sender.holding = True  # their answers leave together
         return messages
 
+    def has_arrived(self) -> bool:
+        """Internal (the event app): something waits for a turn before the socket says so.
+
+        Events read already (bytes that came with the upgrade), bytes that
+        TLS decrypted already, or the connection closed meanwhile.
+        """
+        transport = self._transport
+        return bool(self._reader.events) or self.closed \
+            or (transport.decrypts and transport.buffered())
+
     def batch_done(self) -> bool:
         """Internal (the event app): the messages ``receive_arrived`` gave are handled.
 
@@ -390,6 +400,7 @@ class WebSocket:
         self._sender.in_loop()
         if self._direct_send is not None:
             self._direct_send.release_gil = False  # as the loop's other calls keep it
+        self._direct_wait = None  # no thread waits in recv here (one object less to keep)
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
