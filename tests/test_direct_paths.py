@@ -350,8 +350,7 @@ def event_turn():
     websocket = WebSocket(sock, {}, ping_interval=20)
     websocket.runs_in_loop()
     session = _EventSession(app, websocket)
-    turn = websocket.direct_turn(app.__dict__, "_onmessage", session.resume,
-                                 session._ended_by_error, _handler_failed)
+    turn = websocket.direct_turn(app.__dict__, "_onmessage", session, _handler_failed)
     assert turn is not None
     yield app, turn, websocket, peer
     peer.close()
@@ -440,6 +439,35 @@ def test_a_close_frame_ends_the_session_with_the_peers_code(event_turn):
     send_and_wait(peer, websocket.sock, build_frame(8, close_payload(4000, b"later")))
     assert turn() is None
     assert closed == [(4000, "later")]
+
+
+def test_a_read_that_raises_ends_the_session_with_1011_and_says_why(event_turn, caplog):
+    # The C turn hands what follows the messages of a read (here a ping) to the
+    # core's receive_data, called by name; should that raise, the session ends.
+    app, turn, websocket, peer = event_turn
+    closed = []
+    app.onclose = lambda reason, client: closed.append((client.close_code, reason))
+
+    def broken(data):
+        del websocket._connection.receive_data  # once: the close's answer is read as ever
+        raise RuntimeError("the core broke")
+
+    websocket._connection.receive_data = broken
+
+    def answer_the_close():
+        expected = server_frame(8, close_payload(1011, b"internal error"))
+        assert read_exactly(peer, len(expected)) == expected
+        peer.sendall(build_frame(8, close_payload(1011)))
+
+    answering = threading.Thread(target=answer_the_close)
+    answering.start()
+    send_and_wait(peer, websocket.sock, build_frame(1, b"first") + build_frame(9, b"ping"))
+    with caplog.at_level("DEBUG", logger="wsocket"):
+        assert turn() is None  # ended
+    answering.join(10)
+    assert closed == [(1011, "")]  # (the reason is the peer's answer's)
+    records = [record for record in caplog.records if "error running the events" in record.message]
+    assert len(records) == 1 and records[0].exc_info[0] is RuntimeError
 
 
 # -- DirectReceive.receive and DirectSend with a thread per connection -----------------

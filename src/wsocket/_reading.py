@@ -93,7 +93,7 @@ class Reader:
         if DirectReceive is None or self._recv_dontwait is None \
                 or not connection.receives_plain_frames:
             return None
-        return DirectReceive(self._transport.sock, connection, connection.receive_data,
+        return DirectReceive(self._transport.sock, connection,
                              self.events, self._transport, self._keepalive, self.lock,
                              connection.expects_masked)
 

@@ -987,7 +987,9 @@ static PyTypeObject DirectSendType = {
  * whole small text/binary messages at its start parsed (parse_run). Whatever
  * follows them (a control frame, a fragment, the start of the next frame)
  * goes to the core's receive_data(rest) with the read lock held, and its
- * events wait in the reader's events, as Reader._add puts them.
+ * events wait in the reader's events, as Reader._add puts them. (Methods are
+ * called by name, not kept bound: a bound method is one more object for each
+ * connection to keep, and for the garbage collector to walk.)
  *
  * It returns the messages as they are (str or bytes), or None when it read
  * nothing: not at rest, nothing there, the end of the stream or a socket error.
@@ -999,53 +1001,44 @@ typedef struct {
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: its receiving state */
     PyObject *connection_dict;  /* its __dict__, where that is read */
-    PyObject *receive_data;  /* connection.receive_data: the rest of a read, the whole way */
     PyObject *events;      /* reader.events, the list itself */
     PyObject *transport;   /* corked */
-    PyObject *keepalive;   /* the Keepalive: next_due */
-    PyObject *heard;       /* keepalive.heard */
+    PyObject *keepalive;   /* the Keepalive: next_due, heard(now) */
     Lock *lock;            /* reader.lock */
     int masked;            /* this side expects masked frames */
 } DirectReceive;
 
 static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opcode_name,
-                *buffer_name, *limit_name, *corked_name;
+                *buffer_name, *limit_name, *corked_name, *heard_name, *receive_data_name;
 
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *receive_data, *events, *transport, *keepalive, *heard, *lock,
-             *fields;
+    PyObject *sock, *connection, *events, *transport, *keepalive, *lock, *fields;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "DirectReceive() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOO!OOO!p:DirectReceive", &sock, &connection, &receive_data,
+    if (!PyArg_ParseTuple(args, "OOO!OOO!p:DirectReceive", &sock, &connection,
                           &PyList_Type, &events, &transport, &keepalive, &LockType, &lock,
                           &masked))
         return -1;
     fields = PyObject_GenericGetDict(connection, NULL);
-    heard = fields == NULL ? NULL : PyObject_GetAttrString(keepalive, "heard");
-    if (heard == NULL) {
-        Py_XDECREF(fields);
+    if (fields == NULL)
         return -1;
-    }
     Py_INCREF(sock);
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
     Py_XSETREF(self->connection, connection);
     Py_XSETREF(self->connection_dict, fields);
-    Py_INCREF(receive_data);
-    Py_XSETREF(self->receive_data, receive_data);
     Py_INCREF(events);
     Py_XSETREF(self->events, events);
     Py_INCREF(transport);
     Py_XSETREF(self->transport, transport);
     Py_INCREF(keepalive);
     Py_XSETREF(self->keepalive, keepalive);
-    Py_XSETREF(self->heard, heard);
     Py_INCREF(lock);
     Py_XSETREF(self->lock, (Lock *)lock);
     self->masked = masked;
@@ -1058,11 +1051,9 @@ direct_receive_dealloc(DirectReceive *self)
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
     Py_XDECREF(self->connection_dict);
-    Py_XDECREF(self->receive_data);
     Py_XDECREF(self->events);
     Py_XDECREF(self->transport);
     Py_XDECREF(self->keepalive);
-    Py_XDECREF(self->heard);
     Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1145,12 +1136,14 @@ static PyObject *
 heard_and_parsed(DirectReceive *self, const unsigned char *buffer, Py_ssize_t got,
                  Py_ssize_t limit, Py_ssize_t *position)
 {
-    PyObject *number, *result, *messages, *no_error = NULL;
+    PyObject *number, *result, *messages, *no_error = NULL, *call[2];
 
     number = PyFloat_FromDouble(monotonic_now());
     if (number == NULL)
         return NULL;
-    result = PyObject_CallOneArg(self->heard, number);
+    call[0] = self->keepalive;
+    call[1] = number;
+    result = PyObject_VectorcallMethod(heard_name, call, 2, NULL);
     Py_DECREF(number);
     if (result == NULL)
         return NULL;
@@ -1172,7 +1165,8 @@ heard_and_parsed(DirectReceive *self, const unsigned char *buffer, Py_ssize_t go
 static int
 queue_received(DirectReceive *self, PyObject *data)
 {
-    PyObject *events = PyObject_CallOneArg(self->receive_data, data);
+    PyObject *call[2] = {self->connection, data};
+    PyObject *events = PyObject_VectorcallMethod(receive_data_name, call, 2, NULL);
     int done;
 
     if (events == NULL)
@@ -1375,8 +1369,7 @@ static PyTypeObject DirectReceiveType = {
     .tp_name = "wsocket._speedups.DirectReceive",
     .tp_basicsize = sizeof(DirectReceive),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "DirectReceive(sock, connection, receive_data, events, transport, keepalive, lock,\n"
-              "masked):\n"
+    .tp_doc = "DirectReceive(sock, connection, events, transport, keepalive, lock, masked):\n"
               "called as direct(owner) -> list | None, the messages one read brought\n"
               "(see the C source).",
     .tp_new = PyType_GenericNew,
@@ -1394,14 +1387,15 @@ static PyTypeObject DirectReceiveType = {
  * socket again. What the Python turn (_EventSession.resume) would do the same
  * way, with no Python frame of the library's in between.
  *
- * Anything else goes to Python whole: resume() when nothing was read (it reads
+ * Anything else goes to Python whole, the session's methods called by name
+ * (not kept bound: see DirectReceive): resume() when nothing was read (it reads
  * and acts: the end, an error, a keepalive ping), resume(taken) with the
  * messages read when there were several or more came with them (a control
  * frame, a fragment), or when onmessage has not exactly one handler (none:
  * the demo; several: the Event calls them in turn); resume([]) after the
  * handler when the connection closed or events wait. A handler's exception
  * goes to handler_failed(handler, error), as the Python turn logs it; an
- * exception of the read to failed(error), which ends the connection (1011).
+ * exception of the read to ended_by_error(error), which ends the connection (1011).
  *
  * onmessage is looked up at each turn, in the app's __dict__ under its slot's
  * key (see app._EventSlot), so a handler set meanwhile handles the next message.
@@ -1413,24 +1407,24 @@ typedef struct {
     PyObject *keepalive;     /* next_due */
     PyObject *app_dict;      /* the app's __dict__, where its onmessage Event is kept */
     PyObject *onmessage_key; /* its key there */
-    PyObject *resume;        /* the Python turn: resume(taken=None) */
-    PyObject *failed;        /* failed(error): the read raised */
+    PyObject *session;       /* the Python turn: session.resume(taken=None); */
+                             /* session.ended_by_error(error): the read raised */
     PyObject *handler_failed;  /* handler_failed(handler, error): the handler raised */
 } EventTurn;
 
-static PyObject *handlers_name;
+static PyObject *handlers_name, *resume_name, *ended_by_error_name;
 
 static int
 event_turn_init(EventTurn *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *receive, *client, *keepalive, *app_dict, *key, *resume, *failed, *handler_failed;
+    PyObject *receive, *client, *keepalive, *app_dict, *key, *session, *handler_failed;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "EventTurn() takes positional arguments only");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "O!OOO!UOOO:EventTurn", &DirectReceiveType, &receive, &client,
-                          &keepalive, &PyDict_Type, &app_dict, &key, &resume, &failed,
+    if (!PyArg_ParseTuple(args, "O!OOO!UOO:EventTurn", &DirectReceiveType, &receive, &client,
+                          &keepalive, &PyDict_Type, &app_dict, &key, &session,
                           &handler_failed))
         return -1;
     Py_INCREF(receive);
@@ -1443,10 +1437,8 @@ event_turn_init(EventTurn *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->app_dict, app_dict);
     Py_INCREF(key);
     Py_XSETREF(self->onmessage_key, key);
-    Py_INCREF(resume);
-    Py_XSETREF(self->resume, resume);
-    Py_INCREF(failed);
-    Py_XSETREF(self->failed, failed);
+    Py_INCREF(session);
+    Py_XSETREF(self->session, session);
     Py_INCREF(handler_failed);
     Py_XSETREF(self->handler_failed, handler_failed);
     return 0;
@@ -1460,8 +1452,7 @@ event_turn_dealloc(EventTurn *self)
     Py_XDECREF(self->keepalive);
     Py_XDECREF(self->app_dict);
     Py_XDECREF(self->onmessage_key);
-    Py_XDECREF(self->resume);
-    Py_XDECREF(self->failed);
+    Py_XDECREF(self->session);
     Py_XDECREF(self->handler_failed);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1521,13 +1512,13 @@ event_turn_call(EventTurn *self, PyObject *args, PyObject *kwargs)
         error = take_exception();
         if (error == NULL)
             return NULL;
-        result = PyObject_CallOneArg(self->failed, error);
+        result = PyObject_CallMethodOneArg(self->session, ended_by_error_name, error);
         Py_DECREF(error);
         return result;
     }
     if (taken == Py_None) {
         Py_DECREF(taken);
-        return PyObject_CallNoArgs(self->resume);
+        return PyObject_CallMethodNoArgs(self->session, resume_name);
     }
     if (PyList_GET_SIZE(taken) != 1 || PyList_GET_SIZE(events) != 0)
         goto python_turn;
@@ -1573,7 +1564,7 @@ event_turn_call(EventTurn *self, PyObject *args, PyObject *kwargs)
     return PyFloat_FromDouble(Py_HUGE_VAL);
 
 python_turn:
-    result = PyObject_CallOneArg(self->resume, taken);
+    result = PyObject_CallMethodOneArg(self->session, resume_name, taken);
     Py_DECREF(taken);
     return result;
 
@@ -1589,7 +1580,7 @@ static PyTypeObject EventTurnType = {
     .tp_name = "wsocket._speedups.EventTurn",
     .tp_basicsize = sizeof(EventTurn),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "EventTurn(receive, client, keepalive, app_dict, onmessage_key, resume, failed,\n"
+    .tp_doc = "EventTurn(receive, client, keepalive, app_dict, onmessage_key, session,\n"
               "handler_failed): the reactor's callback, called with no argument; returns\n"
               "when to call again, or None: ended (see the C source).",
     .tp_new = PyType_GenericNew,
@@ -1808,6 +1799,10 @@ PyInit__speedups(void)
     limit_name = PyUnicode_InternFromString("_size_limit");
     corked_name = PyUnicode_InternFromString("corked");
     handlers_name = PyUnicode_InternFromString("handlers");
+    resume_name = PyUnicode_InternFromString("resume");
+    ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
+    heard_name = PyUnicode_InternFromString("heard");
+    receive_data_name = PyUnicode_InternFromString("receive_data");
     next_due_name = PyUnicode_InternFromString("next_due");
     receive_timeout_name = PyUnicode_InternFromString("_receive_timeout");
     read_size_name = PyUnicode_InternFromString("_read_size");
@@ -1822,6 +1817,8 @@ PyInit__speedups(void)
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
             || limit_name == NULL || corked_name == NULL
+            || resume_name == NULL || ended_by_error_name == NULL || heard_name == NULL
+            || receive_data_name == NULL
             || PyType_Ready(&LockType) < 0
             || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0
             || PyType_Ready(&EventTurnType) < 0) {

@@ -101,14 +101,13 @@ class DirectReceive:
     ``direct(owner)`` reads once when the connection is at rest (open, no
     event waiting in ``events``, no frame half parsed, not corked, ``lock``
     free), tells ``keepalive.heard(now)``, and returns the str and bytes messages at
-    the start of what came; the rest goes to ``receive_data(rest)`` with
+    the start of what came; the rest goes to ``connection.receive_data(rest)`` with
     ``lock`` held, and its events wait in ``events`` (next one last). None
     when it read nothing (not at rest, nothing there, the end, an error):
     the Python path reads.
     """
 
-    def __init__(self, sock: socket.socket, connection: Any,
-                 receive_data: Callable[[bytes], list[Any]], events: list[Any],
+    def __init__(self, sock: socket.socket, connection: Any, events: list[Any],
                  transport: Any, keepalive: Any, lock: Any, masked: bool,
                  /) -> None: ...  # lock: a Lock (TypeError for another type)
     def __call__(self, owner: Any, /) -> list[str | bytes] | None: ...
@@ -118,7 +117,7 @@ class DirectReceive:
         At rest, and with the transport's SO_RCVTIMEO what it would keep for
         the keepalive's next due time: one ``recv()`` without the GIL, the
         transport's read size kept up to date; one whole message alone is
-        returned. Anything more that came goes to ``receive_data``, its
+        returned. Anything more that came goes to ``connection.receive_data``, its
         events to ``events``; then, as when nothing came, None.
         """
 
@@ -131,14 +130,12 @@ class EventTurn:
     ``turn()`` reads (``receive``); one message alone is handed to
     onmessage's one handler (``app_dict[onmessage_key].handlers``, looked up
     at each turn); returns ``keepalive.next_due`` (``math.inf`` for None).
-    Everything else goes to ``resume()``, ``resume(taken)`` or
-    ``resume([])``, the Python turn; the handler's exception to
-    ``handler_failed(handler, error)``, the read's to ``failed(error)``.
+    Everything else goes to ``session.resume()``, ``session.resume(taken)`` or
+    ``session.resume([])``, the Python turn; the handler's exception to
+    ``handler_failed(handler, error)``, the read's to ``session.ended_by_error(error)``.
     """
 
     def __init__(self, receive: DirectReceive, client: Any, keepalive: Any,
-                 app_dict: dict[str, Any], onmessage_key: str,
-                 resume: Callable[[list[str | bytes] | None], float | None],
-                 failed: Callable[[Exception], None],
+                 app_dict: dict[str, Any], onmessage_key: str, session: Any,
                  handler_failed: Callable[[Any, Exception], None], /) -> None: ...
     def __call__(self) -> float | None: ...

@@ -551,7 +551,7 @@ class _EventSession:
             self._end()
             return
         except Exception:
-            self._ended_by_error()
+            self.ended_by_error()
             return
         detach = client.environ.get("wsocket.detach")
         if detach is None or not client.writes_without_blocking:
@@ -566,8 +566,8 @@ class _EventSession:
         # before leaves all the same (as in every later turn).
         self.reactor.set_on_stall(client.sock, client.release_held)
         # The usual turn in one C call where it can be had (see _speedups.EventTurn).
-        turn = client.direct_turn(self.app.__dict__, "_onmessage", self.resume,
-                                  self._ended_by_error, _handler_failed) or self.resume
+        turn = client.direct_turn(self.app.__dict__, "_onmessage", self,
+                                  _handler_failed) or self.resume
         if client.has_arrived():
             due = turn()
         else:
@@ -611,7 +611,7 @@ class _EventSession:
         except ConnectionClosed:
             pass
         except Exception:
-            self._ended_by_error()
+            self.ended_by_error()
             return None
         self._end()
         return None
@@ -633,12 +633,12 @@ class _EventSession:
         except ConnectionClosed:
             pass
         except Exception:
-            self._ended_by_error()
+            self.ended_by_error()
             return True
         self._end()
         return True
 
-    def _ended_by_error(self, error: BaseException | None = None) -> None:
+    def ended_by_error(self, error: BaseException | None = None) -> None:
         """The session failed (1011); ``error`` is what was raised, else the one being handled."""
         logger.error("error running the events of %r", self.client,
                      exc_info=error if error is not None else True)

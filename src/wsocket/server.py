@@ -149,17 +149,16 @@ class RequestBody:
     ``HTTPError``, which the server answers (400, 408, 413) before closing.
     """
 
-    def __init__(self, handler: FixedHandler, length: int | None = None, chunked: bool = False,
-                 expect_continue: bool = False) -> None:
+    def __init__(self, handler: FixedHandler | None, length: int | None = None,
+                 chunked: bool = False, expect_continue: bool = False) -> None:
         self._pending = bytearray()  # decoded, not yet read by the app
         self._remaining = length or 0  # of a Content-Length body
-        self._decoder = ChunkedDecoder(handler.max_request_head) if chunked else None
-        self._done = not chunked and not length
-        # A request without a body (every WebSocket upgrade) reads nothing
-        # off the connection: its body does not keep the connection's handler,
-        # which a WebSocket's environ (and so this body) would keep alive, and
-        # the garbage collector walk, for as long as the WebSocket is open.
-        self._handler: FixedHandler | None = None if self._done else handler
+        self._decoder = ChunkedDecoder(handler.max_request_head) \
+            if chunked and handler is not None else None
+        self._done = not self._decoder and not length
+        # A request without a body reads nothing off the connection: its body
+        # does not keep the connection's handler (see NO_BODY).
+        self._handler = None if self._done else handler
         self._received = 0
         self._expect_continue = expect_continue
         self.failed = False  # an HTTPError was raised: the connection's framing is lost
@@ -265,6 +264,15 @@ class RequestBody:
             if limit < 0:
                 return False
         return True
+
+
+NO_BODY = RequestBody(None)
+"""``wsgi.input`` of every request without a body: empty, and never changed by reading it.
+
+One for all, rather than one each: a WebSocket keeps its environ for as long
+as it is open, and each object kept is one more for the garbage collector to
+walk (with thousands of connections, a good part of what opening one costs).
+"""
 
 
 class FixedHandler(socketserver.BaseRequestHandler):
@@ -493,8 +501,11 @@ class FixedHandler(socketserver.BaseRequestHandler):
             environ["CONTENT_LENGTH"] = str(request.content_length)
         if request.host is not None:
             environ["HTTP_HOST"] = request.host  # absolute-form: its authority wins
-        environ["wsgi.input"] = RequestBody(self, request.content_length, request.chunked,
-                                            request.expect_continue)
+        if request.content_length or request.chunked or request.expect_continue:
+            environ["wsgi.input"] = RequestBody(self, request.content_length, request.chunked,
+                                                request.expect_continue)
+        else:
+            environ["wsgi.input"] = NO_BODY  # (the most requests, and every WebSocket upgrade)
         self.keep_alive = request.keep_alive
         return environ
 

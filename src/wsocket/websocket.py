@@ -739,21 +739,20 @@ class WebSocket:
         """False for green sockets (gevent, eventlet): no reactor, no writer thread for them."""
         return self._sender.writes_without_blocking
 
-    def direct_turn(self, app_dict: dict[str, Any], onmessage_key: str,
-                    resume: Callable[[list[str | bytes] | None], float | None],
-                    failed: Callable[[Exception], None],
+    def direct_turn(self, app_dict: dict[str, Any], onmessage_key: str, session: Any,
                     handler_failed: Callable[[Any, Exception], None],
                     ) -> Callable[[], float | None] | None:
         """The event app's usual turn in one C call (``_speedups.EventTurn``), or None: not here.
 
         Only where ``attach()`` gave this connection its C read (a plain
-        socket, no compression). ``failed(error)`` ends the session when the
-        read raises; ``handler_failed(handler, error)`` logs a handler's error.
+        socket, no compression). Anything else goes to ``session.resume()``
+        (the Python turn); ``session.ended_by_error(error)`` ends the session
+        when the read raises; ``handler_failed(handler, error)`` logs a handler's error.
         """
         if EventTurn is None or self._direct_receive is None:
             return None
         return EventTurn(self._direct_receive, self, self._keepalive, app_dict, onmessage_key,
-                         resume, failed, handler_failed)
+                         session, handler_failed)
 
     def keepalive_due(self) -> float | None:
         """When keepalive has something to do (``time.monotonic()``), or None: never."""
