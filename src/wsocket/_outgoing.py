@@ -23,7 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from ._sockets import WakeUpPair
+from ._sockets import WakeUpPair, new_lock
 from ._transport import WriteMode
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ class OutgoingQueue:
         self.max_bytes = max_bytes
         self.frames: collections.deque[Buffer] | tuple[()] = ()
         self._bytes = 0  # in frames
-        self._lock = threading.Lock()  # guards every field
+        # Guards every field. (new_lock: the accelerator's, where built, is no
+        # object for the garbage collector to walk, as threading's is.)
+        self._lock = new_lock()
         self._sealed = False  # closing or closed: nothing more is queued
         self._head_started = False  # frames[0] must go next as it is (partly on the wire)
         self._generation = 0  # counts drop() calls
