@@ -412,19 +412,25 @@ def test_a_handler_that_raises_is_logged_and_the_connection_goes_on(event_turn, 
     assert not websocket.closed
 
 
+def answering_the_close(peer, code, reason):
+    """A started thread that reads the server's close frame (code, reason) and answers it."""
+    def answer():
+        expected = server_frame(8, close_payload(code, reason))
+        assert read_exactly(peer, len(expected)) == expected
+        peer.sendall(build_frame(8, close_payload(code)))
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    return thread
+
+
 def test_a_handler_that_closes_ends_the_session(event_turn):
     app, turn, websocket, peer = event_turn
     closed = []
     app.onmessage = lambda message, client: client.close(1000, "done")
     app.onclose = lambda reason, client: closed.append(client.close_code)
 
-    def answer_the_close():
-        expected = server_frame(8, close_payload(1000, b"done"))
-        assert read_exactly(peer, len(expected)) == expected
-        peer.sendall(build_frame(8, close_payload(1000)))
-
-    answering = threading.Thread(target=answer_the_close)
-    answering.start()
+    answering = answering_the_close(peer, 1000, b"done")
     send_and_wait(peer, websocket.sock, build_frame(1, b"bye"))
     assert turn() is None
     answering.join(10)
@@ -453,14 +459,7 @@ def test_a_read_that_raises_ends_the_session_with_1011_and_says_why(event_turn, 
         raise RuntimeError("the core broke")
 
     websocket._connection.receive_data = broken
-
-    def answer_the_close():
-        expected = server_frame(8, close_payload(1011, b"internal error"))
-        assert read_exactly(peer, len(expected)) == expected
-        peer.sendall(build_frame(8, close_payload(1011)))
-
-    answering = threading.Thread(target=answer_the_close)
-    answering.start()
+    answering = answering_the_close(peer, 1011, b"internal error")
     send_and_wait(peer, websocket.sock, build_frame(1, b"first") + build_frame(9, b"ping"))
     with caplog.at_level("DEBUG", logger="wsocket"):
         assert turn() is None  # ended
