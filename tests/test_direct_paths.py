@@ -216,6 +216,36 @@ def test_a_partial_write_finishes_whole_and_in_order(in_loop):
         sock.close()
 
 
+def test_direct_send_refuses_other_call_forms(loop_websocket):
+    websocket, _ = loop_websocket
+    direct = websocket._direct_send
+    for args in [(), (websocket,), (websocket, "a", "b")]:
+        with pytest.raises(TypeError, match="two positional arguments: owner, message"):
+            direct(*args)
+    with pytest.raises(TypeError, match="two positional arguments"):
+        direct(websocket, message="a")
+    assert not websocket._sender.lock.locked()
+
+
+def test_direct_send_on_a_closed_socket_steps_aside(loop_websocket):
+    """The descriptor is read from the socket object at each call: -1 once it is closed."""
+    websocket, peer = loop_websocket
+    assert websocket._direct_send(websocket, "open") is True  # its descriptor was read
+    assert read_exactly(peer, 6) == server_frame(1, b"open")
+    websocket.sock.close()
+    # new sockets may take the freed descriptor: nothing must be written to them
+    newcomer, newcomers_peer = socket.socketpair()
+    try:
+        assert websocket._direct_send(websocket, "late") is False
+        newcomers_peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            newcomers_peer.recv(100)
+    finally:
+        newcomer.close()
+        newcomers_peer.close()
+    assert not websocket._sender.lock.locked()
+
+
 # -- DirectReceive -------------------------------------------------------------------
 
 
@@ -372,6 +402,20 @@ def test_the_turn_calls_the_handler_and_returns_the_keepalive_due(event_turn):
     assert seen == [("hello", websocket)]
     assert before + 19 < due <= time.monotonic() + 20  # ping_interval after the message
     assert turn() == due  # nothing came: the Python turn read, and the due time stands
+
+
+def test_the_turn_takes_no_arguments(event_turn):
+    app, turn, websocket, peer = event_turn
+    seen = []
+    app.onmessage = lambda message, client: seen.append(message)
+    send_and_wait(peer, websocket.sock, build_frame(1, b"kept"))
+    with pytest.raises(TypeError, match="EventTurn takes no arguments"):
+        turn(1)
+    with pytest.raises(TypeError, match="EventTurn takes no arguments"):
+        turn(now=1)
+    assert seen == []  # refused before reading: the message waits for the next turn
+    turn()
+    assert seen == ["kept"]
 
 
 def test_a_handler_set_between_turns_handles_the_next_message(event_turn):

@@ -337,11 +337,44 @@ short_frame(PyObject *module, PyObject *args)
 #define MSG_NOSIGNAL 0
 #endif
 
+/* The descriptor of a socket object now (what its fileno() gives; -1 once closed,
+ * maybe with an exception set), read without calling fileno(): straight from the
+ * _socket.socket struct, whose first field is the descriptor (Modules/socketmodule.h:
+ * PyObject_HEAD, then SOCKET_T sock_fd, an int here). That layout is checked against
+ * fileno() on the first open socket seen; should it ever differ, fileno() is called
+ * each time. Twice a message: the method call, and the int it makes, cost more
+ * than the send() around them does in user space. */
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;
+} SocketHead;
+
+static PyTypeObject *socket_type;  /* _socket.socket, the base of socket.socket */
+static int socket_head_fits;  /* 0: not checked yet; 1: read sock_fd; -1: call fileno() */
+
+static int
+descriptor_now(PyObject *sock)
+{
+    int fd;
+
+    if (socket_head_fits == 1 && PyObject_TypeCheck(sock, socket_type))
+        return ((SocketHead *)sock)->sock_fd;
+    fd = PyObject_AsFileDescriptor(sock);
+    if (socket_head_fits == 0 && fd >= 0 && PyObject_TypeCheck(sock, socket_type))
+        socket_head_fits = ((SocketHead *)sock)->sock_fd == fd ? 1 : -1;
+    return fd;
+}
+
 static int
 socket_descriptor(PyObject *sock)
 {
     /* sock.fileno(); a closed socket (-1) raises OSError(EBADF), as its methods do. */
-    int fd = PyObject_AsFileDescriptor(sock);
+    int fd = descriptor_now(sock);
+    if (fd < 0 && !PyErr_Occurred()) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return fd;
+    }
     if (fd < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) {
         PyErr_Clear();
         errno = EBADF;
@@ -676,6 +709,7 @@ typedef struct {
     PyObject *queue;       /* its OutgoingQueue: frames */
     Lock *lock;            /* sender.lock */
     int release_gil;       /* let other threads run during sendmsg() (a thread per connection) */
+    vectorcallfunc vectorcall;  /* called once a message: no argument tuple */
 } DirectSend;
 
 static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *frames_name,
@@ -827,9 +861,9 @@ whole_frame(const unsigned char *header, size_t header_length, const char *paylo
 }
 
 static PyObject *
-direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
+direct_send(DirectSend *self, PyObject *owner, PyObject *message)
 {
-    PyObject *owner, *message, *frame, *result;
+    PyObject *frame, *result;
     const char *payload;
     Py_ssize_t length;
     unsigned char header[4];
@@ -840,12 +874,6 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     ssize_t sent;
     int opcode, clear, fd;
 
-    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "DirectSend takes positional arguments only");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "DirectSend", 2, 2, &owner, &message))
-        return NULL;
     if (PyUnicode_CheckExact(message)) {
         payload = PyUnicode_AsUTF8AndSize(message, &length);
         if (payload == NULL) {
@@ -895,7 +923,7 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
         Py_DECREF(result);
         Py_RETURN_TRUE;
     }
-    fd = PyObject_AsFileDescriptor(self->sock);
+    fd = descriptor_now(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it and says so */
         lock_give_back(self->lock);
@@ -958,6 +986,29 @@ direct_send_call(DirectSend *self, PyObject *args, PyObject *kwargs)
     Py_RETURN_TRUE;
 }
 
+/* direct(owner, message), as Python calls it: positional arguments only. */
+static PyObject *
+direct_send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                       PyObject *kwnames)
+{
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)
+            || PyVectorcall_NARGS(nargsf) != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "DirectSend takes two positional arguments: owner, message");
+        return NULL;
+    }
+    return direct_send((DirectSend *)callable, args[0], args[1]);
+}
+
+static PyObject *
+direct_send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    DirectSend *self = (DirectSend *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->vectorcall = direct_send_vectorcall;
+    return (PyObject *)self;
+}
+
 static PyMemberDef direct_send_members[] = {
     {"release_gil", T_INT, offsetof(DirectSend, release_gil), 0,
      "Nonzero: other threads run during sendmsg() (a thread per connection); 0 in the\n"
@@ -969,13 +1020,14 @@ static PyTypeObject DirectSendType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsocket._speedups.DirectSend",
     .tp_basicsize = sizeof(DirectSend),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(DirectSend, vectorcall),
     .tp_doc = "DirectSend(sock, connection, sender, queue, lock, release_gil): called as\n"
               "direct(owner, message) -> bool, True when the message went (see the C source).",
-    .tp_new = PyType_GenericNew,
+    .tp_new = direct_send_new,
     .tp_init = (initproc)direct_send_init,
     .tp_dealloc = (destructor)direct_send_dealloc,
-    .tp_call = (ternaryfunc)direct_send_call,
+    .tp_call = PyVectorcall_Call,
     .tp_members = direct_send_members,
 };
 
@@ -1193,7 +1245,7 @@ direct_read(DirectReceive *self, PyObject *owner)
         return NULL;
     if (!lock_take_now(self->lock))
         Py_RETURN_NONE;  /* another thread reads: the Python path waits for it */
-    fd = PyObject_AsFileDescriptor(self->sock);
+    fd = descriptor_now(self->sock);
     if (fd < 0)
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
     got = fd < 0 ? 0 : recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
@@ -1311,7 +1363,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
         return unlock_on_error(self->lock);
-    fd = PyObject_AsFileDescriptor(self->sock);
+    fd = descriptor_now(self->sock);
     if (fd < 0) {
         PyErr_Clear();  /* closed meanwhile: the Python path meets it */
         got = 0;
@@ -1410,6 +1462,7 @@ typedef struct {
     PyObject *session;       /* the Python turn: session.resume(taken=None); */
                              /* session.ended_by_error(error): the read raised */
     PyObject *handler_failed;  /* handler_failed(handler, error): the handler raised */
+    vectorcallfunc vectorcall;  /* called once a turn: no argument tuple */
 } EventTurn;
 
 static PyObject *handlers_name, *resume_name, *ended_by_error_name;
@@ -1496,14 +1549,15 @@ take_exception(void)
 }
 
 static PyObject *
-event_turn_call(EventTurn *self, PyObject *args, PyObject *kwargs)
+event_turn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                      PyObject *kwnames)
 {
+    EventTurn *self = (EventTurn *)callable;
     PyObject *taken, *handler, *result, *error, *due;
     PyObject *events = self->receive->events;
     PyObject *call_args[2];
 
-    if ((args != NULL && PyTuple_GET_SIZE(args) != 0)
-            || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
         PyErr_SetString(PyExc_TypeError, "EventTurn takes no arguments");
         return NULL;
     }
@@ -1575,18 +1629,28 @@ python_rest:
     goto python_turn;
 }
 
+static PyObject *
+event_turn_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    EventTurn *self = (EventTurn *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->vectorcall = event_turn_vectorcall;
+    return (PyObject *)self;
+}
+
 static PyTypeObject EventTurnType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsocket._speedups.EventTurn",
     .tp_basicsize = sizeof(EventTurn),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(EventTurn, vectorcall),
     .tp_doc = "EventTurn(receive, client, keepalive, app_dict, onmessage_key, session,\n"
               "handler_failed): the reactor's callback, called with no argument; returns\n"
               "when to call again, or None: ended (see the C source).",
-    .tp_new = PyType_GenericNew,
+    .tp_new = event_turn_new,
     .tp_init = (initproc)event_turn_init,
     .tp_dealloc = (destructor)event_turn_dealloc,
-    .tp_call = (ternaryfunc)event_turn_call,
+    .tp_call = PyVectorcall_Call,
 };
 #endif
 
@@ -1737,7 +1801,121 @@ done:
     return result;
 }
 
+/* -- run_ready: the reactor's loop over the callbacks that are due ----------------
+ *
+ * Reactor._loop's inner loop (see reactor.py's _run_ready_in_python, the same
+ * steps): while ``ready`` (a deque of watches) has one and ``reactor._turn`` is
+ * still ``turn`` (the loop was not handed to another thread), the first watch
+ * is taken, counted and marked running in ``turn`` (what the monitor reads),
+ * and its callback called; a float it returns goes to ``finished`` as
+ * (watch, due), for the loop to watch it again. A callback's exception is
+ * raised as it is, with turn.running cleared: the Python loop logs it and
+ * calls again. Once a message on a busy connection, so none of it is Python.
+ */
+static PyObject *turn_name, *popleft_name, *callbacks_name, *running_name, *callback_name,
+                *small_one;
+
+/* turn.running = None, keeping the exception that may be set. */
+static int
+clear_running(PyObject *turn)
+{
+    PyObject *type, *value, *traceback;
+    int done;
+
+    PyErr_Fetch(&type, &value, &traceback);
+    done = PyObject_SetAttr(turn, running_name, Py_None);
+    if (type != NULL) {
+        if (done == 0)
+            PyErr_Restore(type, value, traceback);
+        else {  /* the new error wins; the callback's is dropped */
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+    }
+    return done;
+}
+
+/* turn.callbacks += 1: 0, or -1 with an error. */
+static int
+count_callback(PyObject *turn)
+{
+    PyObject *count = PyObject_GetAttr(turn, callbacks_name), *next;
+    int done;
+
+    if (count == NULL)
+        return -1;
+    next = PyNumber_Add(count, small_one);
+    Py_DECREF(count);
+    if (next == NULL)
+        return -1;
+    done = PyObject_SetAttr(turn, callbacks_name, next);
+    Py_DECREF(next);
+    return done;
+}
+
+static PyObject *
+run_ready(PyObject *module, PyObject *args)
+{
+    PyObject *reactor, *turn, *ready, *finished, *current, *watch, *callback, *due, *pair;
+    Py_ssize_t waiting;
+
+    if (!PyArg_ParseTuple(args, "OOOO!:run_ready", &reactor, &turn, &ready,
+                          &PyList_Type, &finished))
+        return NULL;
+    for (;;) {
+        waiting = PyObject_Length(ready);
+        if (waiting < 0)
+            return NULL;
+        if (waiting == 0)
+            Py_RETURN_NONE;
+        current = PyObject_GetAttr(reactor, turn_name);
+        if (current == NULL)
+            return NULL;
+        Py_DECREF(current);  /* only its identity is compared */
+        if (current != turn)
+            Py_RETURN_NONE;  /* handed over while a callback blocked: an idle worker now */
+        watch = PyObject_CallMethodNoArgs(ready, popleft_name);
+        if (watch == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_IndexError))
+                return NULL;
+            PyErr_Clear();  /* taken by the thread that has the loop now */
+            Py_RETURN_NONE;
+        }
+        callback = PyObject_GetAttr(watch, callback_name);
+        if (callback == NULL || count_callback(turn) < 0
+                || PyObject_SetAttr(turn, running_name, watch) < 0) {
+            Py_XDECREF(callback);
+            Py_DECREF(watch);
+            return NULL;
+        }
+        due = PyObject_CallNoArgs(callback);
+        Py_DECREF(callback);
+        if (clear_running(turn) < 0 || due == NULL) {
+            Py_XDECREF(due);
+            Py_DECREF(watch);
+            return NULL;
+        }
+        if (PyFloat_CheckExact(due)) {
+            pair = PyTuple_Pack(2, watch, due);
+            if (pair == NULL || PyList_Append(finished, pair) < 0) {
+                Py_XDECREF(pair);
+                Py_DECREF(due);
+                Py_DECREF(watch);
+                return NULL;
+            }
+            Py_DECREF(pair);
+        }
+        Py_DECREF(due);
+        Py_DECREF(watch);
+    }
+}
+
 static PyMethodDef speedups_methods[] = {
+    {"run_ready", run_ready, METH_VARARGS,
+     "run_ready(reactor, turn, ready, finished) -> None: the reactor loop's run of the\n"
+     "callbacks in ready (a deque of watches), while reactor._turn is turn; a float a\n"
+     "callback returns goes to finished as (watch, due); its exception is raised."},
     {"split_request_head", split_request_head, METH_O,
      "split_request_head(head) -> (method, target, http11, [(name, value), ...]) | None:\n"
      "an HTTP/1.0 or 1.1 request head (without its final CRLFCRLF) of the usual kind,\n"
@@ -1775,7 +1953,15 @@ PyInit__speedups(void)
     PyObject *module;
 
     data_name = PyUnicode_InternFromString("data");
-    if (data_name == NULL) {
+    turn_name = PyUnicode_InternFromString("_turn");
+    popleft_name = PyUnicode_InternFromString("popleft");
+    callbacks_name = PyUnicode_InternFromString("callbacks");
+    running_name = PyUnicode_InternFromString("running");
+    callback_name = PyUnicode_InternFromString("callback");
+    small_one = PyLong_FromLong(1);
+    if (data_name == NULL || turn_name == NULL || popleft_name == NULL
+            || callbacks_name == NULL || running_name == NULL || callback_name == NULL
+            || small_one == NULL) {
         return NULL;
     }
     init_tchar_table();
@@ -1784,6 +1970,18 @@ PyInit__speedups(void)
         return NULL;
     }
 #ifdef HAVE_NOWAIT_IO
+    {
+        PyObject *socket_module = PyImport_ImportModule("_socket");
+        PyObject *type = socket_module == NULL ? NULL
+                         : PyObject_GetAttrString(socket_module, "socket");
+        Py_XDECREF(socket_module);
+        if (type == NULL || !PyType_Check(type)) {
+            Py_XDECREF(type);
+            Py_DECREF(module);
+            return NULL;
+        }
+        socket_type = (PyTypeObject *)type;  /* kept for the module's life */
+    }
     closed_name = PyUnicode_InternFromString("closed");
     close_sent_name = PyUnicode_InternFromString("close_sent");
     failed_name = PyUnicode_InternFromString("failed");

@@ -48,6 +48,14 @@ def parse_messages(
     ``inflate`` raised, which ended the run (else None).
     """
 
+def run_ready(reactor: Any, turn: Any, ready: Any, finished: list[tuple[Any, float]], /) -> None:
+    """The reactor loop's run of the callbacks in ``ready`` (reactor.py's ``_run_ready_in_python``).
+
+    While ``ready`` (a deque of watches) has one and ``reactor._turn`` is ``turn``: the
+    first taken, counted and marked running in ``turn``, its callback called; a float it
+    returns goes to ``finished`` as ``(watch, due)``. A callback's exception is raised.
+    """
+
 def send_nowait(sock: socket.socket, data: ReadableBuffer, /) -> int:
     """One ``send()`` with MSG_DONTWAIT, the GIL kept: the bytes written, 0 when none now.
 

@@ -43,9 +43,10 @@ import math
 import select
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._sockets import WakeUpPair, shutdown_quietly
+from .protocol.frames import load_accelerator
 from .websocket import logger
 
 if TYPE_CHECKING:
@@ -158,6 +159,42 @@ class _Turn:
     def __init__(self) -> None:
         self.callbacks = 0  # callbacks started: the monitor sees the loop move on
         self.running: _Watch | None = None  # whose callback runs now
+
+
+def _run_ready_in_python(reactor: Reactor, turn: _Turn, ready: collections.deque[_Watch],
+                         finished: list[tuple[_Watch, float]]) -> None:
+    """The loop's run of the callbacks that are due (``_speedups.run_ready`` does the same).
+
+    While ``ready`` has a watch and ``turn`` is still the loop's: take the
+    first, count it and mark it running in ``turn`` (what the monitor reads),
+    call its callback; a float it returns goes to ``finished`` with it, to be
+    watched again. A callback's exception propagates (``turn.running``
+    cleared): the loop logs it and calls again for the rest.
+    """
+    while ready:
+        if reactor._turn is not turn:
+            return  # handed over while a callback blocked: an idle worker now
+        try:
+            watch = ready.popleft()
+        except IndexError:
+            return  # taken by the thread that has the loop now
+        turn.callbacks += 1
+        turn.running = watch
+        try:
+            due = watch.callback()
+        finally:
+            turn.running = None
+        if type(due) is float:
+            finished.append((watch, due))
+
+
+class _RunReady(Protocol):
+    def __call__(self, reactor: Reactor, turn: _Turn, ready: collections.deque[_Watch],
+                 finished: list[tuple[_Watch, float]], /) -> None: ...
+
+
+# Once a message on a busy connection: in C where it was built (no Python frame).
+_run_ready: _RunReady = getattr(load_accelerator(), "run_ready", None) or _run_ready_in_python
 
 
 class Reactor:
@@ -391,24 +428,13 @@ class Reactor:
         # per message). Also when this thread lost the loop meanwhile (a
         # callback blocked): their sockets wait again either way.
         finished: list[tuple[_Watch, float]] = []
+        run_ready = _run_ready
         while True:
-            while ready:
-                if self._turn is not turn:
-                    break  # handed over while a callback blocked: an idle worker now
-                try:
-                    watch = ready.popleft()
-                except IndexError:
-                    break  # taken by the thread that has the loop now
-                turn.callbacks += 1
-                turn.running = watch
-                try:
-                    due = watch.callback()
-                except Exception:
-                    logger.exception("error in a reactor callback")
-                    due = None
-                turn.running = None
-                if type(due) is float:
-                    finished.append((watch, due))
+            try:
+                run_ready(self, turn, ready, finished)
+            except Exception:
+                logger.exception("error in a reactor callback")
+                continue  # the rest of the ready ones (that watch is not watched again)
             with lock:
                 if finished:
                     self._arm_all(finished)

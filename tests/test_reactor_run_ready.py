@@ -1,0 +1,158 @@
+"""The reactor loop's run of due callbacks: the C ``run_ready`` and the Python one agree.
+
+``Reactor._loop`` hands its ready watches to ``run_ready`` (``_speedups.run_ready``
+where the accelerator was built, ``reactor._run_ready_in_python`` otherwise). Both
+are checked here step by step on the same cases, then through a real reactor.
+"""
+
+import collections
+import logging
+import socket
+import threading
+
+import pytest
+
+from tests.netutil import wait_for
+from wsocket import reactor as reactor_module
+from wsocket.protocol.frames import load_accelerator
+from wsocket.reactor import Reactor, Workers, _Turn, _Watch
+
+TIMEOUT = 10
+
+_speedups = load_accelerator()
+IMPLEMENTATIONS = [pytest.param(reactor_module._run_ready_in_python, id="python")]
+if _speedups is not None:
+    IMPLEMENTATIONS.append(pytest.param(_speedups.run_ready, id="c"))
+
+
+class FakeLoop:
+    """What run_ready reads of the reactor: whose turn the loop is."""
+
+    def __init__(self):
+        self._turn = _Turn()
+
+
+def watches(*callbacks):
+    return [_Watch(None, index, callback, None) for index, callback in enumerate(callbacks)]
+
+
+def test_the_reactor_uses_the_c_run_when_it_was_built():
+    expected = _speedups.run_ready if _speedups is not None \
+        else reactor_module._run_ready_in_python
+    assert reactor_module._run_ready is expected
+
+
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_callbacks_run_in_order_and_float_dues_are_kept(run_ready):
+    loop = FakeLoop()
+    turn = loop._turn
+    seen = []
+
+    def callback(name, result):
+        def run():
+            # while it runs, the monitor sees it running and counted
+            seen.append((name, turn.running.fd, turn.callbacks))
+            return result
+        return run
+
+    first, second, third, fourth = watches(callback("a", 1.5), callback("b", None),
+                                           callback("c", 7), callback("d", float("inf")))
+    ready = collections.deque([first, second, third, fourth])
+    finished = []
+    assert run_ready(loop, turn, ready, finished) is None
+    assert seen == [("a", 0, 1), ("b", 1, 2), ("c", 2, 3), ("d", 3, 4)]
+    # only a float watches again: None and an int (not a due time) do not
+    assert finished == [(first, 1.5), (fourth, float("inf"))]
+    assert not ready and turn.running is None and turn.callbacks == 4
+
+
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_a_hand_over_stops_the_run_and_leaves_the_rest_ready(run_ready):
+    loop = FakeLoop()
+    turn = loop._turn
+
+    def blocks_and_loses_the_loop():
+        loop._turn = _Turn()  # what the monitor does while this callback blocks
+        return 2.0
+
+    first, second = watches(blocks_and_loses_the_loop, lambda: 3.0)
+    ready = collections.deque([first, second])
+    finished = []
+    run_ready(loop, turn, ready, finished)
+    assert list(ready) == [second]  # for the thread that has the loop now
+    assert finished == [(first, 2.0)]  # its socket waits again either way
+    assert turn.running is None
+
+
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_a_callbacks_exception_is_raised_and_the_rest_stays_ready(run_ready):
+    loop = FakeLoop()
+    turn = loop._turn
+
+    def fails():
+        raise ValueError("the handler's bug")
+
+    first, second, third = watches(lambda: 1.0, fails, lambda: 3.0)
+    ready = collections.deque([first, second, third])
+    finished = []
+    with pytest.raises(ValueError, match="the handler's bug"):
+        run_ready(loop, turn, ready, finished)
+    assert turn.running is None and turn.callbacks == 2
+    assert finished == [(first, 1.0)]  # the failed one is not watched again
+    assert list(ready) == [third]
+    run_ready(loop, turn, ready, finished)  # what the loop does next
+    assert finished == [(first, 1.0), (third, 3.0)]
+
+
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_an_empty_ready_queue_runs_nothing(run_ready):
+    loop = FakeLoop()
+    finished = []
+    run_ready(loop, loop._turn, collections.deque(), finished)
+    assert finished == [] and loop._turn.callbacks == 0
+
+
+@pytest.mark.skipif(_speedups is None, reason="the C accelerator was not built")
+def test_the_c_run_refuses_wrong_arguments():
+    loop = FakeLoop()
+    with pytest.raises(TypeError, match="run_ready"):
+        _speedups.run_ready(loop, loop._turn, collections.deque())
+    with pytest.raises(TypeError, match="list"):
+        _speedups.run_ready(loop, loop._turn, collections.deque(), ())
+    with pytest.raises(TypeError):
+        _speedups.run_ready(loop, loop._turn, collections.deque(), finished=[])
+
+
+def test_a_callbacks_exception_is_logged_and_the_loop_serves_the_others(caplog):
+    reactor = Reactor(Workers(idle_timeout=0.5))
+    broken_ours, broken_theirs = socket.socketpair()
+    good_ours, good_theirs = socket.socketpair()
+    served = threading.Event()
+
+    def broken():
+        broken_ours.recv(1)
+        raise RuntimeError("callback failed")
+
+    def good():
+        good_ours.recv(1)
+        served.set()
+        return float("inf")
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="wsocket"):
+            reactor.watch(broken_ours, broken)
+            reactor.watch(good_ours, good)
+            broken_theirs.send(b"x")
+            wait_for(lambda: any(record.exc_info and "callback failed" in str(record.exc_info[1])
+                                 for record in caplog.records), what="the logged error")
+            good_theirs.send(b"x")
+            assert served.wait(TIMEOUT)
+        record = next(record for record in caplog.records if record.exc_info)
+        assert record.getMessage() == "error in a reactor callback"
+        assert record.exc_info[0] is RuntimeError
+    finally:
+        reactor.unwatch(broken_ours)
+        reactor.unwatch(good_ours)
+        reactor.close()
+        for sock in (broken_ours, broken_theirs, good_ours, good_theirs):
+            sock.close()
