@@ -251,6 +251,16 @@ def test_compression_level_must_be_1_to_9(level):
                                 "to 9 (smallest output), not %r" % (level,))
 
 
+
+@pytest.mark.parametrize("option", ["ping_interval", "ping_timeout", "close_timeout"])
+@pytest.mark.parametrize("value", [-1, float("nan"), "20"])
+def test_timeouts_must_be_seconds_at_least_0(option, value):
+    with pytest.raises(ValueError) as error:
+        WSocketApp(**{option: value})
+    assert str(error.value) == "%s must be None or a number of seconds >= 0, not %r" % (
+        option, value)
+
+
 # -- origins ---------------------------------------------------------------------------
 
 def test_allowed_origin_is_accepted(guarded):

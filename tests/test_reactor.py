@@ -137,6 +137,23 @@ def test_due_time_runs_the_callback_without_data(reactor):
     theirs.close()
 
 
+
+@pytest.mark.parametrize("later", [30 * 86400.0, 1e18])
+def test_a_due_time_beyond_what_epoll_can_wait_does_not_stop_the_loop(reactor, later):
+    """epoll waits at most about 24.8 days: a longer keepalive interval waits in steps."""
+    far, far_peer = socket.socketpair()
+    ours, theirs = socket.socketpair()
+    callback, wait_calls, count = _calls()
+    reactor.watch(far, lambda: None, due=time.monotonic() + later)
+    time.sleep(0.1)  # the loop waits for that due time now
+    reactor.watch(ours, callback)
+    theirs.send(b"x")
+    wait_calls(1)
+    assert not reactor.ended.is_set()
+    for sock in (far, far_peer, ours, theirs):
+        sock.close()
+
+
 def test_wake_while_the_callback_runs_runs_it_once_more(reactor):
     ours, theirs = socket.socketpair()
     inside = threading.Event()
@@ -361,6 +378,23 @@ def test_stopping_the_server_closes_parked_connections_with_1001(serve):
     assert not stopper.is_alive()
     wait_for(lambda: len(closed) == 5, what="onclose for each")
     assert {code for code, _ in closed} == {1001}
+
+
+
+def test_a_keepalive_interval_beyond_what_epoll_can_wait(serve):
+    """40 days of silence before a ping: the loop waits in steps, and goes on serving."""
+    app, opened, closed = _echo_app(ping_interval=40 * 86400)
+    server = serve(app, request_timeout=0.3)
+    with contextlib.ExitStack() as stack:
+        first, = _parked_clients(stack, server, 1)
+        # Once its request head's deadline has passed, the loop waits for its ping time.
+        time.sleep(0.6)
+        second = stack.enter_context(connect(ws_url(server), open_timeout=TIMEOUT))
+        for client in (second, first):
+            client.send("still here")
+            assert client.recv(timeout=TIMEOUT) == "echo: still here"
+    wait_for(lambda: len(closed) == 2, what="2 onclose calls")
+    assert not server.reactor.ended.is_set()
 
 
 def test_a_parked_connection_gives_its_place_back(serve):

@@ -254,3 +254,21 @@ def test_the_client_sends_from_threads_while_another_receives(certificate, wsock
             check_streams(received, tags, FROM_CLIENT)
         assert websocket.close_code == 1000
     assert [record.getMessage() for record in wsocket_problems] == []
+
+
+def test_a_keepalive_interval_beyond_what_poll_can_wait(serve, certificate, wsocket_problems):
+    """40 days before a ping: a TLS connection's thread waits with poll(), in steps."""
+
+    def app(environ, start_response):
+        websocket = environ["wsgi.websocket"]
+        for text in websocket:
+            websocket.send("echo: " + text)
+        return []
+
+    server = serve(WSocketApp(app, ping_interval=40 * 86400), **server_options(certificate))
+    url = ws_url(server).replace("ws://", "wss://")
+    with connect(url, ssl_context=certificate["context"], open_timeout=TIMEOUT) as client:
+        for text in ("first", "second"):
+            client.send(text)
+            assert client.receive(timeout=TIMEOUT) == "echo: " + text
+    assert [record.getMessage() for record in wsocket_problems] == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import READ_SIZE, DirectReceive, new_lock, recv_nowait_in_loop
+from ._sockets import LONGEST_WAIT, READ_SIZE, DirectReceive, new_lock, recv_nowait_in_loop
 from ._transport import WriteMode
 from .protocol.codes import CloseCode
 from .protocol.connection import CloseReceived, Failure, Message
@@ -126,7 +126,8 @@ class Reader:
             if deadline is not None and (due is None or deadline < due):
                 due = deadline
             try:
-                data = transport.recv(None if due is None else due - time.monotonic())
+                data = transport.recv(
+                    None if due is None else min(due - time.monotonic(), LONGEST_WAIT))
             except OSError as error:
                 owner.logger.debug("%r: socket error while reading: %s", owner, error)
                 self._lost(owner)

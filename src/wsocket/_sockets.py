@@ -20,6 +20,11 @@ __all__ = ["READ_SIZE", "MSG_DONTWAIT", "shutdown_quietly", "WakeUpPair", "send_
 
 READ_SIZE = 65536  # bytes asked of one recv() on a connection
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
+# The longest a connection's read or the reactor waits at once, in seconds.
+# poll() and epoll take at most about 24.8 days (2**31 - 1 ms), and a keepalive
+# interval may be longer: waking up early costs one turn (nothing is due yet,
+# the wait starts again).
+LONGEST_WAIT = 3600.0
 
 
 def _send_nowait_python(sock: socket.socket, data: Buffer) -> int:

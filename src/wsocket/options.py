@@ -125,7 +125,8 @@ def check_option_names(options: Any) -> None:
 
 
 def _check_timeout(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, (int, float)) or value < 0):
+    # (``not value >= 0`` also refuses NaN, which no comparison admits)
+    if value is not None and (not isinstance(value, (int, float)) or not value >= 0):
         raise ValueError("%s must be None or a number of seconds >= 0, not %r" % (name, value))
 
 

@@ -45,7 +45,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from ._sockets import WakeUpPair, shutdown_quietly
+from ._sockets import LONGEST_WAIT, WakeUpPair, shutdown_quietly
 from .protocol.frames import load_accelerator
 from .websocket import logger
 
@@ -447,7 +447,7 @@ class Reactor:
                     break
                 self._next_wake = self._timers[0][0] if self._timers else math.inf
                 timeout = -1.0 if self._next_wake == math.inf \
-                    else max(self._next_wake - time.monotonic(), 0.0)
+                    else min(max(self._next_wake - time.monotonic(), 0.0), LONGEST_WAIT)
                 self._polling = True
             events = epoll.poll(timeout)
             with lock:
