@@ -1000,13 +1000,20 @@ direct_send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     return direct_send((DirectSend *)callable, args[0], args[1]);
 }
 
+/* A new instance of ``type`` whose vectorcall slot (at tp_vectorcall_offset) is ``call``. */
+static PyObject *
+alloc_with_vectorcall(PyTypeObject *type, vectorcallfunc call)
+{
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self != NULL)
+        *(vectorcallfunc *)((char *)self + type->tp_vectorcall_offset) = call;
+    return self;
+}
+
 static PyObject *
 direct_send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    DirectSend *self = (DirectSend *)type->tp_alloc(type, 0);
-    if (self != NULL)
-        self->vectorcall = direct_send_vectorcall;
-    return (PyObject *)self;
+    return alloc_with_vectorcall(type, direct_send_vectorcall);
 }
 
 static PyMemberDef direct_send_members[] = {
@@ -1632,10 +1639,7 @@ python_rest:
 static PyObject *
 event_turn_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    EventTurn *self = (EventTurn *)type->tp_alloc(type, 0);
-    if (self != NULL)
-        self->vectorcall = event_turn_vectorcall;
-    return (PyObject *)self;
+    return alloc_with_vectorcall(type, event_turn_vectorcall);
 }
 
 static PyTypeObject EventTurnType = {
