@@ -11,9 +11,12 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -663,3 +666,28 @@ def test_a_client_is_in_the_hub_from_its_101_on(serve):
     finally:
         for sock, _ in connections:
             sock.close()
+
+
+FORK_SCRIPT = """
+import os, sys
+from wsocket import Hub
+hub = Hub()
+parent_node = hub.node
+child = os.fork()
+if child == 0:
+    hub.broadcast("to nobody")  # the first use in the child finds it forked
+    print(parent_node != hub.node, hub._pid == os.getpid(), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+hub.broadcast("to nobody")
+print(hub.node == parent_node, hub._pid == os.getpid(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_gets_a_node_of_its_own():
+    """gunicorn --preload makes the hub before the fork: each worker must be a node apart."""
+    result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "True"]
