@@ -328,3 +328,51 @@ def test_server_closes_tcp_promptly_after_close_handshake():
         assert client.read_to_eof() == b""  # the server's FIN, without us closing first
         client.close()
         assert results.get(timeout=5) == 1000
+
+
+# -- limits set on an open WebSocket -----------------------------------------------------
+
+@pytest.fixture
+def unopened_pair():
+    """A server-side WebSocket on one end of a socket pair (no I/O needed)."""
+    import socket
+    ours, theirs = socket.socketpair()
+    yield WebSocket(ours, ping_interval=20, ping_timeout=20, close_timeout=10, max_queue=1000)
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.parametrize("name", ["ping_interval", "ping_timeout", "close_timeout"])
+@pytest.mark.parametrize("value", [-1, float("nan"), "20", [5]])
+def test_a_bad_timeout_set_later_is_refused_and_changes_nothing(unopened_pair, name, value):
+    websocket = unopened_pair
+    before = getattr(websocket, name)
+    with pytest.raises(ValueError) as error:
+        setattr(websocket, name, value)
+    assert str(error.value) == "%s must be None or a number of seconds >= 0, not %r" % (
+        name, value)
+    assert getattr(websocket, name) == before
+    assert websocket.keepalive_due() is not None  # the keepalive still works out its time
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "1000"])
+def test_a_bad_max_queue_set_later_is_refused_and_changes_nothing(unopened_pair, value):
+    websocket = unopened_pair
+    with pytest.raises(ValueError) as error:
+        websocket.max_queue = value
+    assert str(error.value) == "max_queue must be None or a number of bytes >= 0, not %r" % (
+        value,)
+    assert websocket.max_queue == 1000
+
+
+def test_limits_set_later_take_effect(unopened_pair):
+    websocket = unopened_pair
+    websocket.ping_interval = None
+    assert websocket.keepalive_due() is None  # no ping, ever
+    websocket.ping_interval, websocket.ping_timeout = 0.5, 2
+    due = websocket.keepalive_due()
+    assert due is not None and due <= time.monotonic() + 0.5
+    websocket.close_timeout, websocket.max_queue = 0, None
+    assert (websocket.ping_interval, websocket.ping_timeout) == (0.5, 2)
+    assert (websocket.close_timeout, websocket.max_queue) == (0, None)
+    assert websocket._sender.stall == 2  # a send that makes no progress: ping_timeout too

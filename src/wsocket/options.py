@@ -47,13 +47,10 @@ class WebSocketOptions:
     max_queue: int | None = DEFAULT_MAX_QUEUE
 
     def __post_init__(self) -> None:
-        _check_timeout("ping_interval", self.ping_interval)
-        if self.max_queue is not None and (not isinstance(self.max_queue, int)
-                                           or self.max_queue < 0):
-            raise ValueError("max_queue must be None or a number of bytes >= 0, not %r"
-                             % (self.max_queue,))
-        _check_timeout("ping_timeout", self.ping_timeout)
-        _check_timeout("close_timeout", self.close_timeout)
+        check_timeout("ping_interval", self.ping_interval)
+        check_max_queue(self.max_queue)
+        check_timeout("ping_timeout", self.ping_timeout)
+        check_timeout("close_timeout", self.close_timeout)
         check_compression_level(self.compression_level)
         if self.max_message_size is not None and self.max_message_size < 0:
             raise ValueError("max_message_size must be None or a size in bytes")
@@ -124,10 +121,20 @@ def check_option_names(options: Any) -> None:
             ", ".join(sorted(unknown)), ", ".join(sorted(known))))
 
 
-def _check_timeout(name: str, value: object) -> None:
+def check_timeout(name: str, value: object) -> None:
+    """ValueError unless ``value`` is None or a number of seconds >= 0 (the option ``name``).
+
+    Also for a WebSocket's ``ping_interval``, ``ping_timeout`` and ``close_timeout`` set later.
+    """
     # (``not value >= 0`` also refuses NaN, which no comparison admits)
     if value is not None and (not isinstance(value, (int, float)) or not value >= 0):
         raise ValueError("%s must be None or a number of seconds >= 0, not %r" % (name, value))
+
+
+def check_max_queue(value: object) -> None:
+    """ValueError unless ``value`` is None or a whole number of bytes >= 0."""
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise ValueError("max_queue must be None or a number of bytes >= 0, not %r" % (value,))
 
 
 DEFAULTS = WebSocketOptions()

@@ -45,6 +45,8 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULTS,
     WebSocketOptions,
+    check_max_queue,
+    check_timeout,
 )
 from .protocol.codes import CloseCode
 from .protocol.connection import (
@@ -108,7 +110,7 @@ class WebSocket:
         ping_interval (float | None): Seconds of silence before a keepalive ping.
         ping_timeout (float | None): Seconds a ping may go unanswered before the peer is
             taken for dead.
-        close_timeout (float): Seconds ``close()`` waits for the peer's close frame.
+        close_timeout (float | None): Seconds ``close()`` waits for the peer's close frame.
         data (dict): Whatever the app keeps with this connection (an ``onrequest``
             check's user, say); empty at first.
     """
@@ -135,7 +137,7 @@ class WebSocket:
             path = self.environ.get("SCRIPT_NAME", "") + self.environ.get("PATH_INFO", "")
         self.path: str = path or "/"
         self.do_compress = deflate is not None
-        self.close_timeout = options.close_timeout
+        self._close_timeout = options.close_timeout
         self.closed = False
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -173,6 +175,7 @@ class WebSocket:
 
     @ping_interval.setter
     def ping_interval(self, seconds: float | None) -> None:
+        check_timeout("ping_interval", seconds)  # (before anything changes)
         self._keepalive.interval = seconds
 
     @property
@@ -181,8 +184,18 @@ class WebSocket:
 
     @ping_timeout.setter
     def ping_timeout(self, seconds: float | None) -> None:
+        check_timeout("ping_timeout", seconds)
         # also how long a send may make no progress before the peer is taken for dead
         self._keepalive.timeout = self._sender.stall = seconds
+
+    @property
+    def close_timeout(self) -> float | None:
+        return self._close_timeout
+
+    @close_timeout.setter
+    def close_timeout(self, seconds: float | None) -> None:
+        check_timeout("close_timeout", seconds)
+        self._close_timeout = seconds
 
     @property
     def max_queue(self) -> int | None:
@@ -190,6 +203,7 @@ class WebSocket:
 
     @max_queue.setter
     def max_queue(self, size: int | None) -> None:
+        check_max_queue(size)
         self._sender.queue.max_bytes = size
 
     @property
