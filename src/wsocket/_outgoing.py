@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import selectors
 import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from ._sockets import WakeUpPair, new_lock
+from ._sockets import WakeUpPair, new_lock, this_process
 from ._transport import WriteMode
 
 if TYPE_CHECKING:
@@ -234,7 +233,7 @@ class Writer:
 
     def _command(self, owner: QueueOwner, sock: socket.socket, wanted: bool) -> None:
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != this_process.pid:
                 self._start()
             self._commands.append((owner, sock, wanted))
             if self._woken:
@@ -245,7 +244,7 @@ class Writer:
         wake_up.wake()
 
     def _start(self) -> None:
-        self._pid = os.getpid()
+        self._pid = this_process.pid
         self._commands.clear()
         self._woken = False
         self._wake_up = wake_up = WakeUpPair()

@@ -5,6 +5,7 @@ Standard library only, like the rest of the core.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from typing import TYPE_CHECKING, Callable, cast
@@ -25,6 +26,25 @@ MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where there is none
 # interval may be longer: waking up early costs one turn (nothing is due yet,
 # the wait starts again).
 LONGEST_WAIT = 3600.0
+
+
+class _ProcessId:
+    """This process's id (``pid``), read once and again only in a forked child.
+
+    glibc no longer caches getpid(): the hub and the writer thread ask at every
+    admit, broadcast and queued send whether they were forked (gunicorn --preload).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        if hasattr(os, "register_at_fork"):  # (POSIX; where there is no fork, it never changes)
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.pid = os.getpid()
+
+
+this_process = _ProcessId()
 
 
 def _send_nowait_python(sock: socket.socket, data: Buffer) -> int:

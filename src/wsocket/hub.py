@@ -37,27 +37,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
+from ._sockets import this_process
 from .protocol.connection import SERVER, encode_message
 from .protocol.frames import OP_BINARY, OP_TEXT, serialize_frame
 from .websocket import WebSocket, logger
-
-
-class _ProcessId:
-    """This process's id, read once and again only in a forked child (not a system call each time).
-
-    glibc no longer caches getpid(): the hub asks at every admit and broadcast.
-    """
-
-    def __init__(self) -> None:
-        self.value = os.getpid()
-        if hasattr(os, "register_at_fork"):  # (POSIX; where there is no fork, it never changes)
-            os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self.value = os.getpid()
-
-
-_process = _ProcessId()
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -132,7 +115,7 @@ class Hub:
         self._members: dict[Room, dict[WebSocket, None]] = {}
         self._numbers: dict[WebSocket, int] = {}  # client -> its number in tokens
         self._counter = itertools.count(1)
-        self._pid = _process.value
+        self._pid = this_process.pid
         self.node = uuid.uuid4().hex[:12]  # this process's hub, in tokens and on Redis
         scheme = backend.partition("://")[0].lower() if "://" in backend else backend.lower()
         self._backend: Backend | None
@@ -425,10 +408,10 @@ class Hub:
 
     def _check_fork(self) -> None:
         """In a forked child (gunicorn --preload) the hub gets a node and threads of its own."""
-        if self._pid != _process.value:
+        if self._pid != this_process.pid:
             with self._lock:
-                if self._pid != _process.value:
-                    self._pid = _process.value
+                if self._pid != this_process.pid:
+                    self._pid = this_process.pid
                     self.node = uuid.uuid4().hex[:12]
                     self._rooms.clear()
                     self._members.clear()

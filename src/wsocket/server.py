@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop
-from ._transport import green_library, is_tcp
+from ._transport import green_library, no_delay
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
     BodyTooLarge,
@@ -385,11 +385,7 @@ class FixedHandler(socketserver.BaseRequestHandler):
         """
         if not self.no_delay:
             self.no_delay = True
-            try:
-                if is_tcp(self.connection):
-                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+            no_delay(self.connection)
         self.connection.sendall(data)
 
     def receive(self, timeout: float) -> bytes:

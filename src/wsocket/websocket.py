@@ -388,9 +388,7 @@ class WebSocket:
         Events read already (bytes that came with the upgrade), bytes that
         TLS decrypted already, or the connection closed meanwhile.
         """
-        transport = self._transport
-        return bool(self._reader.events) or self.closed \
-            or (transport.decrypts and transport.buffered())
+        return self.closed or self._read_already()
 
     def batch_done(self) -> bool:
         """Internal (the event app): the messages ``receive_arrived`` gave are handled.
@@ -403,6 +401,10 @@ class WebSocket:
         """
         if self._sender.holding:
             self._sender.release(self)
+        return self._read_already()
+
+    def _read_already(self) -> bool:
+        """Whether events were read already, or TLS decrypted bytes that epoll cannot see."""
         transport = self._transport
         return bool(self._reader.events) or (transport.decrypts and transport.buffered())
 
