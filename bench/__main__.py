@@ -331,8 +331,14 @@ def describe(run, scenario):
         text = "%12s msg/s  p50 %s ms  MB/s %s  server %s us/msg" % (
             number(run["msg_per_s"]), ms(run["p50_us"]), number(run["mb_per_s"], 1),
             number(run.get("server_us_per_msg"), 1))
-    text += "  (server CPU %.0f%%, generator %.0f%%)" % (
-        100 * (run.get("server_cpu_util") or 0), 100 * (run.get("cpu_util") or 0))
+    if scenario.idle:
+        # What counts there is the opening: each side's CPU share while it lasted.
+        text += "  (opening: server CPU %.0f%%, generator %.0f%%)" % (
+            100 * (run.get("opening_server_cpu_util") or 0),
+            100 * (run.get("opening_cpu_util") or 0))
+    else:
+        text += "  (server CPU %.0f%%, generator %.0f%%)" % (
+            100 * (run.get("server_cpu_util") or 0), 100 * (run.get("cpu_util") or 0))
     if run.get("error"):
         text += "  ! " + run["error"][:150]
     return text

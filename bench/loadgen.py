@@ -348,8 +348,10 @@ class Generator:
         handshake_s = time.monotonic() - t0
         connected = self.open_count
         if args.idle:
+            # cpu_s: this generator's CPU time for the opening (so far, all of it).
             print(json.dumps({"event": "connected", "connected": connected,
-                              "seconds": round(handshake_s, 3)}), flush=True)
+                              "seconds": round(handshake_s, 3),
+                              "cpu_s": round(cpu_seconds(), 3)}), flush=True)
             self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, None)
             self.loop_until(lambda: self.go, time.monotonic() + args.timeout)
             self.measuring = True

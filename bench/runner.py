@@ -298,9 +298,15 @@ def run_one(server, scenario, options, loadgen_executable, cpus, deflate_file=No
             connected = json.loads(line)
             # The server's CPU time for opening them (steadier than the seconds
             # it took on a busy machine), per connection.
+            opening_cpu = cpu_seconds(process.pid) - cpu_before
             record["server_us_per_conn"] = (
-                1e6 * (cpu_seconds(process.pid) - cpu_before) / connected["connected"]
-                if connected["connected"] else None)
+                1e6 * opening_cpu / connected["connected"] if connected["connected"] else None)
+            # Each side's share of a CPU while the connections opened (the
+            # utilisation figures below are of the one echo each, later).
+            opening_s = connected["seconds"]
+            record["opening_server_cpu_util"] = opening_cpu / opening_s if opening_s > 0 else None
+            record["opening_cpu_util"] = (connected["cpu_s"] / opening_s
+                                          if opening_s > 0 and "cpu_s" in connected else None)
             time.sleep(1.0)  # let the server finish setting up the last connections
             record["rss_after_kb"] = rss_kb(process.pid)
             record["server_fds"] = open_files(process.pid)

@@ -149,3 +149,35 @@ def test_bench_reports_ratios_to_picows_and_the_c_ceiling(tmp_path):
     assert "| scenario | wsocket ÷ picows | wsocket-events ÷ picows | wsocket ÷ C ceiling " \
            "| wsocket-events ÷ C ceiling | picows ÷ C ceiling |" in report
     assert data["versions"].get("picows") and data["versions"].get("uvloop")
+
+
+@pytest.mark.parametrize("generator", ["c", "python"])
+def test_opening_run_reports_the_cpu_of_the_opening(tmp_path, generator):
+    """open-5000: the CPU shares on its line are those of the opening, not of the echo after.
+
+    The line used to give the whole run's shares, which put the generator
+    at 90% and the server at 40% although the server was the busy one.
+    """
+    output = tmp_path / "result.json"
+    command = [sys.executable, "-m", "bench", "--repeat", "1", "--no-check", "--warmup", "0.1",
+               "--duration", "0.3", "--loadgen", generator, "--scenarios", "open-5000",
+               "--servers", "wsocket-events", "--output", str(output)]
+    process = subprocess.Popen(command, cwd=str(ROOT), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=BENCH_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    progress = stderr.decode()
+    assert process.returncode == 0, progress[-4000:]
+    (run,) = json.loads(output.read_text())["runs"]
+    assert run["held"] == 5000 and not run["error"], run
+    # Shares of one CPU during the opening: each side did some of the work.
+    assert 0 < run["opening_server_cpu_util"] < 2.5
+    assert 0 < run["opening_cpu_util"] < 2.5
+    assert run["opening_server_cpu_util"] == pytest.approx(
+        run["server_us_per_conn"] * 1e-6 * run["held"] / run["connect_s"])
+    assert "(opening: server CPU %.0f%%, generator %.0f%%)" % (
+        100 * run["opening_server_cpu_util"], 100 * run["opening_cpu_util"]) in progress
