@@ -114,15 +114,8 @@ def test_new_launcher_broadcasts(launch, name):
     assert server.log() == ""
 
 
-def test_bench_reports_ratios_to_picows_and_the_c_ceiling(tmp_path):
-    """One short run of ``python -m bench``: the ratio table and the JSON's ratios exist."""
-    for name in (PEER, C_CEILING):
-        _skip_if_missing(name)
-    output = tmp_path / "result.json"
-    servers = ["wsocket", "wsocket-events", PEER, C_CEILING]
-    command = [sys.executable, "-m", "bench", "--duration", "0.3", "--warmup", "0.1",
-               "--repeat", "1", "--no-check", "--scenarios", "echo-16",
-               "--servers", ",".join(servers), "--output", str(output)]
+def _run_bench(command):
+    """Run ``python -m bench ...`` to its end: (report, progress); it must succeed."""
     process = subprocess.Popen(command, cwd=str(ROOT), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -133,6 +126,19 @@ def test_bench_reports_ratios_to_picows_and_the_c_ceiling(tmp_path):
             process.wait(10)
     report, progress = stdout.decode(), stderr.decode()
     assert process.returncode == 0, progress[-4000:]
+    return report, progress
+
+
+def test_bench_reports_ratios_to_picows_and_the_c_ceiling(tmp_path):
+    """One short run of ``python -m bench``: the ratio table and the JSON's ratios exist."""
+    for name in (PEER, C_CEILING):
+        _skip_if_missing(name)
+    output = tmp_path / "result.json"
+    servers = ["wsocket", "wsocket-events", PEER, C_CEILING]
+    command = [sys.executable, "-m", "bench", "--duration", "0.3", "--warmup", "0.1",
+               "--repeat", "1", "--no-check", "--scenarios", "echo-16",
+               "--servers", ",".join(servers), "--output", str(output)]
+    report, progress = _run_bench(command)
     data = json.loads(output.read_text())
     assert {entry["server"] for entry in data["summary"]} == set(servers)
     assert all("error" not in entry for entry in data["summary"]), data["summary"]
@@ -162,16 +168,7 @@ def test_opening_run_reports_the_cpu_of_the_opening(tmp_path, generator):
     command = [sys.executable, "-m", "bench", "--repeat", "1", "--no-check", "--warmup", "0.1",
                "--duration", "0.3", "--loadgen", generator, "--scenarios", "open-5000",
                "--servers", "wsocket-events", "--output", str(output)]
-    process = subprocess.Popen(command, cwd=str(ROOT), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=BENCH_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-    progress = stderr.decode()
-    assert process.returncode == 0, progress[-4000:]
+    _, progress = _run_bench(command)
     (run,) = json.loads(output.read_text())["runs"]
     assert run["held"] == 5000 and not run["error"], run
     # Shares of one CPU during the opening: each side did some of the work.
