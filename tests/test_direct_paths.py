@@ -133,6 +133,31 @@ def test_direct_send_holds_a_batchs_answers_and_they_leave_together_in_order(loo
     assert not sender.holding and not sender.queue.frames
 
 
+def test_a_batch_held_in_parts_leaves_every_hold_frames_answers_in_order(loop_websocket):
+    # No other connection waits for the loop: a pipelining peer gets its
+    # answers in parts while the rest are worked out (Sender.hold_frames).
+    websocket, peer = loop_websocket
+    sender, direct = websocket._sender, websocket._direct_send
+    sender.holding, sender.hold_frames = True, 3
+    frames = []
+    for number in range(7):
+        message = "m%d" % number
+        if number % 2:
+            websocket.send(message.encode())  # the Python path's hold
+            frames.append(server_frame(2, message.encode()))
+        else:
+            assert direct(websocket, message) is True  # the C path's
+            frames.append(server_frame(1, message.encode()))
+        if number in (2, 5):  # a part is complete: it leaves now, whole
+            part = b"".join(frames[number - 2:number + 1])
+            assert read_exactly(peer, len(part)) == part
+            assert not sender.queue.frames
+    assert nothing_arrives(peer)  # the seventh waits for the batch's end
+    websocket.batch_done()
+    assert read_exactly(peer, len(frames[6])) == frames[6]
+    assert not sender.holding and not sender.queue.frames and not sender.lock.locked()
+
+
 def test_a_held_batch_past_the_hold_limit_goes_out_whole_and_in_order(loop_websocket):
     websocket, peer = loop_websocket
     sender = websocket._sender

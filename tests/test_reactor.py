@@ -707,3 +707,59 @@ def test_keepalive_pings_reach_idle_connections_while_a_handler_blocks(serve):
     release.set()
     assert blocked.read_frame() == (True, TEXT, b"unblocked")
     _goodbye([(idle_sock, idle), (blocked_sock, blocked)])
+
+
+def test_a_batch_is_answered_in_parts_only_when_no_other_socket_waits_for_the_loop():
+    """``WebSocket._hold_answers``: whole batches while others wait for the loop, else parts."""
+    from wsocket import WebSocket
+    from wsocket._sending import HOLD_ALL, HOLD_PART
+
+    reactor = Reactor(Workers(idle_timeout=0.5), stall=60.0)  # no hand-over in this test
+    pairs = [socket.socketpair() for _ in range(2)]
+    websockets = [WebSocket(server_side, {}) for server_side, _ in pairs]
+    seen = []
+    ran = threading.Event()
+    blocking = threading.Event()
+    go = threading.Event()
+    blocker, blocker_peer = socket.socketpair()
+    try:
+        for websocket in websockets:
+            websocket.runs_in_loop(reactor)
+
+        def hold(websocket):
+            def callback():
+                seen.append(reactor.pending())
+                websocket._hold_answers()
+                seen.append(websocket._sender.hold_frames)
+                if len(seen) == 4:
+                    ran.set()
+            return callback
+
+        # The loop waits in a callback while both sockets become readable
+        # and watched: its next look at epoll finds the two at once.
+        def block():
+            blocking.set()
+            go.wait(TIMEOUT)
+
+        blocker_peer.send(b"x")
+        reactor.watch(blocker, block)
+        assert blocking.wait(TIMEOUT)
+        for (server_side, peer), websocket in zip(pairs, websockets):
+            peer.send(b"x")
+            reactor.watch(server_side, hold(websocket))
+        go.set()
+        assert ran.wait(TIMEOUT)
+        # The first saw the second waiting: its answers all together; the
+        # second had the loop to itself: in parts.
+        assert seen == [True, HOLD_ALL, False, HOLD_PART]
+        assert not reactor.pending()
+    finally:
+        go.set()
+        for server_side, peer in pairs:
+            reactor.unwatch(server_side)
+            server_side.close()
+            peer.close()
+        reactor.unwatch(blocker)
+        blocker.close()
+        blocker_peer.close()
+        reactor.close()

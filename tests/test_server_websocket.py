@@ -423,3 +423,32 @@ def test_pipelined_answers_leave_together_then_nothing_is_held(serve, monkeypatc
             assert corks == []  # held in the queue instead, and sent
             wait_for(lambda: not client._sender.holding and not client._sender.queue.frames,
                      what="nothing held")
+
+
+def test_a_long_pipelined_batch_is_answered_in_parts_and_in_order(serve, monkeypatch):
+    # The event app answers a batch of messages together, but with no other
+    # connection waiting for its loop, in parts of HOLD_PART: the client gets
+    # the first answers while the rest are worked out.
+    from wsocket._outgoing import OutgoingQueue
+    from wsocket._sending import HOLD_PART
+    parts = []
+    real_flush = OutgoingQueue.flush
+
+    def recording_flush(queue, transport, until=None):
+        parts.append(len(queue.frames))
+        return real_flush(queue, transport, until)
+
+    monkeypatch.setattr(OutgoingQueue, "flush", recording_flush)
+    app, seen = _capturing_echo()
+    server = serve(app)
+    sock, reader, _ = upgrade("127.0.0.1", server.server_port)
+    count = 5 * HOLD_PART + 3
+    with sock:
+        sock.sendall(b"".join(client_frame(TEXT, "message %d" % number)
+                              for number in range(count)))
+        for number in range(count):
+            assert reader.read_frame() == (True, TEXT, b"message %d" % number)
+        [client] = seen
+        wait_for(lambda: not client._sender.holding and not client._sender.queue.frames,
+                 what="nothing held")
+    assert HOLD_PART in parts and max(parts) == HOLD_PART, parts

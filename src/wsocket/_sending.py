@@ -15,6 +15,7 @@ itself closed.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -36,6 +37,10 @@ __all__ = ["Sender", "SenderOwner", "OVERFLOW_CODE", "OVERFLOW_REASON"]
 
 # Bytes of answers held back at most while the event app handles a batch of messages.
 HOLD_LIMIT = 65536
+# Answers held back at most (``Sender.hold_frames``): the whole batch, or, when
+# no other connection waits for the loop, parts of HOLD_PART (see hold()).
+HOLD_ALL = sys.maxsize
+HOLD_PART = 32
 OVERFLOW_CODE = CloseCode.TRY_AGAIN_LATER  # the client did not keep up
 OVERFLOW_REASON = "too slow: outgoing queue full"
 _ABNORMAL = CloseCode.ABNORMAL_CLOSURE
@@ -67,7 +72,7 @@ class Sender:
     """
 
     __slots__ = ("lock", "queue", "transport", "stall", "_connection", "_in_writer",
-                 "send_dontwait", "sock", "holding")
+                 "send_dontwait", "sock", "holding", "hold_frames")
 
     def __init__(self, connection: Connection, max_queue: int | None,
                  stall: float | None) -> None:
@@ -84,8 +89,10 @@ class Sender:
         self.send_dontwait: Callable[[socket.socket, Buffer], int] | None = None
         self.sock: socket.socket  # set by attach()
         # The event app handles several messages that came together: their
-        # answers wait in the queue and leave in one write (see hold()).
+        # answers wait in the queue and leave in one write (see hold()), or
+        # in writes of hold_frames each.
         self.holding = False
+        self.hold_frames = HOLD_ALL
 
     def attach(self, transport: SocketTransport) -> None:
         self.transport = transport
@@ -173,7 +180,10 @@ class Sender:
 
         Several answers then leave in one system call instead of one each.
         More than ``HOLD_LIMIT`` bytes (or the queue's limit) are not held:
-        what waits and ``frame`` go as ``sendall`` sends them.
+        what waits and ``frame`` go as ``sendall`` sends them. Once
+        ``hold_frames`` answers wait, they go at once (as far as the socket
+        takes them): a peer that pipelines gets the first part of its
+        answers, and sends on, while the rest are worked out.
 
         Raises:
             ConnectionClosed: The socket failed, or the connection is closing.
@@ -184,6 +194,12 @@ class Sender:
             self.sendall(owner, frame)
         elif queue.push(frame) is None:
             raise ConnectionClosed(_ABNORMAL, "the connection is closing")
+        elif len(queue.frames) >= self.hold_frames:
+            try:
+                queue.flush(self.transport)
+            except OSError as error:
+                self.lost(owner, error)
+                raise ConnectionClosed(_ABNORMAL, str(error)) from error
 
     def release(self, owner: SenderOwner) -> None:
         """Stop ``holding``: what waits goes now, as far as the socket takes it.

@@ -558,7 +558,7 @@ class _EventSession:
             self.handle_messages(None)  # this thread until the end
             return
         self.reactor, self.release = detach()
-        client.runs_in_loop()
+        client.runs_in_loop(self.reactor)
         client.set_close_callback(self._wake)
         # On wsocket's server this runs in the loop's thread, as a callback of
         # this very socket (the loop read the request): should a handler of

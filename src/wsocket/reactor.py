@@ -257,6 +257,13 @@ class Reactor:
                 watch.on_stall = on_stall
             self._arm(watch, math.inf if due is None else due)
 
+    def pending(self) -> bool:
+        """Whether callbacks of other sockets wait for the loop now (read without the lock).
+
+        From a callback: whether the loop has more to do once it returns.
+        """
+        return bool(self._ready)
+
     def set_on_stall(self, sock: socket.socket, on_stall: Job | None) -> None:
         """Set the stall hook of ``sock``'s watch, without watching it again (it may be running)."""
         with self._lock:

@@ -34,7 +34,7 @@ from . import _transport
 from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
 from ._reading import Reader
-from ._sending import Sender
+from ._sending import HOLD_ALL, HOLD_PART, Sender
 from ._sockets import EventTurn
 from ._transport import SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from . import _speedups
     from .protocol.connection import Event
     from .protocol.deflate import DeflateParams
+    from .reactor import Reactor
 
 __all__ = ["WebSocket", "logger", "DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT",
            "DEFAULT_CLOSE_TIMEOUT", "DEFAULT_MAX_QUEUE", "close_socket"]
@@ -159,6 +160,7 @@ class WebSocket:
         self._direct_send: _speedups.DirectSend | None = None
         self._direct_receive: _speedups.DirectReceive | None = None
         self._direct_wait: Callable[[WebSocket], str | bytes | None] | None = None
+        self._loop: Reactor | None = None  # the reactor whose loop runs it (runs_in_loop)
         # Before its 101 (see accept()), a server-side WebSocket has no socket
         # yet: the opening sends the 101 on first use. None once open.
         self._opening: LazyOpening | None = None
@@ -342,7 +344,7 @@ class WebSocket:
         if taken is not None:
             if not events:
                 if len(taken) > 1:
-                    self._sender.holding = True  # their answers leave together
+                    self._hold_answers()
                 return taken
             read = False  # a control frame or more came with them: the whole way
         with reader.lock:
@@ -353,7 +355,7 @@ class WebSocket:
                 messages = reader.read_messages_nowait(self)
                 if not events:
                     if len(messages) > 1:
-                        self._sender.holding = True  # their answers leave together
+                        self._hold_answers()
                     return messages
                 read = False  # a control frame or more came with them: the whole way
             else:
@@ -379,7 +381,7 @@ class WebSocket:
                 if not self._act_on(event):
                     break  # the connection failed
             if len(messages) > 1:
-                self._sender.holding = True  # their answers leave together
+                self._hold_answers()
         return messages
 
     def has_arrived(self) -> bool:
@@ -408,15 +410,31 @@ class WebSocket:
         transport = self._transport
         return bool(self._reader.events) or (transport.decrypts and transport.buffered())
 
-    def runs_in_loop(self) -> None:
+    def runs_in_loop(self, loop: Reactor | None = None) -> None:
         """Internal (the event app): from now on the reactor's loop thread reads and writes.
 
         No other thread waits for the GIL there: the usual read and write keep it.
+        ``loop``: that reactor, asked how to send a batch's answers (``_hold_answers``).
         """
+        self._loop = loop
         self._sender.in_loop()
         if self._direct_send is not None:
             self._direct_send.release_gil = False  # as the loop's other calls keep it
         self._direct_wait = None  # no thread waits in recv here (one object less to keep)
+
+    def _hold_answers(self) -> None:
+        """Several messages came at once: their answers leave together (``Sender.hold``).
+
+        All together when other connections wait for the loop (fewer system
+        calls for the same work); in parts of ``HOLD_PART`` when none does,
+        so that a peer that pipelines gets its first answers, and sends on,
+        while the rest are worked out, instead of both sides taking turns
+        to wait.
+        """
+        sender = self._sender
+        sender.holding = True
+        loop = self._loop
+        sender.hold_frames = HOLD_PART if loop is not None and not loop.pending() else HOLD_ALL
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
