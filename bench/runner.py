@@ -305,8 +305,7 @@ def run_one(server, scenario, options, loadgen_executable, cpus, deflate_file=No
             # utilisation figures below are of the one echo each, later).
             opening_s = connected["seconds"]
             record["opening_server_cpu_util"] = opening_cpu / opening_s if opening_s > 0 else None
-            record["opening_cpu_util"] = (connected["cpu_s"] / opening_s
-                                          if opening_s > 0 and "cpu_s" in connected else None)
+            record["opening_cpu_util"] = connected["cpu_s"] / opening_s if opening_s > 0 else None
             time.sleep(1.0)  # let the server finish setting up the last connections
             record["rss_after_kb"] = rss_kb(process.pid)
             record["server_fds"] = open_files(process.pid)

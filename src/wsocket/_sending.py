@@ -201,6 +201,11 @@ class Sender:
                 self.lost(owner, error)
                 raise ConnectionClosed(_ABNORMAL, str(error)) from error
 
+    def hold_batch(self, in_parts: bool) -> None:
+        """Start ``holding`` a batch's answers: all of them, or ``in_parts`` of ``HOLD_PART``."""
+        self.holding = True
+        self.hold_frames = HOLD_PART if in_parts else HOLD_ALL
+
     def release(self, owner: SenderOwner) -> None:
         """Stop ``holding``: what waits goes now, as far as the socket takes it.
 

@@ -34,7 +34,7 @@ from . import _transport
 from ._keepalive import Keepalive
 from ._opening import HeadersArg, LazyOpening
 from ._reading import Reader
-from ._sending import HOLD_ALL, HOLD_PART, Sender
+from ._sending import Sender
 from ._sockets import EventTurn
 from ._transport import SocketTransport
 from .errors import ConnectionClosed, ProtocolError, WebSocketError
@@ -431,10 +431,8 @@ class WebSocket:
         while the rest are worked out, instead of both sides taking turns
         to wait.
         """
-        sender = self._sender
-        sender.holding = True
         loop = self._loop
-        sender.hold_frames = HOLD_PART if loop is not None and not loop.pending() else HOLD_ALL
+        self._sender.hold_batch(in_parts=loop is not None and not loop.pending())
 
     def release_held(self) -> None:
         """Internal (the reactor's monitor): the handler of a batch blocks; send what it sent.
