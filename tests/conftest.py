@@ -16,6 +16,7 @@ import trustme
 
 from tests.netutil import ROOT
 from tests.serverproc import command_line, processes_tagged, stop_process
+from tests.tlspeers import taking_turns
 from wsocket import make_server
 
 START_TIMEOUT = 15.0
@@ -209,7 +210,11 @@ def serve_module():
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory):
-    """A CA and a certificate for 127.0.0.1 and localhost, written to files."""
+    """A CA and a certificate for 127.0.0.1 and localhost, written to files.
+
+    ``context`` trusts it; ``threaded_peer_context`` too, for websockets'
+    sync client (its sockets take turns: see tests/tlspeers.py).
+    """
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
     folder = tmp_path_factory.mktemp("tls")
@@ -221,5 +226,8 @@ def certificate(tmp_path_factory):
     cert.private_key_and_cert_chain_pem.write_to_path(str(combined))
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
+    # For websockets' sync client, which reads and writes from two threads.
+    threaded_peer_context = taking_turns(ssl.create_default_context())
+    ca.configure_trust(threaded_peer_context)
     return {"certfile": str(certfile), "keyfile": str(keyfile), "combined": str(combined),
-            "context": client_context}
+            "context": client_context, "threaded_peer_context": threaded_peer_context}

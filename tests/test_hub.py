@@ -584,12 +584,8 @@ def test_a_client_that_stops_reading_holds_up_nobody_and_is_closed(
     url = "%s://%s:%d/" % (scheme, host, port)
     context = certificate["context"] if scheme == "wss" else None
     slow, slow_reader = slow_raw_client(host, port, context)
-    # No keepalive pings from these clients: websockets would write them from
-    # another thread while its reader thread reads, and one TLS connection
-    # used by two threads at once fails now and then in OpenSSL (the peer's
-    # problem, not the server's: "[SSL] internal error" on a loaded machine).
-    new = clients(url, **({"ssl": context} if context else {}), max_size=None,
-                  ping_interval=None)
+    new = clients(url, **({"ssl": certificate["threaded_peer_context"]} if context else {}),
+                  max_size=None)
     fast = [new() for _ in range(3)]
     for client in fast:
         join(client, "feed")
