@@ -318,7 +318,11 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     @property
     def has_handlers(self) -> bool:
-        return bool(self.onconnect or self.onmessage or self.onclose)
+        # The Events where their slots keep them: this runs for every WebSocket
+        # opened, and each read through a slot is a Python call.
+        events = self.__dict__
+        return bool(events["_onconnect"].handlers or events["_onmessage"].handlers
+                    or events["_onclose"].handlers)
 
     @property
     def is_demo(self) -> bool:
@@ -335,7 +339,11 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     def routes_websocket(self, path: str) -> bool:
         """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
-        return self.find_route(path) is not None or not self.routes or self.has_handlers
+        return self.find_route(path) is not None or self._events_take_websockets()
+
+    def _events_take_websockets(self) -> bool:
+        """Whether a WebSocket no route takes goes to the events (or the demo)."""
+        return not self.routes or self.has_handlers
 
     @property
     def handshakes_in_loop(self) -> bool:
@@ -358,22 +366,21 @@ class WSocketApp(WebSocketMiddleware, Framework):
         if not self.handshakes_in_loop \
                 or not is_upgrade_request({"upgrade": environ.get("HTTP_UPGRADE", "")}):
             return False
-        path = request_path(environ)
-        return self.find_route(path) is None and self.routes_websocket(path)
+        return self.find_route(request_path(environ)) is None and self._events_take_websockets()
 
     def _own_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = request_path(environ)
         handler = self.find_route(path)
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
-            if handler is None and not self.routes_websocket(path):
+            if handler is None and not self._events_take_websockets():
                 return self._respond(self.not_found, environ, start_response)
             if handler is not None:
                 # A route answers as for HTTP: it may refuse with a status of
                 # its own before using the WebSocket; once it used it, the
                 # middleware drops whatever it returns.
                 return self._respond(handler, environ, start_response)
-            hook = self.onrequest.handler
+            hook = self.__dict__.get("_onrequest")  # (what _RequestHookSlot stores)
             if hook is not None and not websocket.accepted:
                 refusal = self._ask(hook, websocket, environ)
                 if refusal is not None:
