@@ -158,6 +158,100 @@ def test_a_batch_held_in_parts_leaves_every_hold_frames_answers_in_order(loop_we
     assert not sender.holding and not sender.queue.frames and not sender.lock.locked()
 
 
+@pytest.fixture
+def pushes(monkeypatch):
+    """The frames that went through ``OutgoingQueue.push`` (the Python path's hold)."""
+    from wsocket._outgoing import OutgoingQueue
+    pushed = []
+    python_push = OutgoingQueue.push
+
+    def push(queue, frame):
+        pushed.append(bytes(frame))
+        return python_push(queue, frame)
+    monkeypatch.setattr(OutgoingQueue, "push", push)
+    return pushed
+
+
+def test_the_c_path_holds_a_frame_as_push_would_count_it(loop_websocket, pushes):
+    """Frames held in C are queued in order, with the queue's byte and frame counts kept."""
+    websocket, peer = loop_websocket
+    sender, direct, queue = websocket._sender, websocket._direct_send, websocket._sender.queue
+    sender.holding = True
+    frames = [server_frame(1, b"answer %d" % number) for number in range(20)]
+    pushed_before = queue._pushed
+    for number in range(20):
+        assert direct(websocket, "answer %d" % number) is True
+    # Only the first went through push(), which makes the queue's deque;
+    # the C path held the other 19 itself.
+    assert pushes == frames[:1]
+    assert list(queue.frames) == frames
+    assert queue.queued_bytes == sum(map(len, frames))
+    assert queue._pushed == pushed_before + 20
+    assert nothing_arrives(peer)
+    websocket.batch_done()
+    assert read_exactly(peer, sum(map(len, frames))) == b"".join(frames)
+    assert not queue.frames and queue.queued_bytes == 0 and queue._popped == queue._pushed
+
+
+def test_the_c_path_leaves_the_frame_that_completes_a_part_to_python(loop_websocket, pushes):
+    websocket, peer = loop_websocket
+    sender, direct = websocket._sender, websocket._direct_send
+    sender.holding, sender.hold_frames = True, 4
+    frames = [server_frame(1, b"m%d" % number) for number in range(8)]
+    for number in range(8):
+        assert direct(websocket, "m%d" % number) is True
+    # The first of each part makes the deque anew (the part before was
+    # written and the queue emptied), the fourth completes it and writes it.
+    assert pushes == [frames[0], frames[3], frames[4], frames[7]]
+    assert read_exactly(peer, sum(map(len, frames))) == b"".join(frames)
+
+
+def test_the_c_path_holds_no_more_than_the_queues_own_limit(loop_websocket, pushes):
+    websocket, peer = loop_websocket
+    sender, direct, queue = websocket._sender, websocket._direct_send, websocket._sender.queue
+    queue.max_bytes = 100  # below HOLD_LIMIT: this limit applies
+    sender.holding = True
+    frames = [server_frame(2, bytes([number]) * 30) for number in range(6)]  # 32 bytes each
+    for number, frame in enumerate(frames):
+        assert direct(websocket, bytes([number]) * 30) is True
+        assert queue.queued_bytes <= 100
+    # Three fit (96 bytes); the fourth went to Python, which wrote what
+    # waited and itself; then two more were held.
+    assert pushes == [frames[0], frames[4]]
+    assert read_exactly(peer, 4 * 32) == b"".join(frames[:4])
+    websocket.batch_done()
+    assert read_exactly(peer, 2 * 32) == b"".join(frames[4:])
+
+
+def test_a_held_frame_waits_for_the_queue_lock_another_thread_has(loop_websocket):
+    """The C path never waits: a busy queue lock sends the frame the Python way, which does."""
+    websocket, peer = loop_websocket
+    sender, direct, queue = websocket._sender, websocket._direct_send, websocket._sender.queue
+    sender.holding = True
+    assert direct(websocket, "first") is True
+    taken, release = threading.Event(), threading.Event()
+
+    def hold_the_queue_lock():
+        with queue._lock:
+            taken.set()
+            release.wait(5)
+    holder = threading.Thread(target=hold_the_queue_lock)
+    holder.start()
+    assert taken.wait(5)
+    threading.Timer(0.2, release.set).start()
+    assert direct(websocket, "second") is True  # returns once the lock was given back
+    assert release.is_set()
+    holder.join(5)
+    websocket.batch_done()
+    expected = server_frame(1, b"first") + server_frame(1, b"second")
+    assert read_exactly(peer, len(expected)) == expected
+
+
+def test_the_hold_limit_agrees_with_the_python_path():
+    from wsocket import _speedups
+    assert _speedups.HOLD_LIMIT == HOLD_LIMIT
+
+
 def test_a_held_batch_past_the_hold_limit_goes_out_whole_and_in_order(loop_websocket):
     websocket, peer = loop_websocket
     sender = websocket._sender

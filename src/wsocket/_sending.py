@@ -185,6 +185,10 @@ class Sender:
         takes them): a peer that pipelines gets the first part of its
         answers, and sends on, while the rest are worked out.
 
+        ``DirectSend`` (C) does the usual case itself, the same way
+        (``hold_in_queue``: a frame that is neither the first, nor over the
+        limit, nor the one that completes a part), and calls this for the rest.
+
         Raises:
             ConnectionClosed: The socket failed, or the connection is closing.
         """
