@@ -131,6 +131,7 @@ class DirectReceive:
 
 READ_SIZE: int  # must be _sockets.READ_SIZE
 IDLE_READ_SIZE: int  # must be _transport.IDLE_READ_SIZE
+HOLD_LIMIT: int  # must be _sending.HOLD_LIMIT
 
 class EventTurn:
     """The reactor's callback for an event app's connection: its usual turn in one C call.
