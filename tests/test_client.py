@@ -19,7 +19,6 @@ from websockets.sync.server import serve
 import wsocket
 from wsocket import ConnectError, ConnectionClosed, HandshakeError, InvalidStatus, connect
 from tests.apps import echo
-from tests.tlspeers import taking_turns
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -332,7 +331,7 @@ def certificate_authority():
 
 
 def test_wss_with_a_trusted_certificate(certificate_authority, tmp_path):
-    server_context = taking_turns(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
     client_context = ssl.create_default_context()
     certificate_authority.configure_trust(client_context)

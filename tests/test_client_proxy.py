@@ -25,7 +25,6 @@ from wsocket import ConnectError, connect
 from wsocket.client.proxy import Proxy, proxy_from_environment
 from tests.netutil import ROOT, wait_for
 from tests.serverproc import free_port, start_server
-from tests.tlspeers import taking_turns
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("tinyproxy") and shutil.which("microsocks")),
@@ -211,7 +210,7 @@ def test_wss_through_http_proxy(tinyproxy, tls_origin, certificate):
 def sni_server():
     """A websockets TLS server with a certificate for other.test only, recording SNI names."""
     authority = trustme.CA()
-    server_context = taking_turns(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     authority.issue_cert("other.test", "localhost").configure_cert(server_context)
     names = []
     server_context.sni_callback = lambda sslobj, name, context: names.append(name)

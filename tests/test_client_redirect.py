@@ -14,7 +14,6 @@ import threading
 import pytest
 from websockets.sync.server import serve as websockets_serve
 
-from tests.tlspeers import taking_turns
 from wsocket import InvalidStatus, connect
 
 
@@ -68,8 +67,8 @@ def site():
 
 @pytest.fixture
 def tls(certificate):
-    """A server context with the certificate fixture's certificate (for websockets' sync server)."""
-    context = taking_turns(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    """A server context with the certificate fixture's certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate["certfile"], certificate["keyfile"])
     return context
 

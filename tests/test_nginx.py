@@ -21,7 +21,6 @@ from tests.netutil import ROOT
 from tests.serverproc import (
     assert_clean_end, free_port, python, recording_socket, start_server, uwsgi,
 )
-from tests.tlspeers import taking_turns
 
 TIMEOUT = 20.0
 CONFIG = ROOT / "examples" / "nginx" / "wsocket.conf"
@@ -110,7 +109,7 @@ def quiet(nginx):
 
 def test_wss_through_nginx_reaches_the_app_with_compression_and_subprotocol(
         quiet, certificate_authority):
-    context = taking_turns(ssl.create_default_context())  # websockets' sync client
+    context = ssl.create_default_context()
     certificate_authority.configure_trust(context)
     url = "wss://127.0.0.1:%d/describe" % quiet.tls_port
     with connect(url, ssl=context, server_hostname=HOSTNAME, subprotocols=["chat"],

@@ -418,7 +418,7 @@ def test_tls_connections_park_too(serve, certificate):
     app, opened, closed = _echo_app()
     server = serve(app, certfile=certificate["certfile"], keyfile=certificate["keyfile"])
     url = ws_url(server).replace("ws://", "wss://")
-    with connect(url, ssl=certificate["threaded_peer_context"], open_timeout=TIMEOUT,
+    with connect(url, ssl=certificate["context"], open_timeout=TIMEOUT,
                  close_timeout=TIMEOUT) as client:
         for number in range(3):
             wait_for(lambda: _parked(server) == 1, what="the connection parked")

@@ -160,7 +160,7 @@ def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
                              "--keyfile", certificate["keyfile"])
     assert server.url == "https://127.0.0.1:%d/" % server.port
     assert server.ws_url.startswith("wss://127.0.0.1:")
-    with connect(server.ws_url, ssl=certificate["threaded_peer_context"], open_timeout=TIMEOUT,
+    with connect(server.ws_url, ssl=certificate["context"], open_timeout=TIMEOUT,
                  close_timeout=TIMEOUT) as websocket:
         websocket.send("over TLS")
         assert websocket.recv(timeout=TIMEOUT) == "over TLS"
@@ -181,7 +181,7 @@ def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
 def test_wss_with_key_inside_certfile(wsocket_process, certificate):
     server = wsocket_process("tests.apps:echo", "--port", "0",
                              "--certfile", certificate["combined"])
-    with connect(server.ws_url, ssl=certificate["threaded_peer_context"], open_timeout=TIMEOUT,
+    with connect(server.ws_url, ssl=certificate["context"], open_timeout=TIMEOUT,
                  close_timeout=TIMEOUT) as websocket:
         websocket.send(b"binary over TLS")
         assert websocket.recv(timeout=TIMEOUT) == b"binary over TLS"
@@ -215,8 +215,7 @@ def test_failed_tls_handshakes_are_not_errors(serve, certificate, caplog):
         except ConnectionResetError:
             pass
     socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT).close()
-    with connect(ws_url(server).replace("ws://", "wss://"),
-                 ssl=certificate["threaded_peer_context"],
+    with connect(ws_url(server).replace("ws://", "wss://"), ssl=certificate["context"],
                  open_timeout=TIMEOUT) as websocket:
         websocket.send("fine")
         assert websocket.recv(timeout=TIMEOUT) == "fine"
