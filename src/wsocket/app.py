@@ -210,6 +210,12 @@ class _RequestHookSlot:
             _check_callable(handler)
         instance.__dict__["_onrequest"] = handler
 
+    @staticmethod
+    def hook_of(instance: object) -> RequestHook | None:
+        """The hook set on ``instance``, or None (without making the decorator)."""
+        hook: RequestHook | None = instance.__dict__.get("_onrequest")
+        return hook
+
 
 class _RequestHookDecorator:
     """``app.onrequest`` as read: a decorator that sets the hook, with the hook as ``handler``."""
@@ -217,7 +223,7 @@ class _RequestHookDecorator:
     def __init__(self, slot: _RequestHookSlot, instance: object) -> None:
         self._slot = slot
         self._instance = instance
-        self.handler: RequestHook | None = instance.__dict__.get("_onrequest")
+        self.handler: RequestHook | None = _RequestHookSlot.hook_of(instance)
 
     def __call__(self, handler: RequestHook) -> RequestHook:
         self._slot.__set__(self._instance, handler)
@@ -337,10 +343,6 @@ class WSocketApp(WebSocketMiddleware, Framework):
 
     # -- requests -------------------------------------------------------------------
 
-    def routes_websocket(self, path: str) -> bool:
-        """Whether a WebSocket to ``path`` has somewhere to go: a route, events or the demo."""
-        return self.find_route(path) is not None or self._events_take_websockets()
-
     def _events_take_websockets(self) -> bool:
         """Whether a WebSocket no route takes goes to the events (or the demo)."""
         return not self.routes or self.has_handlers
@@ -380,7 +382,7 @@ class WSocketApp(WebSocketMiddleware, Framework):
                 # its own before using the WebSocket; once it used it, the
                 # middleware drops whatever it returns.
                 return self._respond(handler, environ, start_response)
-            hook = self.__dict__.get("_onrequest")  # (what _RequestHookSlot stores)
+            hook = _RequestHookSlot.hook_of(self)
             if hook is not None and not websocket.accepted:
                 refusal = self._ask(hook, websocket, environ)
                 if refusal is not None:
