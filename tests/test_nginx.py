@@ -5,6 +5,7 @@ runs tests.matrix_app. The config is used as shipped, with only its ports
 and certificate paths replaced.
 """
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import urllib.request
 
 import pytest
 import trustme
+from websockets.asyncio.client import connect as asyncio_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -112,16 +114,22 @@ def test_wss_through_nginx_reaches_the_app_with_compression_and_subprotocol(
     context = ssl.create_default_context()
     certificate_authority.configure_trust(context)
     url = "wss://127.0.0.1:%d/describe" % quiet.tls_port
-    with connect(url, ssl=context, server_hostname=HOSTNAME, subprotocols=["chat"],
-                 open_timeout=TIMEOUT, close_timeout=TIMEOUT,
-                 max_size=matrix_app.MAX_MESSAGE_SIZE) as connection:
-        assert connection.subprotocol == "chat"
-        assert connection.recv(timeout=TIMEOUT) == "protocol=chat compress=True"
-        message = "over TLS " * 100000
-        connection.send(message)
-        assert connection.recv(timeout=TIMEOUT) == message
-        connection.close()
-    assert connection.close_code == 1000
+    message = "over TLS " * 100000
+
+    async def talk():  # websockets' asyncio client: its sync one races OpenSSL (tests/tlspeers.py)
+        async with asyncio_connect(url, ssl=context, server_hostname=HOSTNAME,
+                                   subprotocols=["chat"], open_timeout=TIMEOUT,
+                                   close_timeout=TIMEOUT,
+                                   max_size=matrix_app.MAX_MESSAGE_SIZE) as connection:
+            assert connection.subprotocol == "chat"
+            assert await asyncio.wait_for(connection.recv(), TIMEOUT) == (
+                "protocol=chat compress=True")
+            await connection.send(message)
+            assert await asyncio.wait_for(connection.recv(), TIMEOUT) == message
+            await connection.close()
+        return connection.close_code
+
+    assert asyncio.run(talk()) == 1000
 
 
 def test_close_from_the_app_passes_through_and_nothing_follows_it(quiet):

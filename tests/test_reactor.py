@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 from tests.netutil import (
     CLOSE, PING, PONG, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, wait_for, ws_url,
 )
+from tests.tlspeers import talk_over_tls
 from wsocket import Hub, WSocketApp
 from wsocket.reactor import Reactor, Workers, available
 
@@ -418,16 +419,15 @@ def test_tls_connections_park_too(serve, certificate):
     app, opened, closed = _echo_app()
     server = serve(app, certfile=certificate["certfile"], keyfile=certificate["keyfile"])
     url = ws_url(server).replace("ws://", "wss://")
-    with connect(url, ssl=certificate["context"], open_timeout=TIMEOUT,
-                 close_timeout=TIMEOUT) as client:
-        for number in range(3):
-            wait_for(lambda: _parked(server) == 1, what="the connection parked")
-            time.sleep(0.05)
-            client.send("secret %d" % number)
-            assert client.recv(timeout=TIMEOUT) == "echo: secret %d" % number
-        big = "x" * 200000  # many TLS records: decrypted bytes poll cannot see
-        client.send(big)
-        assert client.recv(timeout=TIMEOUT) == "echo: " + big
+
+    def parked():
+        wait_for(lambda: _parked(server) == 1, what="the connection parked")
+        time.sleep(0.05)
+
+    # The last message is of many TLS records: decrypted bytes that poll cannot see.
+    messages = ["secret %d" % number for number in range(3)] + ["x" * 200000]
+    assert talk_over_tls(url, certificate["context"], messages, before_each=parked) == [
+        "echo: " + message for message in messages]
     wait_for(lambda: closed == [(1000, "")], what="onclose")
 
 

@@ -22,6 +22,7 @@ from tests.netutil import (
     CLOSE, TEXT, TIMEOUT, Reader, client_frame, close_frame, upgrade, upgrade_request, wait_for,
     wait_for_eof, ws_url,
 )
+from tests.tlspeers import talk_over_tls
 
 MiB = 1024 * 1024
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MiB, 4 * MiB]
@@ -160,13 +161,9 @@ def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
                              "--keyfile", certificate["keyfile"])
     assert server.url == "https://127.0.0.1:%d/" % server.port
     assert server.ws_url.startswith("wss://127.0.0.1:")
-    with connect(server.ws_url, ssl=certificate["context"], open_timeout=TIMEOUT,
-                 close_timeout=TIMEOUT) as websocket:
-        websocket.send("over TLS")
-        assert websocket.recv(timeout=TIMEOUT) == "over TLS"
-        big = os.urandom(300000)
-        websocket.send(big)
-        assert websocket.recv(timeout=TIMEOUT) == big
+    big = os.urandom(300000)
+    assert talk_over_tls(server.ws_url, certificate["context"], ["over TLS", big],
+                         max_size=None) == ["over TLS", big]
     connection = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=TIMEOUT,
                                              context=certificate["context"])
     try:
@@ -181,10 +178,8 @@ def test_wss_and_https_with_certfile_and_keyfile(wsocket_process, certificate):
 def test_wss_with_key_inside_certfile(wsocket_process, certificate):
     server = wsocket_process("tests.apps:echo", "--port", "0",
                              "--certfile", certificate["combined"])
-    with connect(server.ws_url, ssl=certificate["context"], open_timeout=TIMEOUT,
-                 close_timeout=TIMEOUT) as websocket:
-        websocket.send(b"binary over TLS")
-        assert websocket.recv(timeout=TIMEOUT) == b"binary over TLS"
+    assert talk_over_tls(server.ws_url, certificate["context"],
+                         [b"binary over TLS"]) == [b"binary over TLS"]
 
 
 def test_wss_close_handshake_and_eof_on_raw_tls(serve, certificate):
@@ -215,10 +210,8 @@ def test_failed_tls_handshakes_are_not_errors(serve, certificate, caplog):
         except ConnectionResetError:
             pass
     socket.create_connection(("127.0.0.1", server.server_port), timeout=TIMEOUT).close()
-    with connect(ws_url(server).replace("ws://", "wss://"), ssl=certificate["context"],
-                 open_timeout=TIMEOUT) as websocket:
-        websocket.send("fine")
-        assert websocket.recv(timeout=TIMEOUT) == "fine"
+    url = ws_url(server).replace("ws://", "wss://")
+    assert talk_over_tls(url, certificate["context"], ["fine"]) == ["fine"]
     errors = [record for record in caplog.records
               if record.name == "wsocket" and record.levelno >= logging.ERROR]
     assert errors == []
