@@ -112,6 +112,60 @@ def test_an_empty_ready_queue_runs_nothing(run_ready):
     assert finished == [] and loop._turn.callbacks == 0
 
 
+class RecordingTurn(_Turn):
+    """A subclass whose ``running`` is a property: the C run must go through it."""
+
+    __slots__ = ("marks",)
+
+    def __init__(self):
+        self.marks = []
+        super().__init__()  # (marks None: not running)
+
+    @property
+    def running(self):
+        return self.marks[-1] if self.marks else None
+
+    @running.setter
+    def running(self, watch):
+        self.marks.append(watch)
+
+
+class PlainTurn:
+    """A stand-in with no __slots__ at all."""
+
+    def __init__(self):
+        self.callbacks = 0
+        self.running = None
+
+
+@pytest.mark.parametrize("turn_type", [RecordingTurn, PlainTurn])
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_other_turn_types_are_read_through_their_attributes(run_ready, turn_type):
+    # The C run reads wsocket's own _Turn and _Watch at their slots' offsets
+    # (see SlotField in _speedups.c); these are met after them, and must be
+    # read and written as Python would.
+    loop = FakeLoop()
+    run_ready(loop, loop._turn, collections.deque(watches(lambda: 1.0)), [])
+    loop._turn = turn = turn_type()
+    seen = []
+    (watch,) = watches(lambda: seen.append((turn.running, turn.callbacks)) or 2.0)
+    finished = []
+    run_ready(loop, turn, collections.deque([watch]), finished)
+    assert seen == [(watch, 1)] and finished == [(watch, 2.0)]
+    assert turn.running is None and turn.callbacks == 1
+    if turn_type is RecordingTurn:
+        assert turn.marks == [None, watch, None]
+
+
+@pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
+def test_a_watch_without_its_callback_raises_attribute_error(run_ready):
+    loop = FakeLoop()
+    (watch,) = watches(lambda: 1.0)
+    del watch.callback  # an empty slot: what the attribute protocol says of it
+    with pytest.raises(AttributeError, match="callback"):
+        run_ready(loop, loop._turn, collections.deque([watch]), [])
+
+
 @pytest.mark.skipif(_speedups is None, reason="the C accelerator was not built")
 def test_the_c_run_refuses_wrong_arguments():
     loop = FakeLoop()

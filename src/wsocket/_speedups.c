@@ -456,6 +456,105 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 #endif
 
+/* -- SlotField: a __slots__ field of wsocket's own objects, read where it lies --------
+ *
+ * The C paths read and write a dozen attributes a message, most of them
+ * __slots__ of wsocket's own objects: a Sender's holding, a Keepalive's
+ * next_due, the reactor's watch and turn. The attribute protocol costs 40 to
+ * 80 ns each time (the type's dictionary, then the member descriptor's call):
+ * together a fifth of the library's own time per echoed message. A SlotField
+ * finds its slot's offset once, from the member descriptor of the first type
+ * it meets, and reads and writes there as that descriptor does. Any other
+ * type (a subclass, a test's stand-in), a name that is no writable object
+ * slot of that type, or a slot left empty goes through the attribute
+ * protocol, with its errors.
+ */
+#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
+
+typedef struct {
+    const char *text;    /* the attribute's name */
+    PyObject *name;      /* interned at the module's start (intern_slot_fields) */
+    PyTypeObject *type;  /* the first type met (kept for good), NULL until then */
+    Py_ssize_t offset;   /* where its slot lies; -1: no such slot: the protocol's way */
+} SlotField;
+
+/* The offset of a writable object slot of ``type`` named ``name``; -1: none such. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, PyObject *name)
+{
+    Py_ssize_t offset = -1;
+    PyObject *descriptor = PyObject_GetAttr((PyObject *)type, name);
+
+    if (descriptor == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            offset = member->offset;
+    }
+    Py_DECREF(descriptor);
+    return offset;
+}
+
+/* Whether ``field`` lies at its offset in ``object`` (found on the first call). */
+static int
+slot_field_fits(SlotField *field, PyObject *object)
+{
+    PyTypeObject *type = Py_TYPE(object);
+
+    if (field->type == NULL) {
+        Py_INCREF(type);
+        field->type = type;
+        field->offset = slot_offset(type, field->name);
+    }
+    return field->type == type && field->offset >= 0;
+}
+
+/* ``object``'s ``field`` (a new reference), or NULL with an error. */
+static PyObject *
+slot_get(PyObject *object, SlotField *field)
+{
+    if (slot_field_fits(field, object)) {
+        PyObject *value = SLOT(object, field->offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(object, field->name);  /* (an empty slot: its AttributeError) */
+}
+
+/* 1: ``object``'s ``field`` is ``expected``; 0: it is not; -1: error. */
+static int
+slot_is(PyObject *object, SlotField *field, PyObject *expected)
+{
+    PyObject *value;
+
+    if (slot_field_fits(field, object) && SLOT(object, field->offset) != NULL)
+        return SLOT(object, field->offset) == expected;
+    value = PyObject_GetAttr(object, field->name);
+    if (value == NULL)
+        return -1;
+    Py_DECREF(value);  /* only its identity is compared */
+    return value == expected;
+}
+
+/* ``object.field = value``: 0, or -1 with an error. */
+static int
+slot_set(PyObject *object, SlotField *field, PyObject *value)
+{
+    if (slot_field_fits(field, object)) {
+        PyObject *old = SLOT(object, field->offset);
+        Py_INCREF(value);
+        SLOT(object, field->offset) = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(object, field->name, value);
+}
+
 /* -- DirectSend ------------------------------------------------------------------
  *
  * WebSocket.send's usual case in one call: a str or bytes message of at most
@@ -714,9 +813,14 @@ typedef struct {
     vectorcallfunc vectorcall;  /* called once a message: no argument tuple */
 } DirectSend;
 
-static PyObject *closed_name, *close_sent_name, *failed_name, *holding_name, *frames_name,
-                *finish_name, *hold_name, *lock_name, *sealed_name, *queued_name, *pushed_name,
-                *max_bytes_name, *hold_frames_name, *append_name;
+static PyObject *closed_name, *close_sent_name, *failed_name, *finish_name, *hold_name,
+                *append_name;
+
+/* The fields of a Sender and of its OutgoingQueue that the sends read and write. */
+static SlotField sender_holding = {"holding"}, sender_hold_frames = {"hold_frames"},
+                 queue_frames = {"frames"}, queue_lock = {"_lock"}, queue_sealed = {"_sealed"},
+                 queue_bytes = {"_bytes"}, queue_pushed = {"_pushed"},
+                 queue_max_bytes = {"max_bytes"};
 
 static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
@@ -838,9 +942,9 @@ direct_send_clear(DirectSend *self, PyObject *owner)
         return clear;
     if ((clear = field_is(self->connection_dict, self->connection, failed_name, Py_False)) != 1)
         return clear;
-    if ((clear = attribute_is(self->sender, holding_name, Py_False)) != 1)
+    if ((clear = slot_is(self->sender, &sender_holding, Py_False)) != 1)
         return clear < 0 ? -1 : DIRECT_HOLD;  /* (what the queue holds is the batch's) */
-    frames = PyObject_GetAttr(self->queue, frames_name);
+    frames = slot_get(self->queue, &queue_frames);
     if (frames == NULL)
         return -1;
     waiting = PyObject_Length(frames);
@@ -863,64 +967,15 @@ whole_frame(const unsigned char *header, size_t header_length, const char *paylo
     return frame;
 }
 
-/* Where the __slots__ fields that hold_in_queue reads and writes lie in an
-   OutgoingQueue and in a Sender: found once from the types' member descriptors,
-   then used as those descriptors use them, without the attribute protocol (a
-   generic attribute read or write per field would cost about a third of a
-   microsecond per held answer, a fifth of a pipelined echo). Found for the
-   first types met (wsocket's own); other types go the Python way. */
-typedef struct {
-    PyTypeObject *queue_type, *sender_type;  /* NULL until met; then kept */
-    int usable;
-    Py_ssize_t lock, sealed, frames, queued, pushed, max_bytes, hold_frames;
-} HoldSlots;
-
-static HoldSlots hold_slots;
-
-#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
-
-/* The offset of a writable object slot of ``type`` named ``name``; -1: none such. */
-static Py_ssize_t
-slot_offset(PyTypeObject *type, PyObject *name)
-{
-    Py_ssize_t offset = -1;
-    PyObject *descriptor = PyObject_GetAttr((PyObject *)type, name);
-
-    if (descriptor == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
-    if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
-        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
-        if (member->type == T_OBJECT_EX && !(member->flags & READONLY))
-            offset = member->offset;
-    }
-    Py_DECREF(descriptor);
-    return offset;
-}
-
-/* Whether hold_slots serve a queue and a sender of these types (looked up the first time). */
+/* Whether every field hold_in_queue reads and writes lies where a SlotField finds it
+   (wsocket's own OutgoingQueue and Sender); else the Python way. */
 static int
-hold_slots_serve(PyTypeObject *queue_type, PyTypeObject *sender_type)
+hold_fields_fit(PyObject *queue, PyObject *sender)
 {
-    if (hold_slots.queue_type == NULL) {
-        Py_INCREF(queue_type);
-        Py_INCREF(sender_type);
-        hold_slots.queue_type = queue_type;
-        hold_slots.sender_type = sender_type;
-        hold_slots.lock = slot_offset(queue_type, lock_name);
-        hold_slots.sealed = slot_offset(queue_type, sealed_name);
-        hold_slots.frames = slot_offset(queue_type, frames_name);
-        hold_slots.queued = slot_offset(queue_type, queued_name);
-        hold_slots.pushed = slot_offset(queue_type, pushed_name);
-        hold_slots.max_bytes = slot_offset(queue_type, max_bytes_name);
-        hold_slots.hold_frames = slot_offset(sender_type, hold_frames_name);
-        hold_slots.usable = hold_slots.lock >= 0 && hold_slots.sealed >= 0
-            && hold_slots.frames >= 0 && hold_slots.queued >= 0 && hold_slots.pushed >= 0
-            && hold_slots.max_bytes >= 0 && hold_slots.hold_frames >= 0;
-    }
-    return hold_slots.usable && hold_slots.queue_type == queue_type
-           && hold_slots.sender_type == sender_type;
+    return slot_field_fits(&queue_lock, queue) && slot_field_fits(&queue_sealed, queue)
+           && slot_field_fits(&queue_frames, queue) && slot_field_fits(&queue_bytes, queue)
+           && slot_field_fits(&queue_pushed, queue) && slot_field_fits(&queue_max_bytes, queue)
+           && slot_field_fits(&sender_hold_frames, sender);
 }
 
 /* The int in a slot, or -1 when it holds none (unset, or not an exact int). */
@@ -966,15 +1021,15 @@ hold_in_queue(DirectSend *self, PyObject *frame)
     Py_ssize_t limit = HOLD_LIMIT, queued, pushed, waiting, part;
     int held = 0;
 
-    if (!hold_slots_serve(Py_TYPE(queue), Py_TYPE(self->sender)))
+    if (!hold_fields_fit(queue, self->sender))
         return 0;
-    lock = SLOT(queue, hold_slots.lock);
+    lock = SLOT(queue, queue_lock.offset);
     if (lock == NULL || !Py_IS_TYPE(lock, &LockType) || !lock_take_now((Lock *)lock))
         return 0;  /* (threading's lock: no accelerator, though), or busy: Python waits */
     Py_INCREF(lock);
-    frames = SLOT(queue, hold_slots.frames);
-    max_bytes = SLOT(queue, hold_slots.max_bytes);
-    if (SLOT(queue, hold_slots.sealed) != Py_False  /* closing: Sender.hold says so */
+    frames = SLOT(queue, queue_frames.offset);
+    max_bytes = SLOT(queue, queue_max_bytes.offset);
+    if (SLOT(queue, queue_sealed.offset) != Py_False  /* closing: Sender.hold says so */
             || frames == NULL || PyTuple_Check(frames)  /* none queued yet: push() makes the deque */
             || max_bytes == NULL)
         goto done;
@@ -987,9 +1042,9 @@ hold_in_queue(DirectSend *self, PyObject *frame)
         if (most < limit)
             limit = most;
     }
-    part = slot_size(self->sender, hold_slots.hold_frames);
-    queued = slot_size(queue, hold_slots.queued);
-    pushed = slot_size(queue, hold_slots.pushed);
+    part = slot_size(self->sender, sender_hold_frames.offset);
+    queued = slot_size(queue, queue_bytes.offset);
+    pushed = slot_size(queue, queue_pushed.offset);
     if (part < 0 || queued < 0 || pushed < 0)
         goto done;
     if ((waiting = PyObject_Length(frames)) < 0) {
@@ -1002,8 +1057,8 @@ hold_in_queue(DirectSend *self, PyObject *frame)
     result = PyObject_CallMethodOneArg(frames, append_name, frame);
     Py_DECREF(frames);
     if (result == NULL
-            || set_slot_size(queue, hold_slots.queued, queued + PyBytes_GET_SIZE(frame)) < 0
-            || set_slot_size(queue, hold_slots.pushed, pushed + 1) < 0) {
+            || set_slot_size(queue, queue_bytes.offset, queued + PyBytes_GET_SIZE(frame)) < 0
+            || set_slot_size(queue, queue_pushed.offset, pushed + 1) < 0) {
         Py_XDECREF(result);
         held = -1;
         goto done;
@@ -1225,7 +1280,11 @@ typedef struct {
 } DirectReceive;
 
 static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opcode_name,
-                *buffer_name, *limit_name, *corked_name, *heard_name, *receive_data_name;
+                *buffer_name, *limit_name, *heard_name, *receive_data_name;
+
+/* The fields of the transport and the keepalive that the reads read and write. */
+static SlotField transport_corked = {"corked"}, transport_receive_timeout = {"_receive_timeout"},
+                 transport_read_size = {"_read_size"}, keepalive_next_due = {"next_due"};
 
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
@@ -1296,7 +1355,7 @@ direct_receive_at_rest(DirectReceive *self, PyObject *owner)
         return clear;
     if ((clear = field_is(fields, connection, opcode_name, Py_None)) != 1)
         return clear;
-    if ((clear = attribute_is(self->transport, corked_name, Py_False)) != 1)
+    if ((clear = slot_is(self->transport, &transport_corked, Py_False)) != 1)
         return clear;
     buffer = field(fields, connection, buffer_name);
     if (buffer == NULL)
@@ -1465,8 +1524,6 @@ direct_receive_call(DirectReceive *self, PyObject *args, PyObject *kwargs)
 #define TRANSPORT_READ_SIZE 65536  /* _sockets.READ_SIZE */
 #define TRANSPORT_IDLE_READ_SIZE 1024  /* _transport.IDLE_READ_SIZE */
 
-static PyObject *receive_timeout_name, *read_size_name, *next_due_name;
-
 /* 1: the transport's SO_RCVTIMEO is what SocketTransport.recv would keep for a wait
    until ``due`` (None: for ever); 0: it would set another; -1: error. */
 static int
@@ -1476,7 +1533,7 @@ receive_timeout_fits(PyObject *transport, PyObject *due)
     double timeout, wait;
     struct timespec now;
 
-    value = PyObject_GetAttr(transport, receive_timeout_name);
+    value = slot_get(transport, &transport_receive_timeout);
     if (value == NULL)
         return -1;
     timeout = PyFloat_AsDouble(value);
@@ -1506,7 +1563,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     clear = direct_receive_at_rest(self, owner);
     if (clear <= 0)
         return clear < 0 ? NULL : none_value();
-    due = PyObject_GetAttr(self->keepalive, next_due_name);
+    due = slot_get(self->keepalive, &keepalive_next_due);
     if (due == NULL)
         return NULL;
     clear = receive_timeout_fits(self->transport, due);
@@ -1515,7 +1572,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
         return clear < 0 ? NULL : none_value();
     if (receive_limit(self, &limit) < 0)
         return NULL;
-    number = PyObject_GetAttr(self->transport, read_size_name);
+    number = slot_get(self->transport, &transport_read_size);
     if (number == NULL)
         return NULL;
     size = PyLong_AsSsize_t(number);
@@ -1542,7 +1599,7 @@ direct_receive_wait(DirectReceive *self, PyObject *owner)
     if (got >= size || (got < TRANSPORT_IDLE_READ_SIZE && size != TRANSPORT_IDLE_READ_SIZE)) {
         /* SocketTransport.recv's read size: big once a read fills it, small after small reads */
         number = PyLong_FromLong(got >= size ? TRANSPORT_READ_SIZE : TRANSPORT_IDLE_READ_SIZE);
-        clear = number == NULL ? -1 : PyObject_SetAttr(self->transport, read_size_name, number);
+        clear = number == NULL ? -1 : slot_set(self->transport, &transport_read_size, number);
         Py_XDECREF(number);
         if (clear < 0)
             goto failed;
@@ -1775,7 +1832,7 @@ event_turn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     case 0:
         goto python_rest;
     }
-    due = PyObject_GetAttr(self->keepalive, next_due_name);
+    due = slot_get(self->keepalive, &keepalive_next_due);
     if (due == NULL || due != Py_None)
         return due;
     Py_DECREF(due);
@@ -1973,8 +2030,11 @@ done:
  * raised as it is, with turn.running cleared: the Python loop logs it and
  * calls again. Once a message on a busy connection, so none of it is Python.
  */
-static PyObject *turn_name, *popleft_name, *callbacks_name, *running_name, *callback_name,
-                *small_one;
+static PyObject *turn_name, *popleft_name, *small_one;
+
+/* The fields of the loop's turn and of a watch that the loop reads and writes. */
+static SlotField turn_callbacks = {"callbacks"}, turn_running = {"running"},
+                 watch_callback = {"callback"};
 
 /* turn.running = None, keeping the exception that may be set. */
 static int
@@ -1984,7 +2044,7 @@ clear_running(PyObject *turn)
     int done;
 
     PyErr_Fetch(&type, &value, &traceback);
-    done = PyObject_SetAttr(turn, running_name, Py_None);
+    done = slot_set(turn, &turn_running, Py_None);
     if (type != NULL) {
         if (done == 0)
             PyErr_Restore(type, value, traceback);
@@ -2001,7 +2061,7 @@ clear_running(PyObject *turn)
 static int
 count_callback(PyObject *turn)
 {
-    PyObject *count = PyObject_GetAttr(turn, callbacks_name), *next;
+    PyObject *count = slot_get(turn, &turn_callbacks), *next;
     int done;
 
     if (count == NULL)
@@ -2010,7 +2070,7 @@ count_callback(PyObject *turn)
     Py_DECREF(count);
     if (next == NULL)
         return -1;
-    done = PyObject_SetAttr(turn, callbacks_name, next);
+    done = slot_set(turn, &turn_callbacks, next);
     Py_DECREF(next);
     return done;
 }
@@ -2043,9 +2103,9 @@ run_ready(PyObject *module, PyObject *args)
             PyErr_Clear();  /* taken by the thread that has the loop now */
             Py_RETURN_NONE;
         }
-        callback = PyObject_GetAttr(watch, callback_name);
+        callback = slot_get(watch, &watch_callback);
         if (callback == NULL || count_callback(turn) < 0
-                || PyObject_SetAttr(turn, running_name, watch) < 0) {
+                || slot_set(turn, &turn_running, watch) < 0) {
             Py_XDECREF(callback);
             Py_DECREF(watch);
             return NULL;
@@ -2108,6 +2168,29 @@ static struct PyModuleDef speedups_module = {
     -1, speedups_methods
 };
 
+/* Every SlotField: their names are interned at the module's start. */
+static SlotField *const slot_fields[] = {
+    &turn_callbacks, &turn_running, &watch_callback,
+#ifdef HAVE_NOWAIT_IO
+    &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
+    &queue_bytes, &queue_pushed, &queue_max_bytes,
+    &transport_corked, &transport_receive_timeout, &transport_read_size, &keepalive_next_due,
+#endif
+};
+
+static int
+intern_slot_fields(void)
+{
+    size_t index;
+
+    for (index = 0; index < sizeof(slot_fields) / sizeof(slot_fields[0]); index++) {
+        slot_fields[index]->name = PyUnicode_InternFromString(slot_fields[index]->text);
+        if (slot_fields[index]->name == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
@@ -2116,13 +2199,9 @@ PyInit__speedups(void)
     data_name = PyUnicode_InternFromString("data");
     turn_name = PyUnicode_InternFromString("_turn");
     popleft_name = PyUnicode_InternFromString("popleft");
-    callbacks_name = PyUnicode_InternFromString("callbacks");
-    running_name = PyUnicode_InternFromString("running");
-    callback_name = PyUnicode_InternFromString("callback");
     small_one = PyLong_FromLong(1);
     if (data_name == NULL || turn_name == NULL || popleft_name == NULL
-            || callbacks_name == NULL || running_name == NULL || callback_name == NULL
-            || small_one == NULL) {
+            || small_one == NULL || intern_slot_fields() < 0) {
         return NULL;
     }
     init_tchar_table();
@@ -2146,16 +2225,8 @@ PyInit__speedups(void)
     closed_name = PyUnicode_InternFromString("closed");
     close_sent_name = PyUnicode_InternFromString("close_sent");
     failed_name = PyUnicode_InternFromString("failed");
-    holding_name = PyUnicode_InternFromString("holding");
-    frames_name = PyUnicode_InternFromString("frames");
     finish_name = PyUnicode_InternFromString("_finish_direct_send");
     hold_name = PyUnicode_InternFromString("hold");
-    lock_name = PyUnicode_InternFromString("_lock");
-    sealed_name = PyUnicode_InternFromString("_sealed");
-    queued_name = PyUnicode_InternFromString("_bytes");
-    pushed_name = PyUnicode_InternFromString("_pushed");
-    max_bytes_name = PyUnicode_InternFromString("max_bytes");
-    hold_frames_name = PyUnicode_InternFromString("hold_frames");
     append_name = PyUnicode_InternFromString("append");
     failed_receiving_name = PyUnicode_InternFromString("receive_failed");
     close_received_name = PyUnicode_InternFromString("close_received");
@@ -2163,28 +2234,17 @@ PyInit__speedups(void)
     opcode_name = PyUnicode_InternFromString("_message_opcode");
     buffer_name = PyUnicode_InternFromString("_buffer");
     limit_name = PyUnicode_InternFromString("_size_limit");
-    corked_name = PyUnicode_InternFromString("corked");
     handlers_name = PyUnicode_InternFromString("handlers");
     resume_name = PyUnicode_InternFromString("resume");
     ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
     heard_name = PyUnicode_InternFromString("heard");
     receive_data_name = PyUnicode_InternFromString("receive_data");
-    next_due_name = PyUnicode_InternFromString("next_due");
-    receive_timeout_name = PyUnicode_InternFromString("_receive_timeout");
-    read_size_name = PyUnicode_InternFromString("_read_size");
-    if (handlers_name == NULL || next_due_name == NULL || receive_timeout_name == NULL
-            || read_size_name == NULL) {
-        Py_DECREF(module);
-        return NULL;
-    }
     if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
-            || holding_name == NULL || frames_name == NULL || finish_name == NULL
-            || hold_name == NULL || lock_name == NULL || sealed_name == NULL
-            || queued_name == NULL || pushed_name == NULL || max_bytes_name == NULL
-            || hold_frames_name == NULL || append_name == NULL
+            || finish_name == NULL || hold_name == NULL || append_name == NULL
+            || handlers_name == NULL
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
-            || limit_name == NULL || corked_name == NULL
+            || limit_name == NULL
             || resume_name == NULL || ended_by_error_name == NULL || heard_name == NULL
             || receive_data_name == NULL
             || PyType_Ready(&LockType) < 0
