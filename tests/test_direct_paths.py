@@ -21,6 +21,8 @@ import pytest
 
 from tests.rawws import build_frame, close_payload
 from wsocket import ConnectionClosed, WebSocket
+from wsocket import websocket as websocket_module
+from wsocket._keepalive import Keepalive
 from wsocket._sending import HOLD_LIMIT
 from wsocket._sockets import DirectReceive, DirectSend
 
@@ -379,6 +381,46 @@ def test_direct_receive_gives_the_messages_of_one_read(loop_websocket):
     assert keepalive._last_received > 0.0  # keepalive was told
     assert websocket.receive_arrived(True) == []  # nothing more: no wait
     assert not websocket._reader.lock.locked()
+
+
+@pytest.mark.parametrize("interval", [20, 2.5, None])
+def test_a_read_tells_the_keepalive_what_heard_would(loop_websocket, interval):
+    websocket, peer = loop_websocket
+    keepalive = websocket._keepalive
+    keepalive.interval = interval
+    keepalive.ping_sent(time.monotonic() - 100)  # a ping out: what is heard next clears it
+    before = time.monotonic()
+    peer.sendall(build_frame(1, b"hello"))
+    wait_readable(websocket.sock)
+    assert websocket.receive_arrived(True) == ["hello"]
+    after = time.monotonic()
+    heard_at = keepalive._last_received
+    assert type(heard_at) is float and before <= heard_at <= after
+    assert keepalive._ping_sent_at is None
+    assert keepalive.next_due == (None if interval is None else heard_at + interval)
+
+
+def test_a_keepalive_of_another_type_is_told_by_its_own_heard(monkeypatch):
+    # The C read sets wsocket's own Keepalive's slots itself; a subclass may do
+    # more in heard(), so it is called.
+    calls = []
+
+    class Counting(Keepalive):
+        __slots__ = ()
+
+        def heard(self, now):
+            calls.append(now)
+            super().heard(now)
+
+    monkeypatch.setattr(websocket_module, "Keepalive", Counting)
+    sock, peer = tcp_pair()
+    with sock, peer:
+        websocket = WebSocket(sock, {}, ping_interval=20)
+        websocket.runs_in_loop()
+        peer.sendall(build_frame(1, b"hello"))
+        wait_readable(websocket.sock)
+        assert websocket.receive_arrived(True) == ["hello"]
+        assert len(calls) == 1 and websocket._keepalive._last_received == calls[0]
 
 
 def test_a_control_frame_after_the_messages_is_handled_next(loop_websocket):

@@ -1,8 +1,10 @@
-"""The reactor loop's run of due callbacks: the C ``run_ready`` and the Python one agree.
+"""The reactor loop's steps per event: the C ones and the Python ones agree.
 
-``Reactor._loop`` hands its ready watches to ``run_ready`` (``_speedups.run_ready``
-where the accelerator was built, ``reactor._run_ready_in_python`` otherwise). Both
-are checked here step by step on the same cases, then through a real reactor.
+``Reactor._loop`` hands its ready watches to ``run_ready``, ``_collect`` the
+events of epoll to ``take_armed``, and ``_arm_all`` the watches whose callbacks
+returned to ``rearm_settled`` (``_speedups``' where the accelerator was built,
+``reactor``'s ``_..._in_python`` otherwise). Both are checked here step by step
+on the same cases, then through a real reactor.
 """
 
 import collections
@@ -20,9 +22,17 @@ from wsocket.reactor import Reactor, Workers, _Turn, _Watch
 TIMEOUT = 10
 
 _speedups = load_accelerator()
-IMPLEMENTATIONS = [pytest.param(reactor_module._run_ready_in_python, id="python")]
-if _speedups is not None:
-    IMPLEMENTATIONS.append(pytest.param(_speedups.run_ready, id="c"))
+
+
+def implementations(name):
+    """The Python step ``_<name>_in_python`` and, where built, the C one ``<name>``."""
+    found = [pytest.param(getattr(reactor_module, "_%s_in_python" % name), id="python")]
+    if _speedups is not None:
+        found.append(pytest.param(getattr(_speedups, name), id="c"))
+    return found
+
+
+IMPLEMENTATIONS = implementations("run_ready")
 
 
 class FakeLoop:
@@ -36,10 +46,11 @@ def watches(*callbacks):
     return [_Watch(None, index, callback, None) for index, callback in enumerate(callbacks)]
 
 
-def test_the_reactor_uses_the_c_run_when_it_was_built():
-    expected = _speedups.run_ready if _speedups is not None \
-        else reactor_module._run_ready_in_python
-    assert reactor_module._run_ready is expected
+@pytest.mark.parametrize("name", ["run_ready", "take_armed", "rearm_settled"])
+def test_the_reactor_uses_the_c_steps_when_they_were_built(name):
+    expected = getattr(_speedups, name) if _speedups is not None \
+        else getattr(reactor_module, "_%s_in_python" % name)
+    assert getattr(reactor_module, "_" + name) is expected
 
 
 @pytest.mark.parametrize("run_ready", IMPLEMENTATIONS)
@@ -175,6 +186,52 @@ def test_the_c_run_refuses_wrong_arguments():
         _speedups.run_ready(loop, loop._turn, collections.deque(), ())
     with pytest.raises(TypeError):
         _speedups.run_ready(loop, loop._turn, collections.deque(), finished=[])
+
+
+# -- take_armed and rearm_settled ---------------------------------------------------
+
+@pytest.mark.parametrize("take_armed", implementations("take_armed"))
+def test_armed_watches_are_taken_in_order_and_the_others_given_back(take_armed):
+    armed_a, unarmed, armed_b = watches(None, None, None)
+    armed_a.armed = armed_b.armed = True
+    known = {watch.fd: watch for watch in (armed_a, unarmed, armed_b)}
+    ready = collections.deque()
+    events = [(armed_b.fd, 1), (99, 1), (unarmed.fd, 1), (armed_a.fd, 1)]
+    assert take_armed(events, known, ready) == [99, unarmed.fd]
+    assert list(ready) == [armed_b, armed_a]
+    assert not armed_a.armed and not armed_b.armed and not unarmed.armed
+    # reported again before they are armed: nothing is queued twice
+    assert take_armed(events, known, ready) == [armed_b.fd, 99, unarmed.fd, armed_a.fd]
+    assert len(ready) == 2
+
+
+@pytest.mark.parametrize("rearm_settled", implementations("rearm_settled"))
+def test_the_usual_finished_watches_are_armed_and_the_others_given_back(rearm_settled):
+    usual, masked, again, unwatched, earlier = watches(*[None] * 5)
+    for watch in (usual, masked, again, unwatched, earlier):
+        watch.timer = 10.0  # their entry in the timer heap
+    masked.masked = True
+    again.again = True
+    unwatched.watched = False
+    finished = [(usual, 12.0), (masked, 12.0), (again, 12.0), (unwatched, 12.0), (earlier, 9.0)]
+    assert rearm_settled(finished) == finished[1:]
+    assert usual.armed and usual.due == 12.0
+    for watch in (masked, again, unwatched, earlier):
+        assert not watch.armed and watch.due == float("inf")  # left to Reactor._arm
+    assert rearm_settled([]) == []
+
+
+@pytest.mark.skipif(_speedups is None, reason="the C accelerator was not built")
+def test_the_c_bookkeeping_refuses_wrong_arguments():
+    ready = collections.deque()
+    with pytest.raises(TypeError, match="pair"):
+        _speedups.take_armed([3], {}, ready)
+    with pytest.raises(TypeError, match="pair"):
+        _speedups.rearm_settled([(1, 2, 3)])
+    with pytest.raises(TypeError):
+        _speedups.take_armed([], [], ready)  # watches: a dict
+    with pytest.raises(TypeError, match="sequence"):
+        _speedups.rearm_settled(None)
 
 
 def test_a_callbacks_exception_is_logged_and_the_loop_serves_the_others(caplog):

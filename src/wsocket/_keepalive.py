@@ -61,7 +61,11 @@ class Keepalive:
             self.next_due = None if interval is None else self._last_received + interval
 
     def heard(self, now: float) -> None:
-        """Bytes came from the peer at ``now``: it lives, the clock starts again."""
+        """Bytes came from the peer at ``now``: it lives, the clock starts again.
+
+        The C read (``keepalive_heard`` in _speedups.c) does the same to this
+        class's slots without calling it: change both together.
+        """
         self._last_received = now
         self._ping_sent_at = None
         interval = self._interval

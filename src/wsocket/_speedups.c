@@ -526,19 +526,24 @@ slot_get(PyObject *object, SlotField *field)
     return PyObject_GetAttr(object, field->name);  /* (an empty slot: its AttributeError) */
 }
 
-/* 1: ``object``'s ``field`` is ``expected``; 0: it is not; -1: error. */
+/* 1: the attribute ``name`` of ``obj`` is ``expected``; 0: it is not; -1: error. */
 static int
-slot_is(PyObject *object, SlotField *field, PyObject *expected)
+attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
 {
-    PyObject *value;
-
-    if (slot_field_fits(field, object) && SLOT(object, field->offset) != NULL)
-        return SLOT(object, field->offset) == expected;
-    value = PyObject_GetAttr(object, field->name);
+    PyObject *value = PyObject_GetAttr(obj, name);
     if (value == NULL)
         return -1;
     Py_DECREF(value);  /* only its identity is compared */
     return value == expected;
+}
+
+/* 1: ``object``'s ``field`` is ``expected``; 0: it is not; -1: error. */
+static int
+slot_is(PyObject *object, SlotField *field, PyObject *expected)
+{
+    if (slot_field_fits(field, object) && SLOT(object, field->offset) != NULL)
+        return SLOT(object, field->offset) == expected;
+    return attribute_is(object, field->name, expected);
 }
 
 /* ``object.field = value``: 0, or -1 with an error. */
@@ -554,6 +559,8 @@ slot_set(PyObject *object, SlotField *field, PyObject *value)
     }
     return PyObject_SetAttr(object, field->name, value);
 }
+
+static PyObject *append_name;  /* a deque's: the held answers' queue, the loop's ready */
 
 /* -- DirectSend ------------------------------------------------------------------
  *
@@ -813,11 +820,11 @@ typedef struct {
     vectorcallfunc vectorcall;  /* called once a message: no argument tuple */
 } DirectSend;
 
-static PyObject *closed_name, *close_sent_name, *failed_name, *finish_name, *hold_name,
-                *append_name;
+static PyObject *close_sent_name, *failed_name, *finish_name, *hold_name;
 
-/* The fields of a Sender and of its OutgoingQueue that the sends read and write. */
-static SlotField sender_holding = {"holding"}, sender_hold_frames = {"hold_frames"},
+/* The fields of a WebSocket, of its Sender and of the Sender's OutgoingQueue that
+   the sends and reads read and write. */
+static SlotField websocket_closed = {"closed"}, sender_holding = {"holding"}, sender_hold_frames = {"hold_frames"},
                  queue_frames = {"frames"}, queue_lock = {"_lock"}, queue_sealed = {"_sealed"},
                  queue_bytes = {"_bytes"}, queue_pushed = {"_pushed"},
                  queue_max_bytes = {"max_bytes"};
@@ -863,17 +870,6 @@ direct_send_dealloc(DirectSend *self)
     Py_XDECREF(self->queue);
     Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* 1: the attribute ``name`` of ``obj`` is ``expected``; 0: it is not; -1: error. */
-static int
-attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    Py_DECREF(value);  /* only its identity is compared */
-    return value == expected;
 }
 
 /* attribute_is for an instance whose __dict__ is ``dict`` (the core's, whose
@@ -936,7 +932,7 @@ direct_send_clear(DirectSend *self, PyObject *owner)
     Py_ssize_t waiting;
     int clear;
 
-    if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
+    if ((clear = slot_is(owner, &websocket_closed, Py_False)) != 1)
         return clear;
     if ((clear = field_is(self->connection_dict, self->connection, close_sent_name, Py_None)) != 1)
         return clear;
@@ -1284,7 +1280,9 @@ static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opco
 
 /* The fields of the transport and the keepalive that the reads read and write. */
 static SlotField transport_corked = {"corked"}, transport_receive_timeout = {"_receive_timeout"},
-                 transport_read_size = {"_read_size"}, keepalive_next_due = {"next_due"};
+                 transport_read_size = {"_read_size"}, keepalive_next_due = {"next_due"},
+                 keepalive_interval = {"_interval"}, keepalive_last_received = {"_last_received"},
+                 keepalive_ping_sent_at = {"_ping_sent_at"};
 
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
@@ -1343,7 +1341,7 @@ direct_receive_at_rest(DirectReceive *self, PyObject *owner)
 
     if (PyList_GET_SIZE(self->events) != 0)
         return 0;
-    if ((clear = attribute_is(owner, closed_name, Py_False)) != 1)
+    if ((clear = slot_is(owner, &websocket_closed, Py_False)) != 1)
         return clear;
     if ((clear = field_is(fields, connection, failed_name, Py_False)) != 1)
         return clear;
@@ -1405,24 +1403,54 @@ receive_limit(DirectReceive *self, Py_ssize_t *limit)
     return *limit == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* keepalive.heard(now), Keepalive.heard's steps done here for wsocket's own
+   Keepalive (its slots: no Python call, a tenth of a microsecond a read); any
+   other keepalive (a subclass may do more) has its heard() called. 0, or -1. */
+static int
+keepalive_heard(PyObject *keepalive, double now)
+{
+    PyObject *when = PyFloat_FromDouble(now), *interval, *due, *call[2];
+
+    if (when == NULL)
+        return -1;
+    if (slot_field_fits(&keepalive_interval, keepalive)
+            && slot_field_fits(&keepalive_last_received, keepalive)
+            && slot_field_fits(&keepalive_ping_sent_at, keepalive)
+            && slot_field_fits(&keepalive_next_due, keepalive)
+            && (interval = SLOT(keepalive, keepalive_interval.offset)) != NULL) {
+        due = interval == Py_None ? none_value() : PyNumber_Add(when, interval);
+        if (due == NULL
+                || slot_set(keepalive, &keepalive_last_received, when) < 0
+                || slot_set(keepalive, &keepalive_ping_sent_at, Py_None) < 0
+                || slot_set(keepalive, &keepalive_next_due, due) < 0) {
+            Py_XDECREF(due);
+            Py_DECREF(when);
+            return -1;
+        }
+        Py_DECREF(due);
+        Py_DECREF(when);
+        return 0;
+    }
+    call[0] = keepalive;
+    call[1] = when;
+    due = PyObject_VectorcallMethod(heard_name, call, 2, NULL);
+    Py_DECREF(when);
+    if (due == NULL)
+        return -1;
+    Py_DECREF(due);
+    return 0;
+}
+
 /* After a read of ``got`` bytes: keepalive.heard(now), then the whole messages at
    the start of ``buffer`` parsed; their list (NULL: error) and *position after them. */
 static PyObject *
 heard_and_parsed(DirectReceive *self, const unsigned char *buffer, Py_ssize_t got,
                  Py_ssize_t limit, Py_ssize_t *position)
 {
-    PyObject *number, *result, *messages, *no_error = NULL, *call[2];
+    PyObject *messages, *no_error = NULL;
 
-    number = PyFloat_FromDouble(monotonic_now());
-    if (number == NULL)
+    if (keepalive_heard(self->keepalive, monotonic_now()) < 0)
         return NULL;
-    call[0] = self->keepalive;
-    call[1] = number;
-    result = PyObject_VectorcallMethod(heard_name, call, 2, NULL);
-    Py_DECREF(number);
-    if (result == NULL)
-        return NULL;
-    Py_DECREF(result);
     messages = PyList_New(0);
     if (messages == NULL)
         return NULL;
@@ -1826,7 +1854,7 @@ event_turn_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     Py_DECREF(handler);
     if (PyList_GET_SIZE(events) != 0)
         goto python_rest;
-    switch (attribute_is(self->client, closed_name, Py_False)) {
+    switch (slot_is(self->client, &websocket_closed, Py_False)) {
     case -1:
         return NULL;
     case 0:
@@ -2075,47 +2103,45 @@ count_callback(PyObject *turn)
     return done;
 }
 
-static PyObject *
-run_ready(PyObject *module, PyObject *args)
+/* run_ready's loop, with ``popleft`` the ready deque's bound method (looked up
+   once a run, not once a callback): 0 when done, or -1 with an error. */
+static int
+run_each_ready(PyObject *reactor, PyObject *turn, PyObject *ready, PyObject *popleft,
+               PyObject *finished)
 {
-    PyObject *reactor, *turn, *ready, *finished, *current, *watch, *callback, *due, *pair;
+    PyObject *current, *watch, *callback, *due, *pair;
     Py_ssize_t waiting;
 
-    if (!PyArg_ParseTuple(args, "OOOO!:run_ready", &reactor, &turn, &ready,
-                          &PyList_Type, &finished))
-        return NULL;
     for (;;) {
         waiting = PyObject_Length(ready);
-        if (waiting < 0)
-            return NULL;
-        if (waiting == 0)
-            Py_RETURN_NONE;
+        if (waiting <= 0)
+            return (int)waiting;  /* (-1: error) */
         current = PyObject_GetAttr(reactor, turn_name);
         if (current == NULL)
-            return NULL;
+            return -1;
         Py_DECREF(current);  /* only its identity is compared */
         if (current != turn)
-            Py_RETURN_NONE;  /* handed over while a callback blocked: an idle worker now */
-        watch = PyObject_CallMethodNoArgs(ready, popleft_name);
+            return 0;  /* handed over while a callback blocked: an idle worker now */
+        watch = PyObject_CallNoArgs(popleft);
         if (watch == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_IndexError))
-                return NULL;
+                return -1;
             PyErr_Clear();  /* taken by the thread that has the loop now */
-            Py_RETURN_NONE;
+            return 0;
         }
         callback = slot_get(watch, &watch_callback);
         if (callback == NULL || count_callback(turn) < 0
                 || slot_set(turn, &turn_running, watch) < 0) {
             Py_XDECREF(callback);
             Py_DECREF(watch);
-            return NULL;
+            return -1;
         }
         due = PyObject_CallNoArgs(callback);
         Py_DECREF(callback);
         if (clear_running(turn) < 0 || due == NULL) {
             Py_XDECREF(due);
             Py_DECREF(watch);
-            return NULL;
+            return -1;
         }
         if (PyFloat_CheckExact(due)) {
             pair = PyTuple_Pack(2, watch, due);
@@ -2123,7 +2149,7 @@ run_ready(PyObject *module, PyObject *args)
                 Py_XDECREF(pair);
                 Py_DECREF(due);
                 Py_DECREF(watch);
-                return NULL;
+                return -1;
             }
             Py_DECREF(pair);
         }
@@ -2132,11 +2158,191 @@ run_ready(PyObject *module, PyObject *args)
     }
 }
 
+static PyObject *
+run_ready(PyObject *module, PyObject *args)
+{
+    PyObject *reactor, *turn, *ready, *finished, *popleft;
+    int done;
+
+    if (!PyArg_ParseTuple(args, "OOOO!:run_ready", &reactor, &turn, &ready,
+                          &PyList_Type, &finished))
+        return NULL;
+    popleft = PyObject_GetAttr(ready, popleft_name);
+    if (popleft == NULL)
+        return NULL;
+    done = run_each_ready(reactor, turn, ready, popleft, finished);
+    Py_DECREF(popleft);
+    if (done < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* -- take_armed and rearm_settled: the reactor's epoll bookkeeping, per event ------
+ *
+ * Reactor._collect's and Reactor._arm_all's usual steps (see reactor.py's
+ * _take_armed_in_python and _rearm_settled_in_python, the same): the watches
+ * epoll reported that are armed go to the ready deque, disarmed; a watch whose
+ * callback returned a due time is armed again when nothing else changes. Once
+ * a message on a busy connection each, so none of it is Python; what is not
+ * usual is returned for the Python code, which knows the rest.
+ */
+static SlotField watch_armed = {"armed"}, watch_masked = {"masked"}, watch_again = {"again"},
+                 watch_watched = {"watched"}, watch_timer = {"timer"}, watch_due = {"due"};
+
+/* The truth of ``object``'s ``field``: 1, 0, or -1 with an error. */
+static int
+slot_truth(PyObject *object, SlotField *field)
+{
+    PyObject *value = slot_get(object, field);
+    int truth;
+
+    if (value == NULL)
+        return -1;
+    truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* The item ``index`` of ``sequence`` (from PySequence_Fast), which must be a tuple of
+   two (borrowed); NULL with a TypeError when it is not. */
+static PyObject *
+pair_at(PyObject *sequence, Py_ssize_t index, const char *what)
+{
+    PyObject *item = PySequence_Fast_GET_ITEM(sequence, index);
+
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_Format(PyExc_TypeError, "%s: each item must be a pair (a tuple of 2)", what);
+        return NULL;
+    }
+    return item;
+}
+
+/* Queue the armed watch of one reported descriptor: 1 done, 0 not armed (or
+   unknown), -1 error. */
+static int
+take_one(PyObject *fd, PyObject *watches, PyObject *append)
+{
+    PyObject *watch = PyDict_GetItemWithError(watches, fd), *result;  /* borrowed */
+    int armed;
+
+    if (watch == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    armed = slot_truth(watch, &watch_armed);
+    if (armed <= 0)
+        return armed;
+    Py_INCREF(watch);  /* (kept while the slot lets go of nothing of it) */
+    if (slot_set(watch, &watch_armed, Py_False) < 0) {
+        Py_DECREF(watch);
+        return -1;
+    }
+    result = PyObject_CallOneArg(append, watch);
+    Py_DECREF(watch);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 1;
+}
+
+static PyObject *
+take_armed(PyObject *module, PyObject *args)
+{
+    PyObject *events, *watches, *ready, *sequence, *append, *others = NULL, *pair;
+    Py_ssize_t index;
+    int taken;
+
+    if (!PyArg_ParseTuple(args, "OO!O:take_armed", &events, &PyDict_Type, &watches, &ready))
+        return NULL;
+    sequence = PySequence_Fast(events, "take_armed: events must be a sequence");
+    if (sequence == NULL)
+        return NULL;
+    append = PyObject_GetAttr(ready, append_name);
+    if (append == NULL || (others = PyList_New(0)) == NULL)
+        goto failed;
+    for (index = 0; index < PySequence_Fast_GET_SIZE(sequence); index++) {
+        if ((pair = pair_at(sequence, index, "take_armed")) == NULL)
+            goto failed;
+        taken = take_one(PyTuple_GET_ITEM(pair, 0), watches, append);
+        if (taken < 0 || (taken == 0 && PyList_Append(others, PyTuple_GET_ITEM(pair, 0)) < 0))
+            goto failed;
+    }
+    Py_DECREF(append);
+    Py_DECREF(sequence);
+    return others;
+
+failed:
+    Py_XDECREF(others);
+    Py_XDECREF(append);
+    Py_DECREF(sequence);
+    return NULL;
+}
+
+/* Arm ``watch`` again for ``due`` when nothing else changes: 1 done, 0 not usual, -1 error. */
+static int
+rearm_one(PyObject *watch, PyObject *due)
+{
+    PyObject *timer;
+    int flag, earlier;
+
+    if ((flag = slot_truth(watch, &watch_masked)) != 0
+            || (flag = slot_truth(watch, &watch_again)) != 0)
+        return flag < 0 ? -1 : 0;
+    if ((flag = slot_truth(watch, &watch_watched)) != 1)
+        return flag;
+    timer = slot_get(watch, &watch_timer);
+    if (timer == NULL)
+        return -1;
+    earlier = PyObject_RichCompareBool(due, timer, Py_LT);
+    Py_DECREF(timer);
+    if (earlier != 0)
+        return earlier < 0 ? -1 : 0;
+    if (slot_set(watch, &watch_armed, Py_True) < 0 || slot_set(watch, &watch_due, due) < 0)
+        return -1;
+    return 1;
+}
+
+static PyObject *
+rearm_settled(PyObject *module, PyObject *args)
+{
+    PyObject *finished, *sequence, *others, *pair;
+    Py_ssize_t index;
+    int armed;
+
+    if (!PyArg_ParseTuple(args, "O:rearm_settled", &finished))
+        return NULL;
+    sequence = PySequence_Fast(finished, "rearm_settled: finished must be a sequence");
+    if (sequence == NULL)
+        return NULL;
+    others = PyList_New(0);
+    if (others == NULL)
+        goto failed;
+    for (index = 0; index < PySequence_Fast_GET_SIZE(sequence); index++) {
+        if ((pair = pair_at(sequence, index, "rearm_settled")) == NULL)
+            goto failed;
+        armed = rearm_one(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+        if (armed < 0 || (armed == 0 && PyList_Append(others, pair) < 0))
+            goto failed;
+    }
+    Py_DECREF(sequence);
+    return others;
+
+failed:
+    Py_XDECREF(others);
+    Py_DECREF(sequence);
+    return NULL;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"run_ready", run_ready, METH_VARARGS,
      "run_ready(reactor, turn, ready, finished) -> None: the reactor loop's run of the\n"
      "callbacks in ready (a deque of watches), while reactor._turn is turn; a float a\n"
      "callback returns goes to finished as (watch, due); its exception is raised."},
+    {"take_armed", take_armed, METH_VARARGS,
+     "take_armed(events, watches, ready) -> [fd, ...]: the armed watches of epoll's\n"
+     "events (fd, mask) disarmed and appended to ready; the other descriptors returned."},
+    {"rearm_settled", rearm_settled, METH_VARARGS,
+     "rearm_settled(finished) -> [(watch, due), ...]: each finished watch that is not\n"
+     "masked, woken again, unwatched or due before its timer armed for due; the others\n"
+     "returned."},
     {"split_request_head", split_request_head, METH_O,
      "split_request_head(head) -> (method, target, http11, [(name, value), ...]) | None:\n"
      "an HTTP/1.0 or 1.1 request head (without its final CRLFCRLF) of the usual kind,\n"
@@ -2170,11 +2376,13 @@ static struct PyModuleDef speedups_module = {
 
 /* Every SlotField: their names are interned at the module's start. */
 static SlotField *const slot_fields[] = {
-    &turn_callbacks, &turn_running, &watch_callback,
+    &turn_callbacks, &turn_running, &watch_callback, &watch_armed, &watch_masked, &watch_again,
+    &watch_watched, &watch_timer, &watch_due,
 #ifdef HAVE_NOWAIT_IO
-    &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
+    &websocket_closed, &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
     &queue_bytes, &queue_pushed, &queue_max_bytes,
     &transport_corked, &transport_receive_timeout, &transport_read_size, &keepalive_next_due,
+    &keepalive_interval, &keepalive_last_received, &keepalive_ping_sent_at,
 #endif
 };
 
@@ -2199,8 +2407,9 @@ PyInit__speedups(void)
     data_name = PyUnicode_InternFromString("data");
     turn_name = PyUnicode_InternFromString("_turn");
     popleft_name = PyUnicode_InternFromString("popleft");
+    append_name = PyUnicode_InternFromString("append");
     small_one = PyLong_FromLong(1);
-    if (data_name == NULL || turn_name == NULL || popleft_name == NULL
+    if (data_name == NULL || turn_name == NULL || popleft_name == NULL || append_name == NULL
             || small_one == NULL || intern_slot_fields() < 0) {
         return NULL;
     }
@@ -2222,12 +2431,10 @@ PyInit__speedups(void)
         }
         socket_type = (PyTypeObject *)type;  /* kept for the module's life */
     }
-    closed_name = PyUnicode_InternFromString("closed");
     close_sent_name = PyUnicode_InternFromString("close_sent");
     failed_name = PyUnicode_InternFromString("failed");
     finish_name = PyUnicode_InternFromString("_finish_direct_send");
     hold_name = PyUnicode_InternFromString("hold");
-    append_name = PyUnicode_InternFromString("append");
     failed_receiving_name = PyUnicode_InternFromString("receive_failed");
     close_received_name = PyUnicode_InternFromString("close_received");
     frame_name = PyUnicode_InternFromString("_frame");
@@ -2239,8 +2446,8 @@ PyInit__speedups(void)
     ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
     heard_name = PyUnicode_InternFromString("heard");
     receive_data_name = PyUnicode_InternFromString("receive_data");
-    if (closed_name == NULL || close_sent_name == NULL || failed_name == NULL
-            || finish_name == NULL || hold_name == NULL || append_name == NULL
+    if (close_sent_name == NULL || failed_name == NULL
+            || finish_name == NULL || hold_name == NULL
             || handlers_name == NULL
             || failed_receiving_name == NULL || close_received_name == NULL
             || frame_name == NULL || opcode_name == NULL || buffer_name == NULL

@@ -56,6 +56,20 @@ def run_ready(reactor: Any, turn: Any, ready: Any, finished: list[tuple[Any, flo
     returns goes to ``finished`` as ``(watch, due)``. A callback's exception is raised.
     """
 
+def take_armed(events: list[tuple[int, int]], watches: dict[int, Any], ready: Any, /) -> list[int]:
+    """The armed watches of epoll's ``events`` (reactor.py's ``_take_armed_in_python``).
+
+    Each one armed is disarmed and appended to ``ready``; the descriptors of
+    the others are returned.
+    """
+
+def rearm_settled(finished: list[tuple[Any, float]], /) -> list[tuple[Any, float]]:
+    """The usual finished watches armed again (reactor.py's ``_rearm_settled_in_python``).
+
+    One not masked, not woken again, still watched and due no earlier than its
+    timer is armed for ``due``; the other pairs are returned.
+    """
+
 def send_nowait(sock: socket.socket, data: ReadableBuffer, /) -> int:
     """One ``send()`` with MSG_DONTWAIT, the GIL kept: the bytes written, 0 when none now.
 

@@ -188,6 +188,42 @@ def _run_ready_in_python(reactor: Reactor, turn: _Turn, ready: collections.deque
             finished.append((watch, due))
 
 
+def _take_armed_in_python(events: list[tuple[int, int]], watches: dict[int, _Watch],
+                          ready: collections.deque[_Watch]) -> list[int]:
+    """Queue the armed watches epoll reported (``_speedups.take_armed`` does the same).
+
+    Each one armed is disarmed and appended to ``ready``; returns the
+    descriptors of the others (the wake-up pipe, a watch whose callback runs,
+    one unwatched meanwhile), for ``Reactor._collect`` to deal with.
+    """
+    others = []
+    for fd, _ in events:
+        watch = watches.get(fd)
+        if watch is not None and watch.armed:
+            watch.armed = False
+            ready.append(watch)
+        else:
+            others.append(fd)
+    return others
+
+
+def _rearm_settled_in_python(finished: list[tuple[_Watch, float]]) -> list[tuple[_Watch, float]]:
+    """Arm again the usual finished watches (``_speedups.rearm_settled`` does the same).
+
+    The usual one (a busy socket) has nothing to change but its flags: epoll
+    has it, and the timer heap has an entry for it at ``due`` or earlier (see
+    ``Reactor._collect``). Returns the others, for ``Reactor._arm``.
+    """
+    others = []
+    for watch, due in finished:
+        if watch.masked or watch.again or not watch.watched or due < watch.timer:
+            others.append((watch, due))
+        else:
+            watch.armed = True
+            watch.due = due
+    return others
+
+
 class _RunReady(Protocol):
     def __call__(self, reactor: Reactor, turn: _Turn, ready: collections.deque[_Watch],
                  finished: list[tuple[_Watch, float]], /) -> None: ...
@@ -195,6 +231,11 @@ class _RunReady(Protocol):
 
 # Once a message on a busy connection: in C where it was built (no Python frame).
 _run_ready: _RunReady = getattr(load_accelerator(), "run_ready", None) or _run_ready_in_python
+_take_armed: Callable[[list[tuple[int, int]], dict[int, _Watch], collections.deque[_Watch]],
+                      list[int]] = \
+    getattr(load_accelerator(), "take_armed", None) or _take_armed_in_python
+_rearm_settled: Callable[[list[tuple[_Watch, float]]], list[tuple[_Watch, float]]] = \
+    getattr(load_accelerator(), "rearm_settled", None) or _rearm_settled_in_python
 
 
 class Reactor:
@@ -364,16 +405,9 @@ class Reactor:
                 self._wake_up.wake()
 
     def _arm_all(self, finished: list[tuple[_Watch, float]]) -> None:
-        """``_arm`` each of ``finished``: the usual one (a busy socket) inline."""
-        slow = self._closing
-        for watch, due in finished:
-            if slow or watch.masked or watch.again or not watch.watched or due < watch.timer:
-                self._arm(watch, due)
-            else:
-                # Nothing to change but the flags: epoll has it, and the timer
-                # heap has an earlier entry for it already (see _collect).
-                watch.armed = True
-                watch.due = due
+        """``_arm`` each of ``finished``: the usual ones (busy sockets) in one call."""
+        for watch, due in finished if self._closing else _rearm_settled(finished):
+            self._arm(watch, due)
 
     def _run_soon(self, watch: _Watch) -> None:
         """Queue the callback of ``watch`` for the loop; wake the loop if it waits in epoll."""
@@ -386,17 +420,13 @@ class Reactor:
         """Queue the callbacks of what epoll reported and of the timers that fell due."""
         ready = self._ready
         watches = self._watches
-        wake_fd = self._wake_up.fileno()
-        for fd, _ in events:
+        for fd in _take_armed(events, watches, ready):
             watch = watches.get(fd)
             if watch is None:
-                if fd == wake_fd:
+                if fd == self._wake_up.fileno():
                     self._wake_up.drain()
                 continue
-            if watch.armed:
-                watch.armed = False
-                ready.append(watch)
-            elif not watch.masked:
+            if not watch.masked:
                 # Its callback runs (on a thread that lost the loop) or did not
                 # watch again yet: the socket is left out until it is watched
                 # again, and then, if still readable, comes up at once.

@@ -116,6 +116,10 @@ class WebSocket:
             check's user, say); empty at first.
     """
 
+    # ``closed`` is a slot: the C paths read it at every message (_speedups.c's
+    # SlotField); everything else lives in the instance's __dict__ as usual.
+    __slots__ = ("closed", "__dict__", "__weakref__")
+
     logger = logger
 
     def __init__(self, sock: socket.socket | None, environ: Environ | None = None, *,
