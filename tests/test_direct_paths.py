@@ -652,18 +652,21 @@ def test_a_close_frame_ends_the_session_with_the_peers_code(event_turn):
     assert closed == [(4000, "later")]
 
 
-def test_a_read_that_raises_ends_the_session_with_1011_and_says_why(event_turn, caplog):
+def test_a_read_that_raises_ends_the_session_with_1011_and_says_why(event_turn, caplog,
+                                                                     monkeypatch):
     # The C turn hands what follows the messages of a read (here a ping) to the
     # core's receive_data, called by name; should that raise, the session ends.
     app, turn, websocket, peer = event_turn
     closed = []
     app.onclose = lambda reason, client: closed.append((client.close_code, reason))
+    core_type = type(websocket._connection)  # (its instances have slots: patched on the type)
+    receive_data = core_type.receive_data
 
-    def broken(data):
-        del websocket._connection.receive_data  # once: the close's answer is read as ever
+    def broken(core, data):
+        core_type.receive_data = receive_data  # once: the close's answer is read as ever
         raise RuntimeError("the core broke")
 
-    websocket._connection.receive_data = broken
+    monkeypatch.setattr(core_type, "receive_data", broken)
     answering = answering_the_close(peer, 1011, b"internal error")
     send_and_wait(peer, websocket.sock, build_frame(1, b"first") + build_frame(9, b"ping"))
     with caplog.at_level("DEBUG", logger="wsocket"):

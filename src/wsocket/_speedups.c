@@ -812,7 +812,6 @@ typedef struct {
     PyObject_HEAD
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: close_sent, failed */
-    PyObject *connection_dict;  /* its __dict__, where those are read */
     PyObject *sender;      /* the Sender: holding */
     PyObject *queue;       /* its OutgoingQueue: frames */
     Lock *lock;            /* sender.lock */
@@ -820,19 +819,20 @@ typedef struct {
     vectorcallfunc vectorcall;  /* called once a message: no argument tuple */
 } DirectSend;
 
-static PyObject *close_sent_name, *failed_name, *finish_name, *hold_name;
+static PyObject *finish_name, *hold_name;
 
-/* The fields of a WebSocket, of its Sender and of the Sender's OutgoingQueue that
-   the sends and reads read and write. */
-static SlotField websocket_closed = {"closed"}, sender_holding = {"holding"}, sender_hold_frames = {"hold_frames"},
-                 queue_frames = {"frames"}, queue_lock = {"_lock"}, queue_sealed = {"_sealed"},
-                 queue_bytes = {"_bytes"}, queue_pushed = {"_pushed"},
-                 queue_max_bytes = {"max_bytes"};
+/* The fields of a WebSocket, of its protocol core, of its Sender and of the Sender's
+   OutgoingQueue that the sends and reads read and write. */
+static SlotField websocket_closed = {"closed"}, core_close_sent = {"close_sent"},
+                 core_failed = {"failed"}, sender_holding = {"holding"},
+                 sender_hold_frames = {"hold_frames"}, queue_frames = {"frames"},
+                 queue_lock = {"_lock"}, queue_sealed = {"_sealed"}, queue_bytes = {"_bytes"},
+                 queue_pushed = {"_pushed"}, queue_max_bytes = {"max_bytes"};
 
 static int
 direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *sender, *queue, *lock, *fields;
+    PyObject *sock, *connection, *sender, *queue, *lock;
     int release_gil;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
@@ -843,10 +843,6 @@ direct_send_init(DirectSend *self, PyObject *args, PyObject *kwargs)
                           &LockType, &lock, &release_gil))
         return -1;
     self->release_gil = release_gil;
-    fields = PyObject_GenericGetDict(connection, NULL);
-    if (fields == NULL)
-        return -1;
-    Py_XSETREF(self->connection_dict, fields);
     Py_INCREF(sock);
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
@@ -865,34 +861,10 @@ direct_send_dealloc(DirectSend *self)
 {
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
-    Py_XDECREF(self->connection_dict);
     Py_XDECREF(self->sender);
     Py_XDECREF(self->queue);
     Py_XDECREF(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* attribute_is for an instance whose __dict__ is ``dict`` (the core's, whose
-   state is read at every call): one dictionary lookup instead of the whole
-   attribute protocol; the usual way when it is not there. */
-static int
-field_is(PyObject *dict, PyObject *obj, PyObject *name, PyObject *expected)
-{
-    PyObject *value = PyDict_GetItemWithError(dict, name);  /* borrowed */
-    if (value == NULL)
-        return PyErr_Occurred() ? -1 : attribute_is(obj, name, expected);
-    return value == expected;
-}
-
-/* The attribute ``name`` of that instance (a new reference), or NULL with an error. */
-static PyObject *
-field(PyObject *dict, PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyDict_GetItemWithError(dict, name);  /* borrowed */
-    if (value == NULL)
-        return PyErr_Occurred() ? NULL : PyObject_GetAttr(obj, name);
-    Py_INCREF(value);
-    return value;
 }
 
 /* lock_give_back while an error is set; returns NULL, for the error's return. */
@@ -934,9 +906,9 @@ direct_send_clear(DirectSend *self, PyObject *owner)
 
     if ((clear = slot_is(owner, &websocket_closed, Py_False)) != 1)
         return clear;
-    if ((clear = field_is(self->connection_dict, self->connection, close_sent_name, Py_None)) != 1)
+    if ((clear = slot_is(self->connection, &core_close_sent, Py_None)) != 1)
         return clear;
-    if ((clear = field_is(self->connection_dict, self->connection, failed_name, Py_False)) != 1)
+    if ((clear = slot_is(self->connection, &core_failed, Py_False)) != 1)
         return clear;
     if ((clear = slot_is(self->sender, &sender_holding, Py_False)) != 1)
         return clear < 0 ? -1 : DIRECT_HOLD;  /* (what the queue holds is the batch's) */
@@ -1267,7 +1239,6 @@ typedef struct {
     PyObject_HEAD
     PyObject *sock;        /* the connection's socket: its descriptor is read at each call */
     PyObject *connection;  /* the protocol core: its receiving state */
-    PyObject *connection_dict;  /* its __dict__, where that is read */
     PyObject *events;      /* reader.events, the list itself */
     PyObject *transport;   /* corked */
     PyObject *keepalive;   /* the Keepalive: next_due, heard(now) */
@@ -1275,8 +1246,13 @@ typedef struct {
     int masked;            /* this side expects masked frames */
 } DirectReceive;
 
-static PyObject *failed_receiving_name, *close_received_name, *frame_name, *opcode_name,
-                *buffer_name, *limit_name, *heard_name, *receive_data_name;
+static PyObject *heard_name, *receive_data_name;
+
+/* The fields of the protocol core that the reads read. */
+static SlotField core_receive_failed = {"receive_failed"},
+                 core_close_received = {"close_received"}, core_frame = {"_frame"},
+                 core_message_opcode = {"_message_opcode"}, core_buffer = {"_buffer"},
+                 core_size_limit = {"_size_limit"};
 
 /* The fields of the transport and the keepalive that the reads read and write. */
 static SlotField transport_corked = {"corked"}, transport_receive_timeout = {"_receive_timeout"},
@@ -1287,7 +1263,7 @@ static SlotField transport_corked = {"corked"}, transport_receive_timeout = {"_r
 static int
 direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
 {
-    PyObject *sock, *connection, *events, *transport, *keepalive, *lock, *fields;
+    PyObject *sock, *connection, *events, *transport, *keepalive, *lock;
     int masked;
 
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
@@ -1298,14 +1274,10 @@ direct_receive_init(DirectReceive *self, PyObject *args, PyObject *kwargs)
                           &PyList_Type, &events, &transport, &keepalive, &LockType, &lock,
                           &masked))
         return -1;
-    fields = PyObject_GenericGetDict(connection, NULL);
-    if (fields == NULL)
-        return -1;
     Py_INCREF(sock);
     Py_XSETREF(self->sock, sock);
     Py_INCREF(connection);
     Py_XSETREF(self->connection, connection);
-    Py_XSETREF(self->connection_dict, fields);
     Py_INCREF(events);
     Py_XSETREF(self->events, events);
     Py_INCREF(transport);
@@ -1323,7 +1295,6 @@ direct_receive_dealloc(DirectReceive *self)
 {
     Py_XDECREF(self->sock);
     Py_XDECREF(self->connection);
-    Py_XDECREF(self->connection_dict);
     Py_XDECREF(self->events);
     Py_XDECREF(self->transport);
     Py_XDECREF(self->keepalive);
@@ -1335,7 +1306,7 @@ direct_receive_dealloc(DirectReceive *self)
 static int
 direct_receive_at_rest(DirectReceive *self, PyObject *owner)
 {
-    PyObject *connection = self->connection, *fields = self->connection_dict, *buffer;
+    PyObject *connection = self->connection, *buffer;
     Py_ssize_t buffered;
     int clear;
 
@@ -1343,19 +1314,19 @@ direct_receive_at_rest(DirectReceive *self, PyObject *owner)
         return 0;
     if ((clear = slot_is(owner, &websocket_closed, Py_False)) != 1)
         return clear;
-    if ((clear = field_is(fields, connection, failed_name, Py_False)) != 1)
+    if ((clear = slot_is(connection, &core_failed, Py_False)) != 1)
         return clear;
-    if ((clear = field_is(fields, connection, failed_receiving_name, Py_False)) != 1)
+    if ((clear = slot_is(connection, &core_receive_failed, Py_False)) != 1)
         return clear;
-    if ((clear = field_is(fields, connection, close_received_name, Py_None)) != 1)
+    if ((clear = slot_is(connection, &core_close_received, Py_None)) != 1)
         return clear;
-    if ((clear = field_is(fields, connection, frame_name, Py_None)) != 1)
+    if ((clear = slot_is(connection, &core_frame, Py_None)) != 1)
         return clear;
-    if ((clear = field_is(fields, connection, opcode_name, Py_None)) != 1)
+    if ((clear = slot_is(connection, &core_message_opcode, Py_None)) != 1)
         return clear;
     if ((clear = slot_is(self->transport, &transport_corked, Py_False)) != 1)
         return clear;
-    buffer = field(fields, connection, buffer_name);
+    buffer = slot_get(connection, &core_buffer);
     if (buffer == NULL)
         return -1;
     buffered = PyObject_Length(buffer);
@@ -1395,7 +1366,7 @@ queue_events(PyObject *events, PyObject *new)
 static int
 receive_limit(DirectReceive *self, Py_ssize_t *limit)
 {
-    PyObject *number = field(self->connection_dict, self->connection, limit_name);
+    PyObject *number = slot_get(self->connection, &core_size_limit);
     if (number == NULL)
         return -1;
     *limit = PyLong_AsSsize_t(number);
@@ -2379,7 +2350,9 @@ static SlotField *const slot_fields[] = {
     &turn_callbacks, &turn_running, &watch_callback, &watch_armed, &watch_masked, &watch_again,
     &watch_watched, &watch_timer, &watch_due,
 #ifdef HAVE_NOWAIT_IO
-    &websocket_closed, &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
+    &websocket_closed, &core_close_sent, &core_failed, &core_receive_failed,
+    &core_close_received, &core_frame, &core_message_opcode, &core_buffer, &core_size_limit,
+    &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
     &queue_bytes, &queue_pushed, &queue_max_bytes,
     &transport_corked, &transport_receive_timeout, &transport_read_size, &keepalive_next_due,
     &keepalive_interval, &keepalive_last_received, &keepalive_ping_sent_at,
@@ -2431,27 +2404,14 @@ PyInit__speedups(void)
         }
         socket_type = (PyTypeObject *)type;  /* kept for the module's life */
     }
-    close_sent_name = PyUnicode_InternFromString("close_sent");
-    failed_name = PyUnicode_InternFromString("failed");
     finish_name = PyUnicode_InternFromString("_finish_direct_send");
     hold_name = PyUnicode_InternFromString("hold");
-    failed_receiving_name = PyUnicode_InternFromString("receive_failed");
-    close_received_name = PyUnicode_InternFromString("close_received");
-    frame_name = PyUnicode_InternFromString("_frame");
-    opcode_name = PyUnicode_InternFromString("_message_opcode");
-    buffer_name = PyUnicode_InternFromString("_buffer");
-    limit_name = PyUnicode_InternFromString("_size_limit");
     handlers_name = PyUnicode_InternFromString("handlers");
     resume_name = PyUnicode_InternFromString("resume");
     ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
     heard_name = PyUnicode_InternFromString("heard");
     receive_data_name = PyUnicode_InternFromString("receive_data");
-    if (close_sent_name == NULL || failed_name == NULL
-            || finish_name == NULL || hold_name == NULL
-            || handlers_name == NULL
-            || failed_receiving_name == NULL || close_received_name == NULL
-            || frame_name == NULL || opcode_name == NULL || buffer_name == NULL
-            || limit_name == NULL
+    if (finish_name == NULL || hold_name == NULL || handlers_name == NULL
             || resume_name == NULL || ended_by_error_name == NULL || heard_name == NULL
             || receive_data_name == NULL
             || PyType_Ready(&LockType) < 0
