@@ -548,10 +548,10 @@ class WebSocket:
                             % type(message).__name__)
         if self._opening is not None:
             self._accept_on_first_use()
-        sender = self._sender
         direct = self._direct_send
         if direct is not None and binary is None and direct(self, message):
             return  # the usual message, sent (or held with its batch's: hold()) in one C call
+        sender = self._sender
         with sender.lock:
             if self.closed:
                 raise self._closed_error()
