@@ -33,6 +33,12 @@
  * of the library's own time per message. Each checks the connection's state
  * on the Python objects at every call and steps aside (False, None) for
  * anything but the usual case, which the Python code then handles whole.
+ * That state is read where the objects' __slots__ lie (SlotField).
+ *
+ * run_ready, take_armed, rearm_settled: the reactor's loop per event (run
+ * the callbacks that are due; queue the armed watches epoll reported; arm
+ * again the watches whose callbacks returned), the same steps as reactor.py's
+ * Python ones, which stay the fallback.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1685,7 +1691,8 @@ typedef struct {
     vectorcallfunc vectorcall;  /* called once a turn: no argument tuple */
 } EventTurn;
 
-static PyObject *handlers_name, *resume_name, *ended_by_error_name;
+static PyObject *resume_name, *ended_by_error_name;
+static SlotField event_handlers = {"handlers"};  /* an app.Event's */
 
 static int
 event_turn_init(EventTurn *self, PyObject *args, PyObject *kwargs)
@@ -1739,7 +1746,7 @@ event_turn_handler(EventTurn *self)
     event = PyDict_GetItemWithError(self->app_dict, self->onmessage_key);  /* borrowed */
     if (event == NULL)
         return NULL;
-    handlers = PyObject_GetAttr(event, handlers_name);
+    handlers = slot_get(event, &event_handlers);
     if (handlers == NULL)
         return NULL;
     if (PyList_CheckExact(handlers) && PyList_GET_SIZE(handlers) == 1) {
@@ -2029,10 +2036,11 @@ done:
  * raised as it is, with turn.running cleared: the Python loop logs it and
  * calls again. Once a message on a busy connection, so none of it is Python.
  */
-static PyObject *turn_name, *popleft_name, *small_one;
+static PyObject *popleft_name, *small_one;
 
-/* The fields of the loop's turn and of a watch that the loop reads and writes. */
-static SlotField turn_callbacks = {"callbacks"}, turn_running = {"running"},
+/* The fields of the reactor, of the loop's turn and of a watch that the loop reads
+   and writes. */
+static SlotField reactor_turn = {"_turn"}, turn_callbacks = {"callbacks"}, turn_running = {"running"},
                  watch_callback = {"callback"};
 
 /* turn.running = None, keeping the exception that may be set. */
@@ -2087,7 +2095,7 @@ run_each_ready(PyObject *reactor, PyObject *turn, PyObject *ready, PyObject *pop
         waiting = PyObject_Length(ready);
         if (waiting <= 0)
             return (int)waiting;  /* (-1: error) */
-        current = PyObject_GetAttr(reactor, turn_name);
+        current = slot_get(reactor, &reactor_turn);
         if (current == NULL)
             return -1;
         Py_DECREF(current);  /* only its identity is compared */
@@ -2347,12 +2355,12 @@ static struct PyModuleDef speedups_module = {
 
 /* Every SlotField: their names are interned at the module's start. */
 static SlotField *const slot_fields[] = {
-    &turn_callbacks, &turn_running, &watch_callback, &watch_armed, &watch_masked, &watch_again,
+    &reactor_turn, &turn_callbacks, &turn_running, &watch_callback, &watch_armed, &watch_masked, &watch_again,
     &watch_watched, &watch_timer, &watch_due,
 #ifdef HAVE_NOWAIT_IO
     &websocket_closed, &core_close_sent, &core_failed, &core_receive_failed,
     &core_close_received, &core_frame, &core_message_opcode, &core_buffer, &core_size_limit,
-    &sender_holding, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
+    &sender_holding, &event_handlers, &sender_hold_frames, &queue_frames, &queue_lock, &queue_sealed,
     &queue_bytes, &queue_pushed, &queue_max_bytes,
     &transport_corked, &transport_receive_timeout, &transport_read_size, &keepalive_next_due,
     &keepalive_interval, &keepalive_last_received, &keepalive_ping_sent_at,
@@ -2378,11 +2386,10 @@ PyInit__speedups(void)
     PyObject *module;
 
     data_name = PyUnicode_InternFromString("data");
-    turn_name = PyUnicode_InternFromString("_turn");
     popleft_name = PyUnicode_InternFromString("popleft");
     append_name = PyUnicode_InternFromString("append");
     small_one = PyLong_FromLong(1);
-    if (data_name == NULL || turn_name == NULL || popleft_name == NULL || append_name == NULL
+    if (data_name == NULL || popleft_name == NULL || append_name == NULL
             || small_one == NULL || intern_slot_fields() < 0) {
         return NULL;
     }
@@ -2406,12 +2413,11 @@ PyInit__speedups(void)
     }
     finish_name = PyUnicode_InternFromString("_finish_direct_send");
     hold_name = PyUnicode_InternFromString("hold");
-    handlers_name = PyUnicode_InternFromString("handlers");
     resume_name = PyUnicode_InternFromString("resume");
     ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
     heard_name = PyUnicode_InternFromString("heard");
     receive_data_name = PyUnicode_InternFromString("receive_data");
-    if (finish_name == NULL || hold_name == NULL || handlers_name == NULL
+    if (finish_name == NULL || hold_name == NULL
             || resume_name == NULL || ended_by_error_name == NULL || heard_name == NULL
             || receive_data_name == NULL
             || PyType_Ready(&LockType) < 0

@@ -83,6 +83,10 @@ class Event:
         ValueError: ``-=`` or ``-`` of a handler the event does not hold.
     """
 
+    # ``handlers`` is a slot: the event app's C turn reads it at every message
+    # (_speedups.c's SlotField); anything else set on an event goes to __dict__.
+    __slots__ = ("handlers", "__dict__", "__weakref__")
+
     def __init__(self, *handlers: Handler) -> None:
         for handler in handlers:
             _check_callable(handler)

@@ -246,6 +246,10 @@ class Reactor:
         stall: Seconds inside one callback after which another thread takes the loop.
     """
 
+    # ``_turn`` is a slot: the C run of the ready callbacks reads it before each
+    # one (_speedups.c's SlotField); everything else is in __dict__ as usual.
+    __slots__ = ("_turn", "__dict__", "__weakref__")
+
     def __init__(self, workers: Workers | None = None, stall: float = STALL) -> None:
         self.workers = workers or Workers(name="wsocket-reactor")
         self.stall = stall
