@@ -464,11 +464,12 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* -- SlotField: a __slots__ field of wsocket's own objects, read where it lies --------
  *
- * The C paths read and write a dozen attributes a message, most of them
- * __slots__ of wsocket's own objects: a Sender's holding, a Keepalive's
- * next_due, the reactor's watch and turn. The attribute protocol costs 40 to
- * 80 ns each time (the type's dictionary, then the member descriptor's call):
- * together a fifth of the library's own time per echoed message. A SlotField
+ * The C paths read and write two dozen attributes and more a message, nearly
+ * all __slots__ of wsocket's own objects: a Sender's holding, a Keepalive's
+ * next_due, the protocol core's state, the reactor's watch and turn. The
+ * attribute protocol costs 40 to 80 ns each time (the type's dictionary, then
+ * the member descriptor's call): together a fifth of the library's own time
+ * per echoed message. A SlotField
  * finds its slot's offset once, from the member descriptor of the first type
  * it meets, and reads and writes there as that descriptor does. Any other
  * type (a subclass, a test's stand-in), a name that is no writable object
