@@ -469,12 +469,11 @@ recv_nowait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * next_due, the protocol core's state, the reactor's watch and turn. The
  * attribute protocol costs 40 to 80 ns each time (the type's dictionary, then
  * the member descriptor's call): together a fifth of the library's own time
- * per echoed message. A SlotField
- * finds its slot's offset once, from the member descriptor of the first type
- * it meets, and reads and writes there as that descriptor does. Any other
- * type (a subclass, a test's stand-in), a name that is no writable object
- * slot of that type, or a slot left empty goes through the attribute
- * protocol, with its errors.
+ * per echoed message. A SlotField finds its slot's offset once, from the
+ * member descriptor of the first type it meets, and reads and writes there as
+ * that descriptor does. Any other type (a subclass, a test's stand-in), a name
+ * that is no writable object slot of that type, or a slot left empty goes
+ * through the attribute protocol, with its errors.
  */
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
 
@@ -533,24 +532,16 @@ slot_get(PyObject *object, SlotField *field)
     return PyObject_GetAttr(object, field->name);  /* (an empty slot: its AttributeError) */
 }
 
-/* 1: the attribute ``name`` of ``obj`` is ``expected``; 0: it is not; -1: error. */
-static int
-attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL)
-        return -1;
-    Py_DECREF(value);  /* only its identity is compared */
-    return value == expected;
-}
-
 /* 1: ``object``'s ``field`` is ``expected``; 0: it is not; -1: error. */
 static int
 slot_is(PyObject *object, SlotField *field, PyObject *expected)
 {
-    if (slot_field_fits(field, object) && SLOT(object, field->offset) != NULL)
-        return SLOT(object, field->offset) == expected;
-    return attribute_is(object, field->name, expected);
+    PyObject *value = slot_get(object, field);
+
+    if (value == NULL)
+        return -1;
+    Py_DECREF(value);  /* only its identity is compared */
+    return value == expected;
 }
 
 /* ``object.field = value``: 0, or -1 with an error. */
@@ -953,11 +944,12 @@ hold_fields_fit(PyObject *queue, PyObject *sender)
            && slot_field_fits(&sender_hold_frames, sender);
 }
 
-/* The int in a slot, or -1 when it holds none (unset, or not an exact int). */
+/* The int in ``object``'s ``field`` (a slot that fits), or -1 when it holds none
+   (unset, or not an exact int). */
 static Py_ssize_t
-slot_size(PyObject *object, Py_ssize_t offset)
+slot_size(PyObject *object, SlotField *field)
 {
-    PyObject *value = SLOT(object, offset);
+    PyObject *value = SLOT(object, field->offset);
     Py_ssize_t size;
 
     if (value == NULL || !PyLong_CheckExact(value))
@@ -968,18 +960,18 @@ slot_size(PyObject *object, Py_ssize_t offset)
     return size;
 }
 
-/* Store an int in a slot, as its descriptor would; 0, or -1 on error. */
+/* ``object.field = size``: 0, or -1 on error. */
 static int
-set_slot_size(PyObject *object, Py_ssize_t offset, Py_ssize_t size)
+set_slot_size(PyObject *object, SlotField *field, Py_ssize_t size)
 {
-    PyObject *value = PyLong_FromSsize_t(size), *old;
+    PyObject *value = PyLong_FromSsize_t(size);
+    int done;
 
     if (value == NULL)
         return -1;
-    old = SLOT(object, offset);
-    SLOT(object, offset) = value;
-    Py_XDECREF(old);
-    return 0;
+    done = slot_set(object, field, value);
+    Py_DECREF(value);
+    return done;
 }
 
 /* Sender.hold's usual case, here: ``frame`` joins the queue as OutgoingQueue.push
@@ -1017,9 +1009,9 @@ hold_in_queue(DirectSend *self, PyObject *frame)
         if (most < limit)
             limit = most;
     }
-    part = slot_size(self->sender, sender_hold_frames.offset);
-    queued = slot_size(queue, queue_bytes.offset);
-    pushed = slot_size(queue, queue_pushed.offset);
+    part = slot_size(self->sender, &sender_hold_frames);
+    queued = slot_size(queue, &queue_bytes);
+    pushed = slot_size(queue, &queue_pushed);
     if (part < 0 || queued < 0 || pushed < 0)
         goto done;
     if ((waiting = PyObject_Length(frames)) < 0) {
@@ -1032,8 +1024,8 @@ hold_in_queue(DirectSend *self, PyObject *frame)
     result = PyObject_CallMethodOneArg(frames, append_name, frame);
     Py_DECREF(frames);
     if (result == NULL
-            || set_slot_size(queue, queue_bytes.offset, queued + PyBytes_GET_SIZE(frame)) < 0
-            || set_slot_size(queue, queue_pushed.offset, pushed + 1) < 0) {
+            || set_slot_size(queue, &queue_bytes, queued + PyBytes_GET_SIZE(frame)) < 0
+            || set_slot_size(queue, &queue_pushed, pushed + 1) < 0) {
         Py_XDECREF(result);
         held = -1;
         goto done;

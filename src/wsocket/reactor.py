@@ -230,12 +230,12 @@ class _RunReady(Protocol):
 
 
 # Once a message on a busy connection: in C where it was built (no Python frame).
-_run_ready: _RunReady = getattr(load_accelerator(), "run_ready", None) or _run_ready_in_python
+_speedups = load_accelerator()
+_run_ready: _RunReady = getattr(_speedups, "run_ready", None) or _run_ready_in_python
 _take_armed: Callable[[list[tuple[int, int]], dict[int, _Watch], collections.deque[_Watch]],
-                      list[int]] = \
-    getattr(load_accelerator(), "take_armed", None) or _take_armed_in_python
+                      list[int]] = getattr(_speedups, "take_armed", None) or _take_armed_in_python
 _rearm_settled: Callable[[list[tuple[_Watch, float]]], list[tuple[_Watch, float]]] = \
-    getattr(load_accelerator(), "rearm_settled", None) or _rearm_settled_in_python
+    getattr(_speedups, "rearm_settled", None) or _rearm_settled_in_python
 
 
 class Reactor:
