@@ -3,13 +3,23 @@
 Also ``_transport.is_tcp``, which decides where TCP options apply.
 """
 
+import os
 import select
 import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from wsocket._sockets import READ_SIZE, WakeUpPair, shutdown_quietly
+from tests.netutil import ROOT, TIMEOUT
+from tests.serverproc import python, start_server
+from wsocket._sockets import READ_SIZE, WakeUpPair, reserve_descriptors, shutdown_quietly
 from wsocket._transport import is_tcp, no_delay
+from wsocket.server import DESCRIPTORS_BESIDE_CONNECTIONS
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads the descriptor table's size in /proc (Linux)")
 
 
 def readable(fileobj, timeout=0.0):
@@ -123,3 +133,103 @@ def test_is_tcp_knows_tcp_from_other_sockets():
 
     assert is_tcp(GreenLike())
     assert not is_tcp(object())
+
+
+# -- reserve_descriptors: the descriptor table grown once, before the connections --------
+
+def table_size(pid="self"):
+    """The size of a process's descriptor table (``FDSize`` in /proc/PID/status)."""
+    with open("/proc/%s/status" % pid) as status:
+        for line in status:
+            if line.startswith("FDSize:"):
+                return int(line.split()[1])
+    raise AssertionError("no FDSize in /proc/%s/status" % pid)
+
+
+def soft_descriptor_limit(pid):
+    with open("/proc/%s/limits" % pid) as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open files limit in /proc/%s/limits" % pid)
+
+
+def run_fresh(code):
+    """Run ``code`` in a new interpreter (a descriptor table of its own); its output's last line."""
+    done = subprocess.run(python("-c", textwrap.dedent(code)), cwd=str(ROOT), timeout=TIMEOUT * 3,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+FRESH_PROCESS = """
+    import os, resource
+    from wsocket._sockets import reserve_descriptors
+    from tests.test_sockets import table_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+"""
+
+
+@linux_only
+def test_reserve_descriptors_grows_the_table_once_for_all():
+    line = run_fresh(FRESH_PROCESS + """
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    before = table_size()
+    open_before = sorted(os.listdir("/proc/self/fd"))
+    reserved = reserve_descriptors(5000)
+    # it opened nothing that stays open
+    assert sorted(os.listdir("/proc/self/fd")) == open_before, os.listdir("/proc/self/fd")
+    print(before, reserved, table_size(), min(hard, 20000))
+    """)
+    before, reserved, after, limit = map(int, line.split())
+    if limit < 5000:
+        pytest.skip("the hard limit of open files here is %d" % limit)
+    assert before < 5000  # a new process starts with a small table
+    assert reserved == 5000
+    assert after >= 5000
+
+
+@linux_only
+def test_reserve_descriptors_stops_at_the_soft_limit():
+    line = run_fresh(FRESH_PROCESS + """
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1024), hard))
+    print(reserve_descriptors(100_000), table_size(), min(hard, 1024))
+    """)
+    reserved, after, soft = map(int, line.split())
+    assert reserved == soft
+    assert after == soft  # as big as anything may be opened, and no bigger
+
+
+@linux_only
+def test_reserve_descriptors_never_replaces_an_open_descriptor():
+    # The descriptor asked for is open already: it stays what it was, and
+    # the table is that big anyway.
+    line = run_fresh(FRESH_PROCESS + """
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    reader, writer = os.pipe()
+    os.dup2(writer, 2999)
+    reserved = reserve_descriptors(3000)
+    os.write(2999, b"still the pipe")
+    print(reserved, os.read(reader, 100).decode().replace(" ", "_"), table_size())
+    """)
+    reserved, read_back, after = line.split()
+    assert read_back == "still_the_pipe"
+    assert int(after) >= 3000
+    assert int(reserved) in (0, 3000)  # 0: no free descriptor that high (capped limit)
+
+
+def test_reserve_descriptors_of_nothing_does_nothing():
+    assert reserve_descriptors(0) == 0
+
+
+@linux_only
+def test_the_server_reserves_a_descriptor_for_each_connection_before_serving(tmp_path):
+    with start_server("wsocket", python("-m", "wsocket", "--port", "{port}",
+                                        "--max-connections", "3000"),
+                      tmp_path / "server.log") as server:
+        expected = min(3000 + DESCRIPTORS_BESIDE_CONNECTIONS,
+                       soft_descriptor_limit(server.proc.pid))
+        assert table_size(server.proc.pid) >= expected
+        server.assert_no_errors()

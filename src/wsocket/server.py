@@ -27,7 +27,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import unquote_to_bytes
 
-from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop
+from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop, reserve_descriptors
 from ._transport import green_library, no_delay
 from .protocol.codes import CloseCode
 from .protocol.http11 import (
@@ -60,6 +60,9 @@ __all__ = [
 
 SERVER_SOFTWARE = "wsocket/0.1"
 MAX_REQUEST_HEAD = 64 * 1024  # the default of max_request_head
+# Descriptors a server holds beside one per connection (its listening socket,
+# epoll, wake-ups, log files, an app's own): the room kept for them.
+DESCRIPTORS_BESIDE_CONNECTIONS = 64
 # Limits of the server, each an option of make_server(), run() and the command line.
 SERVER_OPTIONS: dict[str, float | None] = {
     "max_connections": 10000,  # open connections at once; past it new ones get a 503
@@ -1220,6 +1223,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         socket, so a stop is seen at once, not at the next ``poll_interval``.
         """
         self._serving_ended.clear()
+        # Room for every connection in the descriptor table before the first
+        # one comes, rather than a stall each time it grows (see there).
+        reserve_descriptors(self.max_connections + DESCRIPTORS_BESIDE_CONNECTIONS)
         in_loop = self._serves_in_loop(self.socket)
         wake_up = WakeUpPair()
         self._serving_wake_up = wake_up
