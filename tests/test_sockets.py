@@ -137,21 +137,22 @@ def test_is_tcp_knows_tcp_from_other_sockets():
 
 # -- reserve_descriptors: the descriptor table grown once, before the connections --------
 
+def proc_number(pid, file, label, column):
+    """A number from /proc/PID/FILE: column ``column`` of the line starting with ``label``."""
+    with open("/proc/%s/%s" % (pid, file)) as lines:
+        for line in lines:
+            if line.startswith(label):
+                return int(line.split()[column])
+    raise AssertionError("no %r in /proc/%s/%s" % (label, pid, file))
+
+
 def table_size(pid="self"):
-    """The size of a process's descriptor table (``FDSize`` in /proc/PID/status)."""
-    with open("/proc/%s/status" % pid) as status:
-        for line in status:
-            if line.startswith("FDSize:"):
-                return int(line.split()[1])
-    raise AssertionError("no FDSize in /proc/%s/status" % pid)
+    """The size of a process's descriptor table."""
+    return proc_number(pid, "status", "FDSize:", 1)
 
 
 def soft_descriptor_limit(pid):
-    with open("/proc/%s/limits" % pid) as limits:
-        for line in limits:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    raise AssertionError("no open files limit in /proc/%s/limits" % pid)
+    return proc_number(pid, "limits", "Max open files", 3)
 
 
 def run_fresh(code):
