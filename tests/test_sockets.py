@@ -226,6 +226,22 @@ def test_reserve_descriptors_of_nothing_does_nothing():
 
 
 @linux_only
+def test_reserve_descriptors_takes_a_float_limit_and_a_process_out_of_descriptors():
+    line = run_fresh(FRESH_PROCESS + """
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 256), hard))
+    first = reserve_descriptors(200.0)  # max_connections may be given as a float
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    print(first, reserve_descriptors(200))  # every descriptor taken: nothing to do, no error
+    """)
+    assert line.split() == ["200", "0"]
+
+
+@linux_only
 def test_the_server_reserves_a_descriptor_for_each_connection_before_serving(tmp_path):
     with start_server("wsocket", python("-m", "wsocket", "--port", "{port}",
                                         "--max-connections", "3000"),

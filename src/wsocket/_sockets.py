@@ -95,7 +95,7 @@ if SPEEDUPS:
     new_lock = cast("Callable[[], threading.Lock]", getattr(_speedups, "Lock", threading.Lock))
 
 
-def reserve_descriptors(count: int) -> int:
+def reserve_descriptors(count: float) -> int:
     """Have this process's descriptor table hold ``count`` descriptors from now on.
 
     The kernel grows the table as descriptors are opened, doubling it each
@@ -118,12 +118,16 @@ def reserve_descriptors(count: int) -> int:
         import resource
     except ImportError:
         return 0
+    count = int(count)  # (a limit may come as a float)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY:
         count = min(count, soft)
     if count <= 0:
         return 0
-    template = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        template = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return 0  # no descriptor to be had at all: nothing to grow for
     try:
         os.close(fcntl.fcntl(template, getattr(fcntl, "F_DUPFD_CLOEXEC", fcntl.F_DUPFD),
                              count - 1))
