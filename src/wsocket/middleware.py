@@ -14,7 +14,7 @@ the connection is closed properly and the socket released.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from .adapters import (
     UnsupportedServer,
@@ -150,7 +150,7 @@ class WebSocketMiddleware:
                 upgrade.handshake.subprotocol = websocket.protocol = chosen
             # It joins this hub with its 101, if it gets one, and leaves it
             # with the outer middleware's at the end.
-            upgrade.hubs.append(hub)
+            upgrade.add_hub(hub)
             return self.app(environ, start_response)
         hub.add(websocket)
         try:
@@ -179,7 +179,9 @@ class _Upgrade:
         self.server_start_response = start_response
         self.handshake = handshake
         self.adapter = adapter
-        self.hubs: list[Hub] = [middleware.hub]  # the WebSocket joins each with its 101
+        # Hubs of middlewares further in (see _inner), joined too; None: none
+        # (the usual: one list less per open connection).
+        self.inner_hubs: list[Hub] | None = None
         self.websocket: WebSocket  # made by run()
         self.transport: Any = None  # the adapter, once it took the connection over
         self.server: Any = None  # wsocket's server, told of the WebSocket once open
@@ -198,6 +200,17 @@ class _Upgrade:
     @property
     def accepted(self) -> bool:
         return self.transport is not None
+
+    @property
+    def hubs(self) -> list[Hub]:
+        """The hubs the WebSocket joins with its 101: this middleware's, then those further in."""
+        return [self.middleware.hub, *(self.inner_hubs or ())]
+
+    def add_hub(self, hub: Hub) -> None:
+        """The WebSocket joins ``hub`` too (a middleware further in, with a hub of its own)."""
+        if self.inner_hubs is None:
+            self.inner_hubs = []
+        self.inner_hubs.append(hub)
 
     # -- the app's run ----------------------------------------------------------------
 
@@ -380,18 +393,18 @@ class _Upgrade:
         self.server_start_response = start_response_taken_over
         response = handshake.response(subprotocol, extra)
         self.handshake = None  # spent (and one thing less to keep while the WebSocket is open)
-
-        def admit() -> None:
-            # A client that has its 101 is a client of the hub: it joins just
-            # before the 101 goes, so that a broadcast made meanwhile waits
-            # in its queue and follows the 101.
-            for hub in self.hubs:
-                hub.admit(websocket)
-        websocket.send_opening(response, admit)
+        websocket.send_opening(response, self._admit)
         server = self.environ.get("wsocket.server")
         if server is not None and not websocket.closed:
             self.server = server
             server.websocket_opened(websocket)
+
+    def _admit(self) -> None:
+        # A client that has its 101 is a client of the hub: it joins just
+        # before the 101 goes, so that a broadcast made meanwhile waits in
+        # its queue and follows the 101.
+        for hub in self.hubs:
+            hub.admit(self.websocket)
 
     def _offer_detach(self) -> None:
         """Put ``detach`` in the environ, in place of the server's, where the server offers one."""
@@ -410,8 +423,12 @@ class _Upgrade:
         """
         detach_from_server = self.detach_from_server
         if detach_from_server is None:
-            raise RuntimeError("environ['wsocket.detach'] was called already")
+            _detached_already()
         self.detach_from_server = None
+        if self.environ.get("wsocket.detach") == self.detach:
+            # Spent: a shared stand-in, not this method, stays for as long as
+            # the environ (one object less per open connection).
+            self.environ["wsocket.detach"] = _detached_already
         reactor, self.give_back = detach_from_server()
         self.detached = True
         return reactor, self._end_detached
@@ -446,6 +463,11 @@ class _Upgrade:
                            "the view raised or returned no valid response (a Flask view "
                            "must return one, \"\" will do); see the app's own log",
                            status, self.websocket.path)
+
+
+def _detached_already() -> NoReturn:
+    """``environ["wsocket.detach"]`` once it was called."""
+    raise RuntimeError("environ['wsocket.detach'] was called already")
 
 
 def _route_takes_no_websocket(app: object, environ: Environ) -> bool:

@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import unquote_to_bytes
 
 from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop, reserve_descriptors
@@ -853,10 +853,10 @@ class WebSocketHandler(FixedHandler):
 
     def make_environ(self, head: bytes) -> Environ:
         environ = super().make_environ(head)
-        environ["wsocket.takeover"] = _HandlerCall(self, "take_over")
+        environ["wsocket.takeover"] = _HandlerCall(self, "take_over", environ)
         environ["wsocket.server"] = self.server
         if self.server.parks_idle_websockets:
-            environ["wsocket.detach"] = _HandlerCall(self, "detach")
+            environ["wsocket.detach"] = _HandlerCall(self, "detach", environ)
         return environ
 
     def detach(self) -> tuple[Reactor, Callable[[], None]]:
@@ -913,22 +913,38 @@ class _HandlerCall:
     handler alive all that time, and with it the request's objects, which
     the garbage collector would then walk at every full collection (with
     thousands of connections, a good part of what opening one costs). This
-    lets the handler go once called; neither method means anything twice.
+    lets the handler go once called, and leaves the environ's place to a
+    shared spent one (``_SPENT``), which only says so: neither method means
+    anything twice, and an open connection keeps one object less.
     """
 
-    __slots__ = ("handler", "_name")
+    __slots__ = ("handler", "_name", "_environ")
 
-    def __init__(self, handler: WebSocketHandler, name: str) -> None:
+    def __init__(self, handler: WebSocketHandler | None, name: str,
+                 environ: Environ | None = None) -> None:
         self.handler: WebSocketHandler | None = handler  # None once called
         self._name = name
+        self._environ = environ  # where it sits, until called
+
+    @property
+    def key(self) -> str:
+        """Its key in the environ: ``wsocket.takeover`` or ``wsocket.detach``."""
+        return "wsocket." + self._name.replace("_", "")
 
     def __call__(self) -> Any:
         handler = self.handler
         if handler is None:
-            raise RuntimeError("environ['wsocket.%s'] was called already: the connection "
-                               "is not the server's any more" % self._name.replace("_", ""))
+            raise RuntimeError("environ['%s'] was called already: the connection is not "
+                               "the server's any more" % self.key)
         self.handler = None
+        environ, self._environ = self._environ, None
+        if environ is not None and environ.get(self.key) is self:
+            environ[self.key] = _SPENT[self._name]
         return getattr(handler, self._name)()
+
+
+# The spent stand-ins, one for each method, shared by every environ.
+_SPENT = {name: _HandlerCall(None, name) for name in ("take_over", "detach")}
 
 
 # -- the GIL with thousands of threads ----------------------------------------------
@@ -1350,7 +1366,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # gives the place back.
         if self._serves_in_loop(request):
             # (a WebSocketHandler: serves_in_loop said so)
-            handler_class = cast("type[WebSocketHandler]", self.RequestHandlerClass)
+            handler_class: type[WebSocketHandler] = self.RequestHandlerClass  # type: ignore
             handler = handler_class(request, client_address, self, in_loop=True)
             self.reactor.watch(request, handler.serve_arrived, handler.head_deadline())
             return

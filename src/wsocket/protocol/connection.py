@@ -232,8 +232,9 @@ class Connection:
             raise ValueError("side must be %r or %r, not %r" % (SERVER.value, CLIENT.value, side))
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be None or a size in bytes")
-        # The plain strings "server" and "client" are accepted too, as always.
-        self.side = Side(side)
+        # The plain strings "server" and "client" are accepted too, as always
+        # (converted only then: an Enum call is a Python call, once a connection).
+        self.side = side if side.__class__ is Side else Side(side)
         self.state: State = OPEN
         self._size_limit = -1  # max_message_size for the C fast path: -1 for none
         self.max_message_size = max_message_size

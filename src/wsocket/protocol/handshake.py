@@ -41,7 +41,8 @@ _VERSIONS_HEADER = ("Sec-WebSocket-Version", ", ".join(map(str, SUPPORTED_VERSIO
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key."""
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    # (binascii directly: base64.b64encode is a Python call around it, once per handshake)
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def make_key() -> str:
@@ -196,8 +197,10 @@ class ServerHandshake:
                  extra: Iterable[tuple[str, str]] = ()) -> bytes:
         """The bytes of the 101 response."""
         lines = ["HTTP/1.1 101 Switching Protocols"]
-        lines.extend("%s: %s" % header for header in self.response_headers(subprotocol, extra))
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        for name, value in self.response_headers(subprotocol, extra):
+            lines.append("%s: %s" % (name, value))
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("latin-1")
 
 
 def server_handshake(headers: Mapping[str, str], method: str = "GET",
