@@ -14,7 +14,7 @@ the connection is closed properly and the socket released.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable
 
 from .adapters import (
     UnsupportedServer,
@@ -423,12 +423,13 @@ class _Upgrade:
         """
         detach_from_server = self.detach_from_server
         if detach_from_server is None:
-            _detached_already()
+            raise RuntimeError("environ['wsocket.detach'] was called already")
         self.detach_from_server = None
         if self.environ.get("wsocket.detach") == self.detach:
-            # Spent: a shared stand-in, not this method, stays for as long as
-            # the environ (one object less per open connection).
-            self.environ["wsocket.detach"] = _detached_already
+            # The server's own goes back in its place, which, once called,
+            # it leaves to a spent stand-in (not this method, kept for as
+            # long as the environ).
+            self.environ["wsocket.detach"] = detach_from_server
         reactor, self.give_back = detach_from_server()
         self.detached = True
         return reactor, self._end_detached
@@ -463,11 +464,6 @@ class _Upgrade:
                            "the view raised or returned no valid response (a Flask view "
                            "must return one, \"\" will do); see the app's own log",
                            status, self.websocket.path)
-
-
-def _detached_already() -> NoReturn:
-    """``environ["wsocket.detach"]`` once it was called."""
-    raise RuntimeError("environ['wsocket.detach'] was called already")
 
 
 def _route_takes_no_websocket(app: object, environ: Environ) -> bool:

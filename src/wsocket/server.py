@@ -926,20 +926,16 @@ class _HandlerCall:
         self._name = name
         self._environ = environ  # where it sits, until called
 
-    @property
-    def key(self) -> str:
-        """Its key in the environ: ``wsocket.takeover`` or ``wsocket.detach``."""
-        return "wsocket." + self._name.replace("_", "")
-
     def __call__(self) -> Any:
+        key = "wsocket." + self._name.replace("_", "")  # wsocket.takeover, wsocket.detach
         handler = self.handler
         if handler is None:
             raise RuntimeError("environ['%s'] was called already: the connection is not "
-                               "the server's any more" % self.key)
+                               "the server's any more" % key)
         self.handler = None
         environ, self._environ = self._environ, None
-        if environ is not None and environ.get(self.key) is self:
-            environ[self.key] = _SPENT[self._name]
+        if environ is not None and environ.get(key) is self:
+            environ[key] = _SPENT[self._name]
         return getattr(handler, self._name)()
 
 
@@ -1366,7 +1362,7 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         # gives the place back.
         if self._serves_in_loop(request):
             # (a WebSocketHandler: serves_in_loop said so)
-            handler_class: type[WebSocketHandler] = self.RequestHandlerClass  # type: ignore
+            handler_class: type[WebSocketHandler] = self.RequestHandlerClass  # type: ignore[assignment]
             handler = handler_class(request, client_address, self, in_loop=True)
             self.reactor.watch(request, handler.serve_arrived, handler.head_deadline())
             return
