@@ -65,6 +65,8 @@ class WriteMode(enum.Enum):
 
 def green_library(sock: object) -> str | None:
     """``"gevent"`` or ``"eventlet"`` when ``sock`` is one of theirs, else None."""
+    if type(sock) is socket.socket:
+        return None  # the usual, asked several times per connection opened
     library = type(sock).__module__.partition(".")[0]
     return library if library in _GREEN_LIBRARIES else None
 

@@ -573,15 +573,15 @@ class _EventSession:
         self.reactor, self.release = detach()
         client.runs_in_loop(self.reactor)
         client.set_close_callback(self._wake)
-        # On wsocket's server this runs in the loop's thread, as a callback of
-        # this very socket (the loop read the request): should a handler of
-        # the messages that came with the upgrade block, what they sent
-        # before leaves all the same (as in every later turn).
-        self.reactor.set_on_stall(client.sock, client.release_held)
         # The usual turn in one C call where it can be had (see _speedups.EventTurn).
         turn = client.direct_turn(self.app.__dict__, "_onmessage", self,
                                   _handler_failed) or self.resume
         if client.has_arrived():
+            # On wsocket's server this runs in the loop's thread, as a callback
+            # of this very socket (the loop read the request): should a handler
+            # of the messages that came with the upgrade block, what they sent
+            # before leaves all the same (as in every later turn).
+            self.reactor.set_on_stall(client.sock, client.release_held)
             due = turn()
         else:
             # Nothing came with the upgrade (the usual): the socket is only

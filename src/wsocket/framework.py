@@ -341,6 +341,8 @@ class Framework:
     def find_route(self, path: str) -> RouteHandler | None:
         """The handler for ``path``: its exact route, else its longest matching prefix."""
         routes = self.routes
+        if not routes:
+            return None  # (the event app's, at each WebSocket opened)
         handler = routes.get(path)
         if handler is not None:
             return handler

@@ -172,6 +172,25 @@ class _Upgrade:
     WebSocket can no longer be accepted.
     """
 
+    # What changes in the course of some upgrades only: until set on the
+    # instance, these class values stand (fewer attributes to set per
+    # connection opened, and to keep while it is open).
+    # Hubs of middlewares further in (see _inner), joined too; None: none.
+    inner_hubs: list[Hub] | None = None
+    transport: Any = None  # the adapter, once it took the connection over
+    server: Any = None  # wsocket's server, told of the WebSocket once open
+    # set when the app accepted on a server that cannot hand its socket over
+    unsupported: UnsupportedServer | None = None
+    status: Any = None  # the app's start_response
+    headers: Any = None
+    response_started = False  # the HTTP answer is going out: too late to accept
+    server_write: Callable[[bytes], object] | None = None
+    detached = False
+    # The server's detach (wsocket's server), until called, and what it
+    # gave to call at the end (see detach).
+    detach_from_server: Callable[[], tuple[Any, Callable[[], None]]] | None = None
+    give_back: Callable[[], None] | None = None
+
     def __init__(self, middleware: WebSocketMiddleware, environ: Environ,
                  start_response: StartResponse, handshake: Any, adapter: Any) -> None:
         self.middleware = middleware
@@ -179,23 +198,7 @@ class _Upgrade:
         self.server_start_response = start_response
         self.handshake = handshake
         self.adapter = adapter
-        # Hubs of middlewares further in (see _inner), joined too; None: none
-        # (the usual: one list less per open connection).
-        self.inner_hubs: list[Hub] | None = None
         self.websocket: WebSocket  # made by run()
-        self.transport: Any = None  # the adapter, once it took the connection over
-        self.server: Any = None  # wsocket's server, told of the WebSocket once open
-        # set when the app accepted on a server that cannot hand its socket over
-        self.unsupported: UnsupportedServer | None = None
-        self.status: Any = None  # the app's start_response
-        self.headers: Any = None
-        self.response_started = False  # the HTTP answer is going out: too late to accept
-        self.server_write: Callable[[bytes], object] | None = None
-        self.detached = False
-        # The server's detach (wsocket's server), until called, and what it
-        # gave to call at the end (see detach).
-        self.detach_from_server: Callable[[], tuple[Any, Callable[[], None]]] | None = None
-        self.give_back: Callable[[], None] | None = None
 
     @property
     def accepted(self) -> bool:

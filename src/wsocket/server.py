@@ -927,7 +927,7 @@ class _HandlerCall:
         self._environ = environ  # where it sits, until called
 
     def __call__(self) -> Any:
-        key = "wsocket." + self._name.replace("_", "")  # wsocket.takeover, wsocket.detach
+        key = _HANDLER_CALL_KEYS[self._name]
         handler = self.handler
         if handler is None:
             raise RuntimeError("environ['%s'] was called already: the connection is not "
@@ -939,6 +939,8 @@ class _HandlerCall:
         return getattr(handler, self._name)()
 
 
+# Where each method sits in the environ.
+_HANDLER_CALL_KEYS = {"take_over": "wsocket.takeover", "detach": "wsocket.detach"}
 # The spent stand-ins, one for each method, shared by every environ.
 _SPENT = {name: _HandlerCall(None, name) for name in ("take_over", "detach")}
 
@@ -1155,6 +1157,9 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     @property
     def reactor(self) -> Reactor:
         """The epoll loop where the event app's idle connections wait, started on first use."""
+        reactor = self._reactor
+        if reactor is not None:
+            return reactor  # (made once: read several times per connection opened)
         with self._lock:
             if self._reactor is None:
                 self._reactor = Reactor()
@@ -1359,8 +1364,10 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self._refuse(request, client_address)
             return
         # If this fails, the accept loop calls shutdown_request(), which
-        # gives the place back.
-        if self._serves_in_loop(request):
+        # gives the place back. (Accepted by the reactor: serve_forever asked
+        # _serves_in_loop already, and serve_arrived asks the app about each
+        # request.)
+        if self.accepts_in_loop or self._serves_in_loop(request):
             # (a WebSocketHandler: serves_in_loop said so)
             handler_class: type[WebSocketHandler] = self.RequestHandlerClass  # type: ignore[assignment]
             handler = handler_class(request, client_address, self, in_loop=True)
