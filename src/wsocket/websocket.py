@@ -122,6 +122,22 @@ class WebSocket:
 
     logger = logger
 
+    # Attributes most connections never change: until one is set on the
+    # instance, the class's value stands (fewer to set per connection opened,
+    # and to keep while it is open).
+    # Made only when close() waits for another thread's receive() to see
+    # the peer's answer (rare): an Event costs about 1 KiB a connection.
+    _closed_event: threading.Event | None = None
+    _closed_callback: Callable[[], object] | None = None
+    # The usual send and read, each in one C call where it can be had (see attach()).
+    _direct_send: _speedups.DirectSend | None = None
+    _direct_receive: _speedups.DirectReceive | None = None
+    _direct_wait: Callable[[WebSocket], str | bytes | None] | None = None
+    _loop: Reactor | None = None  # the reactor whose loop runs it (runs_in_loop)
+    # Before its 101 (see accept()), a server-side WebSocket has no socket
+    # yet: the opening sends the 101 on first use. None once open.
+    _opening: LazyOpening | None = None
+
     def __init__(self, sock: socket.socket | None, environ: Environ | None = None, *,
                  options: WebSocketOptions | None = None, side: Side | str = SERVER,
                  subprotocol: str | None = None, deflate: DeflateParams | None = None,
@@ -156,18 +172,6 @@ class WebSocket:
         self._sender = Sender(self._connection, options.max_queue, options.ping_timeout)
         self._reader = Reader(self._connection, self._keepalive)
         self._transport: SocketTransport  # set by attach()
-        # Made only when close() waits for another thread's receive() to see
-        # the peer's answer (rare): an Event costs about 1 KiB a connection.
-        self._closed_event: threading.Event | None = None
-        self._closed_callback: Callable[[], object] | None = None
-        # The usual send and read, each in one C call where it can be had (see attach()).
-        self._direct_send: _speedups.DirectSend | None = None
-        self._direct_receive: _speedups.DirectReceive | None = None
-        self._direct_wait: Callable[[WebSocket], str | bytes | None] | None = None
-        self._loop: Reactor | None = None  # the reactor whose loop runs it (runs_in_loop)
-        # Before its 101 (see accept()), a server-side WebSocket has no socket
-        # yet: the opening sends the 101 on first use. None once open.
-        self._opening: LazyOpening | None = None
         if opener is not None:
             self._opening = LazyOpening(functools.partial(opener, self))
         elif sock is None:
