@@ -155,6 +155,57 @@ def test_a_due_time_beyond_what_epoll_can_wait_does_not_stop_the_loop(reactor, l
         sock.close()
 
 
+def test_watch_now_runs_the_callback_without_data_then_waits_as_watched(reactor):
+    ours, theirs = socket.socketpair()
+    callback, wait_calls, count = _calls()
+    due = time.monotonic() + 30
+    reactor.watch(ours, callback, due=due, now=True)
+    wait_calls(1)  # nothing to read: it ran all the same
+    time.sleep(0.1)
+    assert len(count) == 1  # once, and not watched again until asked
+    assert all(entry[0] != due for entry in reactor._timers)  # no timer for a due not used
+    reactor.watch(ours, callback)
+    time.sleep(0.1)
+    assert len(count) == 1  # watched as usual now: waits for data
+    theirs.send(b"x")
+    wait_calls(2)
+    reactor.unwatch(ours)
+    ours.close()
+    theirs.close()
+
+
+def test_watch_now_from_a_callback_runs_after_that_one_is_watched_again(reactor):
+    """A socket watched ``now`` by a callback (the server's accept) may block in its own
+    callback: the first socket is watched again before, and goes on meanwhile."""
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    release = threading.Event()
+    blocking = threading.Event()
+    first_calls = []
+
+    def first_callback():
+        first_calls.append(first.recv(1))
+        if len(first_calls) == 1:
+            reactor.watch(second, second_callback, now=True)
+        return math.inf  # watched again when this returns
+
+    def second_callback():
+        blocking.set()
+        release.wait(TIMEOUT * 3)  # longer than the wait below: only this one ends it
+
+    reactor.watch(first, first_callback)
+    try:
+        first_peer.send(b"a")
+        assert blocking.wait(TIMEOUT)  # the second one's callback blocks now
+        first_peer.send(b"b")  # the first socket is watched again: the loop (another
+        wait_for(lambda: len(first_calls) == 2, what="the first socket's next call")  # thread)
+    finally:
+        release.set()
+    for sock in (first, first_peer, second, second_peer):
+        reactor.unwatch(sock)
+        sock.close()
+
+
 def test_wake_while_the_callback_runs_runs_it_once_more(reactor):
     ours, theirs = socket.socketpair()
     inside = threading.Event()

@@ -260,6 +260,9 @@ class Reactor:
         # Watches whose callback is due, in order: filled from epoll, timers
         # and wake(), emptied by whichever thread is the loop now.
         self._ready: collections.deque[_Watch] = collections.deque()
+        # Watched ``now``: ready at the loop's next turn, once the callbacks
+        # running are done and watched again (one of them may block).
+        self._soon: list[_Watch] = []
         self._lock = threading.Lock()
         self._next_wake = math.inf  # when the loop wakes up by itself at the latest
         self._polling = False  # the loop waits in epoll (wake() must write to the pipe)
@@ -277,12 +280,18 @@ class Reactor:
             return len(self._watches)
 
     def watch(self, sock: socket.socket, callback: Callback, due: float | None = None,
-              on_stall: Job | None = None) -> None:
+              on_stall: Job | None = None, now: bool = False) -> None:
         """Run ``callback()`` in the loop once ``sock`` is readable, ``due`` comes, or ``wake``.
 
         ``on_stall()`` is called from the monitor's thread when the callback
         blocks and the loop goes to another thread: what it was holding back
-        for a moment (its answers to a batch) must not wait for it.
+        for a moment (its answers to a batch) must not wait for it. With
+        ``now``, the callback runs at the loop's next turn without waiting
+        (``due`` is not used): for a socket that most likely has its bytes
+        already, this spares their trip through epoll (and a timer). It runs
+        after the callbacks running now are done and watched again: called
+        from one (the server's accept), it must not run first and block with
+        that one not watched again (the listening socket, say).
         """
         fd = sock.fileno()
         with self._lock:
@@ -300,7 +309,14 @@ class Reactor:
             else:
                 watch.callback = callback
                 watch.on_stall = on_stall
-            self._arm(watch, math.inf if due is None else due)
+            if now:
+                watch.armed = False
+                self._soon.append(watch)
+                if self._polling:
+                    self._polling = False
+                    self._wake_up.wake()
+            else:
+                self._arm(watch, math.inf if due is None else due)
 
     def pending(self) -> bool:
         """Whether callbacks of other sockets wait for the loop now (read without the lock).
@@ -480,6 +496,9 @@ class Reactor:
                 if finished:
                     self._arm_all(finished)
                     finished.clear()
+                if self._soon:
+                    ready.extend(self._soon)
+                    self._soon.clear()
                 if self._turn is not turn:
                     return
                 if ready:

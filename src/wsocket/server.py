@@ -1389,7 +1389,12 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             # (a WebSocketHandler: serves_in_loop said so)
             handler_class: type[WebSocketHandler] = self.RequestHandlerClass  # type: ignore[assignment]
             handler = handler_class(request, client_address, self, in_loop=True)
-            self.reactor.watch(request, handler.serve_arrived, handler.head_deadline())
+            # Accepted by the reactor, the connection most often has its
+            # request already (the client sent it right after connecting): it
+            # is read at the loop's next turn, without a wait in epoll for it.
+            # (Otherwise serve_arrived returns the head's deadline, and waits.)
+            self.reactor.watch(request, handler.serve_arrived, handler.head_deadline(),
+                               now=self.accepts_in_loop)
             return
         super().process_request(request, client_address)  # a thread of its own
 

@@ -1,6 +1,7 @@
 """The opening handshake (RFC 6455 section 4): server checks, client request and checks."""
 
 import base64
+import uuid
 
 import pytest
 
@@ -223,6 +224,17 @@ def test_headers_from_environ():
         "content-type": "text/plain",
     }
     assert server_handshake(headers_from_environ(environ)).headers[2][1] == RFC_ACCEPT
+
+
+def test_headers_from_environ_names_keys_never_seen_and_then_remembered():
+    # A name no environ had before (the first time, named one key at a time),
+    # then the same environ again (every key known: named in one pass).
+    name = "HTTP_X_NEVER_SEEN_" + uuid.uuid4().hex.upper()
+    environ = {"wsgi.input": object(), name: "1", "HTTP_HOST": "h", "SERVER_NAME": "s",
+               "HTTP_": "no name"}
+    expected = {name[5:].replace("_", "-").lower(): "1", "host": "h"}  # ("HTTP_" names none)
+    assert headers_from_environ(environ) == expected
+    assert headers_from_environ(environ) == expected
 
 
 def test_headers_from_environ_without_content_type():
