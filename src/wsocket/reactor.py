@@ -312,9 +312,7 @@ class Reactor:
             if now:
                 watch.armed = False
                 self._soon.append(watch)
-                if self._polling:
-                    self._polling = False
-                    self._wake_up.wake()
+                self._wake_loop()
             else:
                 self._arm(watch, math.inf if due is None else due)
 
@@ -432,6 +430,10 @@ class Reactor:
     def _run_soon(self, watch: _Watch) -> None:
         """Queue the callback of ``watch`` for the loop; wake the loop if it waits in epoll."""
         self._ready.append(watch)
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        """Bring the loop out of epoll, if it waits there, to see what was just queued."""
         if self._polling:
             self._polling = False  # one wake-up is enough
             self._wake_up.wake()

@@ -960,7 +960,7 @@ class _HandlerCall:
 # Where each method sits in the environ.
 _HANDLER_CALL_KEYS = {"take_over": "wsocket.takeover", "detach": "wsocket.detach"}
 # The spent stand-ins, one for each method, shared by every environ.
-_SPENT = {name: _HandlerCall(None, name) for name in ("take_over", "detach")}
+_SPENT = {name: _HandlerCall(None, name) for name in _HANDLER_CALL_KEYS}
 
 
 # -- the GIL with thousands of threads ----------------------------------------------
