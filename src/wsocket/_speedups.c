@@ -1913,13 +1913,15 @@ find_crlf(const unsigned char *p, Py_ssize_t start, Py_ssize_t end)
     return -1;
 }
 
-/* Appends (name, value) for the field line p[start:end]; 0: not the usual kind. */
+/* The parts of the field line p[start:end]: where its name ends (the colon) and
+   where its value starts and ends without the SP/HTAB around it; 0: not a field
+   line of the usual kind (a name that is no token, no colon, a bare CR or LF, a
+   control character in the value). */
 static int
-append_field(PyObject *headers, const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
-             int *failed)
+field_line_parts(const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+                 Py_ssize_t *colon_at, Py_ssize_t *value_start_at, Py_ssize_t *value_end_at)
 {
     Py_ssize_t colon = start, value_start, value_end, i;
-    PyObject *name, *value, *pair;
     while (colon < end && tchar_table[p[colon]])
         colon++;
     if (colon == start || colon == end || p[colon] != ':')
@@ -1933,6 +1935,21 @@ append_field(PyObject *headers, const unsigned char *p, Py_ssize_t start, Py_ssi
     value_end = end;
     while (value_end > value_start && (p[value_end - 1] == ' ' || p[value_end - 1] == '\t'))
         value_end--;
+    *colon_at = colon;
+    *value_start_at = value_start;
+    *value_end_at = value_end;
+    return 1;
+}
+
+/* Appends (name, value) for the field line p[start:end]; 0: not the usual kind. */
+static int
+append_field(PyObject *headers, const unsigned char *p, Py_ssize_t start, Py_ssize_t end,
+             int *failed)
+{
+    Py_ssize_t colon, value_start, value_end;
+    PyObject *name, *value, *pair;
+    if (!field_line_parts(p, start, end, &colon, &value_start, &value_end))
+        return 0;
     name = PyUnicode_DecodeLatin1((const char *)p + start, colon - start, NULL);
     value = name == NULL ? NULL
         : PyUnicode_DecodeLatin1((const char *)p + value_start, value_end - value_start, NULL);
@@ -1948,12 +1965,38 @@ append_field(PyObject *headers, const unsigned char *p, Py_ssize_t start, Py_ssi
     return 1;
 }
 
+/* The request line p[:line_end]: method SP target SP "HTTP/1." ("0" | "1"), the
+   method a token and the target visible ASCII. Sets where the method ends, where
+   the target starts and ends, and whether it is HTTP/1.1; 0: not of that kind. */
+static int
+request_line_parts(const unsigned char *p, Py_ssize_t line_end, Py_ssize_t *method_end,
+                   Py_ssize_t *target_start, Py_ssize_t *target_end, int *http11)
+{
+    Py_ssize_t i;
+    for (i = 0; i < line_end && tchar_table[p[i]]; i++)
+        ;
+    if (i == 0 || i == line_end || p[i] != ' ')
+        return 0;
+    *method_end = i;
+    *target_start = i + 1;
+    for (i = *target_start; i < line_end && p[i] >= 0x21 && p[i] <= 0x7e; i++)
+        ;
+    if (i == *target_start || i == line_end || p[i] != ' ')
+        return 0;
+    *target_end = i;
+    if (line_end - (i + 1) != 8 || memcmp(p + i + 1, "HTTP/1.", 7) != 0
+            || (p[line_end - 1] != '0' && p[line_end - 1] != '1'))
+        return 0;
+    *http11 = p[line_end - 1] == '1';
+    return 1;
+}
+
 static PyObject *
 split_request_head(PyObject *module, PyObject *arg)
 {
     Py_buffer view;
     const unsigned char *p;
-    Py_ssize_t n, line_end, i, method_end, target_start, target_end, start, next;
+    Py_ssize_t n, line_end, method_end, target_start, target_end, start, next;
     PyObject *method = NULL, *target = NULL, *headers = NULL, *result = NULL;
     int http11, failed = 0;
 
@@ -1964,23 +2007,8 @@ split_request_head(PyObject *module, PyObject *arg)
     line_end = find_crlf(p, 0, n);
     if (line_end < 0)
         line_end = n;  /* a request line alone */
-    /* method SP target SP "HTTP/1." ("0" | "1") */
-    for (i = 0; i < line_end && tchar_table[p[i]]; i++)
-        ;
-    if (i == 0 || i == line_end || p[i] != ' ')
+    if (!request_line_parts(p, line_end, &method_end, &target_start, &target_end, &http11))
         goto usual_not;
-    method_end = i;
-    target_start = i + 1;
-    for (i = target_start; i < line_end && p[i] >= 0x21 && p[i] <= 0x7e; i++)
-        ;
-    if (i == target_start || i == line_end || p[i] != ' ')
-        goto usual_not;
-    target_end = i;
-    if (line_end - (target_end + 1) != 8
-            || memcmp(p + target_end + 1, "HTTP/1.", 7) != 0
-            || (p[line_end - 1] != '0' && p[line_end - 1] != '1'))
-        goto usual_not;
-    http11 = p[line_end - 1] == '1';
 
     headers = PyList_New(0);
     if (headers == NULL)
@@ -2014,6 +2042,221 @@ done:
     Py_XDECREF(method);
     Py_XDECREF(target);
     Py_XDECREF(headers);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* -- request_environ: the usual request head straight into a WSGI environ -------
+ *
+ * server.py's make_environ, for the heads nearly every request has, in one call
+ * and without the (name, value) pairs, the RequestHead and the look-ups between:
+ * an HTTP/1.1 GET-like request (split_request_head's rules) whose target is a
+ * path without "%" (and a query), with one valid Host, no Content-Length,
+ * Transfer-Encoding or Expect, and header names that each have a key in ``keys``
+ * (server.py's cache: name -> environ key, "" for one dropped) and come once.
+ * Anything else gives None, leaving the environ half filled (the caller starts
+ * again from a fresh one): the Python code parses the head then, and names the
+ * error of one it refuses. Like split_request_head, this never refuses.
+ */
+static unsigned char host_table[256];  /* http11.py's HOST: reg-name, IP-literal, IPv4, port */
+static PyObject *request_method_key, *script_name_key, *path_info_key, *query_string_key,
+                *raw_uri_key, *request_uri_key, *server_protocol_key,
+                *http11_text, *empty_text, *get_text;
+
+static void
+init_host_table(void)
+{
+    const char *others = "-._~!$&'()*+,;=%[]:";
+    int c;
+    for (c = '0'; c <= '9'; c++) host_table[c] = 1;
+    for (c = 'A'; c <= 'Z'; c++) host_table[c] = 1;
+    for (c = 'a'; c <= 'z'; c++) host_table[c] = 1;
+    for (; *others; others++) host_table[(unsigned char)*others] = 1;
+}
+
+static int
+init_request_environ(void)
+{
+    request_method_key = PyUnicode_InternFromString("REQUEST_METHOD");
+    script_name_key = PyUnicode_InternFromString("SCRIPT_NAME");
+    path_info_key = PyUnicode_InternFromString("PATH_INFO");
+    query_string_key = PyUnicode_InternFromString("QUERY_STRING");
+    raw_uri_key = PyUnicode_InternFromString("RAW_URI");
+    request_uri_key = PyUnicode_InternFromString("REQUEST_URI");
+    server_protocol_key = PyUnicode_InternFromString("SERVER_PROTOCOL");
+    http11_text = PyUnicode_InternFromString("HTTP/1.1");
+    empty_text = PyUnicode_InternFromString("");
+    get_text = PyUnicode_InternFromString("GET");
+    init_host_table();
+    return (request_method_key == NULL || script_name_key == NULL || path_info_key == NULL
+            || query_string_key == NULL || raw_uri_key == NULL || request_uri_key == NULL
+            || server_protocol_key == NULL || http11_text == NULL || empty_text == NULL
+            || get_text == NULL) ? -1 : 0;
+}
+
+/* Whether the name p[:n] is ``lower`` in any case (ASCII: a name is a token). */
+#define NAME_IS(p, n, lower) \
+    ((n) == (Py_ssize_t)(sizeof(lower) - 1) && PyOS_strnicmp((const char *)(p), lower, (n)) == 0)
+
+/* Whether a Connection value lists the option "close" (comma-separated, in any case). */
+static int
+lists_close(const unsigned char *p, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_ssize_t item_end, first, last;
+    while (start <= end) {
+        const unsigned char *comma = memchr(p + start, ',', (size_t)(end - start));
+        item_end = comma == NULL ? end : comma - p;
+        first = start;
+        last = item_end;
+        while (first < last && (p[first] == ' ' || p[first] == '\t'))
+            first++;
+        while (last > first && (p[last - 1] == ' ' || p[last - 1] == '\t'))
+            last--;
+        if (NAME_IS(p + first, last - first, "close"))
+            return 1;
+        start = item_end + 1;
+    }
+    return 0;
+}
+
+/* The field lines of p[start:n] into environ, each under keys[name]; 1, 0 for a
+   head not of the usual kind, -1 with an error. Sets whether Host came and whether
+   Connection says close. */
+static int
+fields_into_environ(const unsigned char *p, Py_ssize_t start, Py_ssize_t n,
+                    PyObject *environ, PyObject *keys, int *has_host, int *close)
+{
+    Py_ssize_t next, end, colon, value_start, value_end, i, size;
+    PyObject *name, *key, *value, *there;
+    for (;;) {
+        next = find_crlf(p, start, n);
+        end = next < 0 ? n : next;
+        if (!field_line_parts(p, start, end, &colon, &value_start, &value_end))
+            return 0;
+        if (NAME_IS(p + start, colon - start, "host")) {
+            for (i = value_start; i < value_end; i++)
+                if (!host_table[p[i]])
+                    return 0;
+            *has_host = 1;
+        }
+        else if (NAME_IS(p + start, colon - start, "connection")) {
+            if (lists_close(p, value_start, value_end))
+                *close = 1;
+        }
+        else if (NAME_IS(p + start, colon - start, "content-length")
+                 || NAME_IS(p + start, colon - start, "transfer-encoding")
+                 || NAME_IS(p + start, colon - start, "expect")) {
+            return 0;  /* a body, or a question about one */
+        }
+        name = PyUnicode_DecodeLatin1((const char *)p + start, colon - start, NULL);
+        if (name == NULL)
+            return -1;
+        key = PyDict_GetItemWithError(keys, name);  /* borrowed */
+        Py_DECREF(name);
+        if (key == NULL)
+            return PyErr_Occurred() ? -1 : 0;  /* a name not seen yet */
+        if (!PyUnicode_Check(key))
+            return 0;
+        if (PyUnicode_GET_LENGTH(key) > 0) {  /* (an empty key: a name dropped) */
+            value = PyUnicode_DecodeLatin1((const char *)p + value_start,
+                                           value_end - value_start, NULL);
+            if (value == NULL)
+                return -1;
+            /* (the size tells a key added: values may be one shared object) */
+            size = PyDict_GET_SIZE(environ);
+            there = PyDict_SetDefault(environ, key, value);  /* borrowed */
+            Py_DECREF(value);
+            if (there == NULL)
+                return -1;
+            if (PyDict_GET_SIZE(environ) == size)
+                return 0;  /* a header twice (or the environ had it): joined in Python */
+        }
+        if (next < 0)
+            return 1;
+        start = next + 2;
+    }
+}
+
+static PyObject *
+request_environ(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    const unsigned char *p;
+    Py_ssize_t n, line_end, method_end, target_start, target_end, path_end;
+    const unsigned char *question;
+    PyObject *environ, *keys, *method = NULL, *target = NULL, *path = NULL, *query = NULL;
+    PyObject *result = NULL;
+    int http11, has_host = 0, close = 0, found;
+
+    if (nargs != 3 || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "request_environ(head, environ, keys): a buffer and two dicts");
+        return NULL;
+    }
+    environ = args[1];
+    keys = args[2];
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = (const unsigned char *)view.buf;
+    n = view.len;
+    line_end = find_crlf(p, 0, n);
+    if (line_end < 0
+            || !request_line_parts(p, line_end, &method_end, &target_start, &target_end, &http11)
+            || !http11 || p[target_start] != '/')
+        goto usual_not;  /* no Host, HTTP/1.0, a target not a path */
+    question = memchr(p + target_start, '?', (size_t)(target_end - target_start));
+    path_end = question == NULL ? target_end : question - p;
+    if (memchr(p + target_start, '%', (size_t)(path_end - target_start)) != NULL)
+        goto usual_not;  /* percent-decoded in Python */
+
+    found = fields_into_environ(p, line_end + 2, n, environ, keys, &has_host, &close);
+    if (found < 0)
+        goto done;
+    if (found == 0 || !has_host)
+        goto usual_not;
+
+    if (method_end == 3 && memcmp(p, "GET", 3) == 0) {
+        method = get_text;
+        Py_INCREF(method);
+    }
+    else if ((method = PyUnicode_DecodeLatin1((const char *)p, method_end, NULL)) == NULL)
+        goto done;
+    target = PyUnicode_DecodeLatin1((const char *)p + target_start, target_end - target_start,
+                                    NULL);
+    if (target == NULL)
+        goto done;
+    if (question == NULL) {
+        path = target;
+        Py_INCREF(path);
+        query = empty_text;
+        Py_INCREF(query);
+    }
+    else {
+        path = PyUnicode_Substring(target, 0, path_end - target_start);
+        query = path == NULL ? NULL
+            : PyUnicode_Substring(target, path_end - target_start + 1, target_end - target_start);
+        if (query == NULL)
+            goto done;
+    }
+    if (PyDict_SetItem(environ, request_method_key, method) < 0
+            || PyDict_SetItem(environ, script_name_key, empty_text) < 0
+            || PyDict_SetItem(environ, path_info_key, path) < 0
+            || PyDict_SetItem(environ, query_string_key, query) < 0
+            || PyDict_SetItem(environ, raw_uri_key, target) < 0
+            || PyDict_SetItem(environ, request_uri_key, target) < 0
+            || PyDict_SetItem(environ, server_protocol_key, http11_text) < 0)
+        goto done;
+    result = close ? Py_False : Py_True;  /* keep-alive: HTTP/1.1's, unless closed */
+    Py_INCREF(result);
+    goto done;
+
+usual_not:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(method);
+    Py_XDECREF(target);
+    Py_XDECREF(path);
+    Py_XDECREF(query);
     PyBuffer_Release(&view);
     return result;
 }
@@ -2319,6 +2562,11 @@ static PyMethodDef speedups_methods[] = {
      "split_request_head(head) -> (method, target, http11, [(name, value), ...]) | None:\n"
      "an HTTP/1.0 or 1.1 request head (without its final CRLFCRLF) of the usual kind,\n"
      "checked as protocol/http11.py's parse_head does; None for anything else."},
+    {"request_environ", (PyCFunction)(void (*)(void))request_environ, METH_FASTCALL,
+     "request_environ(head, environ, keys) -> bool | None: a usual HTTP/1.1 request head\n"
+     "(without its final CRLFCRLF) into environ: the request line's keys, and each header\n"
+     "under keys[name] (\"\": dropped); returns whether the connection stays open. None\n"
+     "for any other head, environ then half filled (see the C source)."},
     {"short_frame", short_frame, METH_VARARGS,
      "short_frame(first_byte, payload) -> bytes: the frame of a short (< 126 bytes)\n"
      "payload, unmasked: first_byte, the length, the payload."},
@@ -2387,6 +2635,8 @@ PyInit__speedups(void)
         return NULL;
     }
     init_tchar_table();
+    if (init_request_environ() < 0)
+        return NULL;
     module = PyModule_Create(&speedups_module);
     if (module == NULL) {
         return NULL;

@@ -24,6 +24,18 @@ def split_request_head(
     ``parse_head`` does. None for anything else (that parser then names the error).
     """
 
+def request_environ(head: ReadableBuffer, environ: dict[str, Any], keys: dict[str, str], /
+                    ) -> bool | None:
+    """A usual HTTP/1.1 request head (without its CRLFCRLF) into ``environ``; keep-alive.
+
+    Sets the request line's keys (REQUEST_METHOD, SCRIPT_NAME, PATH_INFO,
+    QUERY_STRING, RAW_URI, REQUEST_URI, SERVER_PROTOCOL) and each header under
+    ``keys[name]`` ("" drops it), as ``server.add_request`` and ``parse_head``
+    would; returns whether the connection stays open. None for any other head
+    (HTTP/1.0, a body, Expect, a "%" in the path, a name not in ``keys`` or
+    twice, anything ``parse_head`` refuses); ``environ`` may then be half filled.
+    """
+
 @overload
 def parse_messages(
     buffer: ReadableBuffer, position: int, masked: object, limit: int, message_class: None,

@@ -31,11 +31,13 @@ from urllib.parse import unquote_to_bytes
 from ._sockets import READ_SIZE, WakeUpPair, recv_nowait_in_loop, reserve_descriptors
 from ._transport import green_library, no_delay
 from .protocol.codes import CloseCode
+from .protocol.frames import load_accelerator
 from .protocol.http11 import (
     BodyTooLarge,
     ChunkedDecoder,
     HTTPError,
     InvalidResponse,
+    RequestHead,
     check_response_header,
     check_response_status,
     find_head_end,
@@ -160,6 +162,44 @@ def _add_headers_one_by_one(environ: Environ, headers: list[tuple[str, str]]) ->
             environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
         else:
             environ[key] = value
+
+
+def add_request(environ: Environ, request: RequestHead) -> None:
+    """A parsed request into ``environ``: its line's keys and its headers (not the body)."""
+    environ["REQUEST_METHOD"] = request.method
+    environ["SCRIPT_NAME"] = ""
+    path = request.path
+    # Percent-decoded; a path without "%" (most) is its own decoding.
+    environ["PATH_INFO"] = (unquote_to_bytes(path).decode("latin-1")
+                            if "%" in path or not path.isascii() else path)
+    environ["QUERY_STRING"] = request.query
+    environ["RAW_URI"] = environ["REQUEST_URI"] = request.target
+    environ["SERVER_PROTOCOL"] = request.version
+    headers = request.headers
+    keys: list[Any] = list(map(_environ_keys.get, map(_header_name_of, headers)))
+    if None in keys or "" in keys or len(set(keys)) < len(keys):
+        _add_headers_one_by_one(environ, headers)
+    else:
+        # Every name known, none to drop, none twice: all of them in one C call.
+        environ.update(zip(keys, map(_header_value_of, headers)))
+    if request.content_length is not None:
+        environ["CONTENT_LENGTH"] = str(request.content_length)
+    if request.host is not None:
+        environ["HTTP_HOST"] = request.host  # absolute-form: its authority wins
+
+
+# The usual request head (HTTP/1.1, no body, every header name in _environ_keys and
+# once) into an environ in one C call: what add_request and parse_head would make of
+# it, and whether the connection stays open; None for any other head. A Python turn
+# per step was about a tenth of what opening a WebSocket costs.
+request_environ: Callable[[bytes, Environ, dict[str, str]], bool | None] | None = getattr(
+    load_accelerator(), "request_environ", None)
+
+if TYPE_CHECKING:
+    from . import _speedups
+
+    _check_request_environ: Callable[[bytes, Environ, dict[str, str]], bool | None] = \
+        _speedups.request_environ
 
 
 class RequestBody:
@@ -486,45 +526,36 @@ class FixedHandler(socketserver.BaseRequestHandler):
         return self.make_environ(head)
 
     def make_environ(self, head: bytes) -> Environ:
+        environ = self.server.base_environ.copy()
+        keep_alive = None if request_environ is None \
+            else request_environ(head, environ, _environ_keys)
+        if keep_alive is None:  # not the usual head: parsed here, every refusal named
+            environ = self.server.base_environ.copy()  # (the C call may have begun it)
+            keep_alive = self._add_parsed_request(environ, head)
+        else:
+            environ["wsgi.input"] = NO_BODY  # (the most requests, and every WebSocket upgrade)
+        self.keep_alive = keep_alive
+        client_address = self.client_address
+        environ["REMOTE_ADDR"] = client_address[0]
+        environ["REMOTE_PORT"] = str(client_address[1])
+        environ["wsgi.errors"] = sys.stderr
+        return environ
+
+    def _add_parsed_request(self, environ: Environ, head: bytes) -> bool:
+        """The request of ``head`` into ``environ``, body included; whether to keep alive."""
         request = parse_head(head)
         limit = self.server.max_body_size
         if request.content_length is not None and limit is not None \
                 and request.content_length > limit:
             raise BodyTooLarge("request body of %d bytes, more than %d"
                                % (request.content_length, limit))
-        environ = self.server.base_environ.copy()
-        environ["REQUEST_METHOD"] = request.method
-        environ["SCRIPT_NAME"] = ""
-        path = request.path
-        # Percent-decoded; a path without "%" (most) is its own decoding.
-        environ["PATH_INFO"] = (unquote_to_bytes(path).decode("latin-1")
-                                if "%" in path or not path.isascii() else path)
-        environ["QUERY_STRING"] = request.query
-        environ["RAW_URI"] = environ["REQUEST_URI"] = request.target
-        environ["SERVER_PROTOCOL"] = request.version
-        environ["REMOTE_ADDR"] = self.client_address[0]
-        environ["REMOTE_PORT"] = str(self.client_address[1])
-        environ["wsgi.errors"] = sys.stderr
-        headers = request.headers
-        keys: list[Any] = list(map(_environ_keys.get, map(_header_name_of, headers)))
-        if None in keys or "" in keys or len(set(keys)) < len(keys):
-            _add_headers_one_by_one(environ, headers)
-        else:
-            # The usual head: every name known, none to drop, none twice. All
-            # of them in one C call (a Python turn per header was more than
-            # a twentieth of what opening a WebSocket costs).
-            environ.update(zip(keys, map(_header_value_of, headers)))
-        if request.content_length is not None:
-            environ["CONTENT_LENGTH"] = str(request.content_length)
-        if request.host is not None:
-            environ["HTTP_HOST"] = request.host  # absolute-form: its authority wins
+        add_request(environ, request)
         if request.content_length or request.chunked or request.expect_continue:
             environ["wsgi.input"] = RequestBody(self, request.content_length, request.chunked,
                                                 request.expect_continue)
         else:
-            environ["wsgi.input"] = NO_BODY  # (the most requests, and every WebSocket upgrade)
-        self.keep_alive = request.keep_alive
-        return environ
+            environ["wsgi.input"] = NO_BODY
+        return request.keep_alive
 
     def send_error(self, status: int, message: str) -> None:
         """A plain-text error for a request the app never saw; closes the connection."""

@@ -1,9 +1,12 @@
 """The opening handshake (RFC 6455 section 4): server checks, client request and checks."""
 
 import base64
+import binascii
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsocket.errors import HandshakeError
 from wsocket.protocol.deflate import DeflateParams
@@ -132,6 +135,21 @@ def test_bad_request_line(kwargs, status, message):
     ({"sec_websocket_key": "dGhlIHNhbXBsZSBub25jZQ"}, 400,
      "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
     ({"sec_websocket_key": "\xe9" * 24}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    # the URL-safe alphabet is another one; padding is all or nothing, and only at the end
+    ({"sec_websocket_key": "dGhlIHNhbXBsZSBub25jZQ-_"}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": "-GhlIHNhbXBsZSBub25jZQ=="}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": "dGhlIHNhbXBsZSBub25jZQ="}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": "dGhlIHNhbXBsZSBub25jZ=="}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": "dGhlIHNhbXBsZSBub25=ZQ=="}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": RFC_KEY + "=="}, 400,
+     "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
+    ({"sec_websocket_key": "dGhlIHNhbX BsZSBub25jZQ=="}, 400,
      "invalid Sec-WebSocket-Key: not base64 of 16 bytes", []),
 ])
 def test_bad_request_headers(changes, status, message, headers):
@@ -375,6 +393,36 @@ def test_a_zero_content_length_is_no_body(length):
 def test_the_environs_content_length_is_a_header():
     environ = {"CONTENT_LENGTH": "5", "HTTP_UPGRADE": "websocket"}
     assert headers_from_environ(environ) == {"content-length": "5", "upgrade": "websocket"}
+
+
+@given(st.text(alphabet="AZaz09+/=-_ \t\xe9.", max_size=30)
+       | st.binary(min_size=14, max_size=18).map(lambda raw: base64.b64encode(raw).decode()))
+@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+def test_a_key_is_accepted_exactly_when_it_decodes_to_16_bytes(key):
+    # The RFC's own test: strict base64 (the alphabet, its padding) of 16 bytes.
+    try:
+        decodes_to_16 = len(base64.b64decode(key.strip().encode("ascii"), validate=True)) == 16
+    except (binascii.Error, UnicodeEncodeError):
+        decodes_to_16 = False
+    try:
+        accepted = server_handshake(_request(sec_websocket_key=key)).key == key.strip()
+    except HandshakeError as error:
+        assert (error.status, str(error)) == (
+            400, "invalid Sec-WebSocket-Key: not base64 of 16 bytes")
+        accepted = False
+    assert accepted == decodes_to_16
+
+
+@pytest.mark.parametrize("key", [RFC_KEY, base64.b64encode(bytes(range(16))).decode(),
+                                 base64.b64encode(b"\xff" * 16).decode()])
+def test_the_usual_101_is_the_listed_headers(key):
+    handshake = server_handshake(_request(sec_websocket_key=key))
+    listed = "".join("%s: %s\r\n" % header for header in handshake.headers)
+    assert handshake.response(None) == (
+        "HTTP/1.1 101 Switching Protocols\r\n%s\r\n" % listed).encode("latin-1")
+    assert handshake.response(None) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n")
 
 
 def test_the_101_with_a_chosen_subprotocol_and_extra_headers():

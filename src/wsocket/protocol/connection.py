@@ -245,7 +245,8 @@ class Connection:
         self.max_fragments = max_fragments
         self._message_fragments = 0
         self.deflate = deflate
-        check_compression_level(compression_level)
+        if compression_level is not DEFAULT_COMPRESSION_LEVEL:  # (the default needs no check)
+            check_compression_level(compression_level)
         self._codec = (DeflateCodec(deflate, side, compression_level)
                        if deflate is not None else None)
         # What the C fast path is given on every read, worked out once.

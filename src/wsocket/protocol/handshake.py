@@ -40,9 +40,13 @@ _VERSIONS_HEADER = ("Sec-WebSocket-Version", ", ".join(map(str, SUPPORTED_VERSIO
 
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key."""
+    return _accept_bytes(key).decode("ascii")
+
+
+def _accept_bytes(key: str) -> bytes:
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
     # (binascii directly: base64.b64encode is a Python call around it, once per handshake)
-    return binascii.b2a_base64(digest, newline=False).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False)
 
 
 def make_key() -> str:
@@ -106,7 +110,8 @@ def is_upgrade_request(headers: Mapping[str, str]) -> bool:
     Requests that do not are plain HTTP and pass through to the application;
     those that do but get the rest wrong deserve a clear 400.
     """
-    return _has_token(headers.get("upgrade"), "websocket")
+    value = headers.get("upgrade")
+    return value == "websocket" or _has_token(value, "websocket")  # (the usual, at once)
 
 
 def choose_subprotocol(offered: str | Iterable[str] | None,
@@ -161,6 +166,13 @@ def check_extra_headers(headers: ExtraHeaders | None) -> Headers:
     return checked
 
 
+# The 101 up to its accept key, when nothing else is agreed.
+_USUAL_RESPONSE_START = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
+# A Sec-WebSocket-Key: base64 (the strict alphabet, its padding) of 16 bytes.
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+
+
 class ServerHandshake:
     """An accepted handshake: what the 101 response carries and what was agreed."""
 
@@ -199,6 +211,9 @@ class ServerHandshake:
     def response(self, subprotocol: str | None,
                  extra: Iterable[tuple[str, str]] = ()) -> bytes:
         """The bytes of the 101 response."""
+        if subprotocol is None and self.deflate is None and not extra:
+            # The most 101s: nothing to list but the accept key.
+            return b"".join((_USUAL_RESPONSE_START, _accept_bytes(self.key), b"\r\n\r\n"))
         lines = ["HTTP/1.1 101 Switching Protocols"]
         for name, value in self.response_headers(subprotocol, extra):
             lines.append("%s: %s" % (name, value))
@@ -218,13 +233,14 @@ def server_handshake(headers: Mapping[str, str], method: str = "GET",
     """
     if method != "GET":
         raise HandshakeError("WebSocket upgrade requires GET, not %s" % method, 400)
-    if http_version.upper() != "HTTP/1.1":
+    if http_version != "HTTP/1.1" and http_version.upper() != "HTTP/1.1":
         raise HandshakeError("WebSocket upgrade requires HTTP/1.1, not %s" % http_version, 400)
     if not is_upgrade_request(headers):
         raise HandshakeError("missing header: Upgrade: websocket", 400)
-    if not _has_token(headers.get("connection"), "upgrade"):
+    connection = headers.get("connection")
+    if connection != "Upgrade" and not _has_token(connection, "upgrade"):
         raise HandshakeError("missing header: Connection: Upgrade", 400)
-    if has_body(headers):
+    if ("transfer-encoding" in headers or "content-length" in headers) and has_body(headers):
         # Its bytes would be read as WebSocket frames after the 101.
         raise HandshakeError("a WebSocket upgrade request has no body (it has %s)" % (
             "Transfer-Encoding" if "transfer-encoding" in headers else "Content-Length"), 400)
@@ -234,7 +250,8 @@ def server_handshake(headers: Mapping[str, str], method: str = "GET",
         raise HandshakeError("missing header: Sec-WebSocket-Version", 426, [_VERSIONS_HEADER])
     version = version_header.strip()
     # isascii(): str.isdigit() also accepts digits int() refuses, such as "\xb2".
-    if not (version.isascii() and version.isdigit()) or int(version) not in SUPPORTED_VERSIONS:
+    if version != "13" and (not (version.isascii() and version.isdigit())
+                            or int(version) not in SUPPORTED_VERSIONS):
         raise HandshakeError("unsupported Sec-WebSocket-Version: %s" % version_header, 426,
                              [_VERSIONS_HEADER])
 
@@ -242,11 +259,7 @@ def server_handshake(headers: Mapping[str, str], method: str = "GET",
     if key_header is None:
         raise HandshakeError("missing header: Sec-WebSocket-Key", 400)
     key = key_header.strip()
-    try:
-        raw_key = base64.b64decode(key.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raw_key = b""
-    if len(raw_key) != 16:
+    if _KEY.fullmatch(key) is None:
         raise HandshakeError("invalid Sec-WebSocket-Key: not base64 of 16 bytes", 400)
 
     # Versions 7 and 8 (drafts of the RFC) named the header Sec-WebSocket-Origin.
@@ -255,7 +268,7 @@ def server_handshake(headers: Mapping[str, str], method: str = "GET",
         raise HandshakeError("origin not allowed: %s" % origin, 403)
 
     offered = split_header(headers.get("sec-websocket-protocol"))
-    subprotocol = choose_subprotocol(offered, protocols)
+    subprotocol = choose_subprotocol(offered, protocols) if offered and protocols else None
     deflate = None
     if compression and headers.get("sec-websocket-extensions"):
         deflate = negotiate_server(headers["sec-websocket-extensions"])
