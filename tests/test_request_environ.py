@@ -30,11 +30,11 @@ test runs a fixed set of examples (derandomize), like the other ones.
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.http_cases import CASES
-from tests.protocol.test_http_split import NEAR_MISSES
+from tests.protocol.test_http_split import NEAR_MISSES, SETTINGS  # (the same examples' budget)
 from wsocket import server
 from wsocket.protocol.http11 import HTTPError, parse_head
 
@@ -42,10 +42,6 @@ request_environ = server.request_environ
 pytestmark = pytest.mark.skipif(request_environ is None,
                                 reason="the C accelerator is not in use (see test_speedups)")
 
-SETTINGS = settings(
-    max_examples=3000, deadline=None, derandomize=True, database=None, print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 BASE = {"SERVER_NAME": "x"}  # what both paths start from (the server's base_environ)
 

@@ -1884,15 +1884,15 @@ static PyTypeObject EventTurnType = {
 
 static unsigned char tchar_table[256];  /* RFC 9110 5.6.2 tchar */
 
+/* Marks in table the ASCII letters and digits and the bytes of others. */
 static void
-init_tchar_table(void)
+init_byte_table(unsigned char table[256], const char *others)
 {
-    const char *others = "!#$%&'*+-.^_`|~";
     int c;
-    for (c = '0'; c <= '9'; c++) tchar_table[c] = 1;
-    for (c = 'A'; c <= 'Z'; c++) tchar_table[c] = 1;
-    for (c = 'a'; c <= 'z'; c++) tchar_table[c] = 1;
-    for (; *others; others++) tchar_table[(unsigned char)*others] = 1;
+    for (c = '0'; c <= '9'; c++) table[c] = 1;
+    for (c = 'A'; c <= 'Z'; c++) table[c] = 1;
+    for (c = 'a'; c <= 'z'; c++) table[c] = 1;
+    for (; *others; others++) table[(unsigned char)*others] = 1;
 }
 
 /* A byte of a field value: HTAB, SP, VCHAR, obs-text (not CR, LF, other CTLs, DEL). */
@@ -2063,17 +2063,6 @@ static PyObject *request_method_key, *script_name_key, *path_info_key, *query_st
                 *raw_uri_key, *request_uri_key, *server_protocol_key,
                 *http11_text, *empty_text, *get_text;
 
-static void
-init_host_table(void)
-{
-    const char *others = "-._~!$&'()*+,;=%[]:";
-    int c;
-    for (c = '0'; c <= '9'; c++) host_table[c] = 1;
-    for (c = 'A'; c <= 'Z'; c++) host_table[c] = 1;
-    for (c = 'a'; c <= 'z'; c++) host_table[c] = 1;
-    for (; *others; others++) host_table[(unsigned char)*others] = 1;
-}
-
 static int
 init_request_environ(void)
 {
@@ -2087,7 +2076,7 @@ init_request_environ(void)
     http11_text = PyUnicode_InternFromString("HTTP/1.1");
     empty_text = PyUnicode_InternFromString("");
     get_text = PyUnicode_InternFromString("GET");
-    init_host_table();
+    init_byte_table(host_table, "-._~!$&'()*+,;=%[]:");
     return (request_method_key == NULL || script_name_key == NULL || path_info_key == NULL
             || query_string_key == NULL || raw_uri_key == NULL || request_uri_key == NULL
             || server_protocol_key == NULL || http11_text == NULL || empty_text == NULL
@@ -2634,7 +2623,7 @@ PyInit__speedups(void)
             || small_one == NULL || intern_slot_fields() < 0) {
         return NULL;
     }
-    init_tchar_table();
+    init_byte_table(tchar_table, "!#$%&'*+-.^_`|~");
     if (init_request_environ() < 0)
         return NULL;
     module = PyModule_Create(&speedups_module);
