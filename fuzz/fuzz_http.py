@@ -12,6 +12,11 @@ Every input must pass these checks; anything else raised is a crash:
 
 - the C head splitter (``_speedups.split_request_head``) gives exactly what
   the Python parser does, and steps aside (None) where that one refuses;
+- the C environ fast path (``_speedups.request_environ``, given a key for
+  every name in the head) never takes a head the Python parser refuses, and
+  where it takes one, fills exactly the environ ``parse_head`` and
+  ``server.add_request`` make, for a request without a body, with the same
+  keep-alive;
 
 - nothing escapes but ``HTTPError`` with 400, 413, 431, 501 or 505;
 - a head the parser accepts has token method and names, a version it
@@ -33,6 +38,7 @@ _common.use_source_tree()
 import re
 
 with atheris.instrument_imports(include=["wsocket"]):
+    from wsocket import server
     from wsocket.protocol import http11
     from wsocket.protocol.http11 import (
         FIELD_LINE, ChunkedDecoder, HTTPError, InvalidResponse, check_response_header,
@@ -86,6 +92,31 @@ def _check_c_split(head):
         raise AssertionError("C split %r, Python split %r" % (fast, slow))
 
 
+def _check_c_environ(head):
+    """The C environ fast path fills what the Python path would, or steps aside."""
+    if server.request_environ is None:
+        return
+    try:
+        request = parse_head(head)
+    except HTTPError:
+        if server.request_environ(head, {}, dict(server._environ_keys)) is not None:
+            raise AssertionError("the C environ took a head Python refuses") from None
+        return
+    # a key for every name (as the server has once it saw them), so the fast path runs
+    keys = {name: server._environ_key(name) for name, _ in request.headers}
+    fast = {}
+    keep_alive = server.request_environ(head, fast, keys)
+    if keep_alive is None:
+        return
+    if request.content_length is not None or request.chunked or request.expect_continue:
+        raise AssertionError("the C environ took a request with a body or Expect")
+    slow = {}
+    server.add_request(slow, request)
+    if (keep_alive, fast) != (request.keep_alive, slow):
+        raise AssertionError("C environ %r (keep-alive %r), Python %r (keep-alive %r)"
+                             % (fast, keep_alive, slow, request.keep_alive))
+
+
 def test_one_input(data):
     if not data:
         return
@@ -97,6 +128,7 @@ def test_one_input(data):
         if end < 0:
             return
         _check_c_split(bytes(stream[:end]))
+        _check_c_environ(bytes(stream[:end]))
         head = parse_head(bytes(stream[:end]))
     except HTTPError as error:
         if error.status not in STATUSES:
