@@ -2063,26 +2063,6 @@ static PyObject *request_method_key, *script_name_key, *path_info_key, *query_st
                 *raw_uri_key, *request_uri_key, *server_protocol_key,
                 *http11_text, *empty_text, *get_text;
 
-static int
-init_request_environ(void)
-{
-    request_method_key = PyUnicode_InternFromString("REQUEST_METHOD");
-    script_name_key = PyUnicode_InternFromString("SCRIPT_NAME");
-    path_info_key = PyUnicode_InternFromString("PATH_INFO");
-    query_string_key = PyUnicode_InternFromString("QUERY_STRING");
-    raw_uri_key = PyUnicode_InternFromString("RAW_URI");
-    request_uri_key = PyUnicode_InternFromString("REQUEST_URI");
-    server_protocol_key = PyUnicode_InternFromString("SERVER_PROTOCOL");
-    http11_text = PyUnicode_InternFromString("HTTP/1.1");
-    empty_text = PyUnicode_InternFromString("");
-    get_text = PyUnicode_InternFromString("GET");
-    init_byte_table(host_table, "-._~!$&'()*+,;=%[]:");
-    return (request_method_key == NULL || script_name_key == NULL || path_info_key == NULL
-            || query_string_key == NULL || raw_uri_key == NULL || request_uri_key == NULL
-            || server_protocol_key == NULL || http11_text == NULL || empty_text == NULL
-            || get_text == NULL) ? -1 : 0;
-}
-
 /* Whether the name p[:n] is ``lower`` in any case (ASCII: a name is a token). */
 #define NAME_IS(p, n, lower) \
     ((n) == (Py_ssize_t)(sizeof(lower) - 1) && PyOS_strnicmp((const char *)(p), lower, (n)) == 0)
@@ -2610,22 +2590,48 @@ intern_slot_fields(void)
     return 0;
 }
 
+/* Every other string the module keeps, interned at its start: where it goes, its text. */
+static const struct {
+    PyObject **name;
+    const char *text;
+} interned_names[] = {
+    {&data_name, "data"}, {&popleft_name, "popleft"}, {&append_name, "append"},
+    {&request_method_key, "REQUEST_METHOD"}, {&script_name_key, "SCRIPT_NAME"},
+    {&path_info_key, "PATH_INFO"}, {&query_string_key, "QUERY_STRING"},
+    {&raw_uri_key, "RAW_URI"}, {&request_uri_key, "REQUEST_URI"},
+    {&server_protocol_key, "SERVER_PROTOCOL"}, {&http11_text, "HTTP/1.1"},
+    {&empty_text, ""}, {&get_text, "GET"},
+#ifdef HAVE_NOWAIT_IO
+    {&finish_name, "_finish_direct_send"}, {&hold_name, "hold"}, {&resume_name, "resume"},
+    {&ended_by_error_name, "ended_by_error"}, {&heard_name, "heard"},
+    {&receive_data_name, "receive_data"},
+#endif
+};
+
+static int
+intern_names(void)
+{
+    size_t index;
+
+    for (index = 0; index < sizeof(interned_names) / sizeof(interned_names[0]); index++) {
+        *interned_names[index].name = PyUnicode_InternFromString(interned_names[index].text);
+        if (*interned_names[index].name == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     PyObject *module;
 
-    data_name = PyUnicode_InternFromString("data");
-    popleft_name = PyUnicode_InternFromString("popleft");
-    append_name = PyUnicode_InternFromString("append");
     small_one = PyLong_FromLong(1);
-    if (data_name == NULL || popleft_name == NULL || append_name == NULL
-            || small_one == NULL || intern_slot_fields() < 0) {
+    if (small_one == NULL || intern_names() < 0 || intern_slot_fields() < 0) {
         return NULL;
     }
     init_byte_table(tchar_table, "!#$%&'*+-.^_`|~");
-    if (init_request_environ() < 0)
-        return NULL;
+    init_byte_table(host_table, "-._~!$&'()*+,;=%[]:");
     module = PyModule_Create(&speedups_module);
     if (module == NULL) {
         return NULL;
@@ -2643,16 +2649,7 @@ PyInit__speedups(void)
         }
         socket_type = (PyTypeObject *)type;  /* kept for the module's life */
     }
-    finish_name = PyUnicode_InternFromString("_finish_direct_send");
-    hold_name = PyUnicode_InternFromString("hold");
-    resume_name = PyUnicode_InternFromString("resume");
-    ended_by_error_name = PyUnicode_InternFromString("ended_by_error");
-    heard_name = PyUnicode_InternFromString("heard");
-    receive_data_name = PyUnicode_InternFromString("receive_data");
-    if (finish_name == NULL || hold_name == NULL
-            || resume_name == NULL || ended_by_error_name == NULL || heard_name == NULL
-            || receive_data_name == NULL
-            || PyType_Ready(&LockType) < 0
+    if (PyType_Ready(&LockType) < 0
             || PyType_Ready(&DirectSendType) < 0 || PyType_Ready(&DirectReceiveType) < 0
             || PyType_Ready(&EventTurnType) < 0) {
         Py_DECREF(module);

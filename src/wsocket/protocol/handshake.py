@@ -240,7 +240,7 @@ def server_handshake(headers: Mapping[str, str], method: str = "GET",
     connection = headers.get("connection")
     if connection != "Upgrade" and not _has_token(connection, "upgrade"):
         raise HandshakeError("missing header: Connection: Upgrade", 400)
-    if ("transfer-encoding" in headers or "content-length" in headers) and has_body(headers):
+    if has_body(headers):
         # Its bytes would be read as WebSocket frames after the 101.
         raise HandshakeError("a WebSocket upgrade request has no body (it has %s)" % (
             "Transfer-Encoding" if "transfer-encoding" in headers else "Content-Length"), 400)
