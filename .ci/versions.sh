@@ -21,7 +21,7 @@ TESTS=(
     tests/protocol tests/test_websocket.py tests/test_client.py tests/test_server_http.py
     tests/test_server_websocket.py tests/test_middleware.py tests/test_cli.py
     tests/test_limits.py tests/test_speedups.py tests/test_fuzz_targets.py
-    tests/test_loop_handshakes.py tests/test_direct_paths.py
+    tests/test_loop_handshakes.py tests/test_direct_paths.py tests/test_request_environ.py
 )
 LOGS=reports/versions
 mkdir -p "$LOGS"
